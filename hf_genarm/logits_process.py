@@ -1,0 +1,363 @@
+"""`GenARMLogitsProcessor`: reward-guided decoding inside stock `model.generate()`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from transformers import LogitsProcessor
+from transformers.utils import logging
+
+from ._reward_stream import RewardModelStream
+from .modeling import AutoregressiveRewardModel
+from .vocab import describe_tokenizer_difference, model_vocab_size, tokenizer_fingerprint
+
+__all__ = ["GenARMLogitsProcessor"]
+
+logger = logging.get_logger(__name__)
+
+
+class GenARMLogitsProcessor(LogitsProcessor):
+    r"""Guides any causal LM's `generate()` with one or more autoregressive reward models (GenARM).
+
+    GenARM ([Xu et al., ICLR 2025](https://arxiv.org/abs/2410.08193)) samples from
+    `pi_base(y_t | .) * prod_i pi_r_i(y_t | .) ** (alpha_i / beta)`. Each step this processor returns, in
+    float32 over the vocabulary the models share,
+
+    `log_softmax(scores) + sum_i (alpha_i / beta) * log_softmax(reward_model_i logits)`
+
+    and ids beyond the shared vocabulary get `-inf`. `generate()` then applies temperature, top-k and top-p
+    to that sum, so sampling follows `exp((log pi_base + sum_i alpha_i / beta * log pi_r_i) / T)`. Under
+    beam search the per-token sums accumulate into `log pi_base(y) + sum_i (alpha_i / beta) log pi_r_i(y)`,
+    the sequence-level GenARM objective.
+
+    Each reward model keeps its own KV cache and is fed only the new token each step, with position ids
+    taken from the prompt's attention mask as `generate()` takes them for the base (left padding works).
+    The processor matches each incoming row to the rows it has cached, so beam search (rows reordered each
+    step), assisted decoding (rejected candidates cropped) and a reused processor (a new `generate()` call
+    resets it) all work without help; `reset()` does it by hand.
+
+    Args:
+        reward_models (`PreTrainedModel` or `list[PreTrainedModel]`):
+            One or several `AutoregressiveRewardModel`s or plain causal LMs (PEFT models too) that share the
+            base model's tokenizer. They may live on another device or dtype than the base.
+        alpha (`float`, `list[float]` or `torch.Tensor`, *optional*, defaults to `1.0`):
+            Weight of each reward model: one float for all, one float per reward model, or a tensor of shape
+            `(batch, len(reward_models))` giving each prompt of the batch its own trade-off.
+        beta (`float`, *optional*, defaults to `1.0`):
+            KL-regularisation strength of the aligned policy; the reward models' weights are `alpha / beta`.
+        attention_mask (`torch.Tensor` of shape `(batch, prompt_length)`, *optional*):
+            The prompt's attention mask, as passed to `generate()` (which does not hand it to processors).
+            Needed for left-padded batches; rows of `num_beams` / `num_return_sequences` are derived from it.
+        reward_model_inputs (`dict` or `list[dict | None]`, *optional*):
+            Per reward model, its own prompt (`{"input_ids": ..., "attention_mask": ...}`, left-padded, one row
+            per prompt), e.g. the prompt in the reward model's chat template. It replaces the base prompt for
+            that reward model; the generated tokens are shared.
+        tokenizer (`PreTrainedTokenizerBase`, *optional*):
+            The base model's tokenizer. Fixes the shared vocabulary to `len(tokenizer)` and lets the processor
+            refuse reward models whose tokenizer (from their saved metadata or `reward_model_tokenizers`) differs.
+        reward_model_tokenizers (`list`, *optional*):
+            Tokenizers of the reward models, one per model (`None` entries allowed), for the same check.
+
+    Examples:
+
+    ```python
+    >>> import torch
+    >>> from hf_genarm import AutoregressiveRewardModel, GenARMLogitsProcessor
+    >>> from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
+    >>> tokenizer = make_tiny_tokenizer()
+    >>> base = make_tiny_causal_lm(seed=0)
+    >>> reward_model = AutoregressiveRewardModel(make_tiny_causal_lm(seed=1), tokenizer=tokenizer)
+    >>> inputs = tokenizer(["The cat", "Life is short"], return_tensors="pt", padding=True)
+    >>> processor = GenARMLogitsProcessor(
+    ...     reward_model, alpha=1.0, beta=0.5, attention_mask=inputs["attention_mask"], tokenizer=tokenizer
+    ... )
+    >>> output = base.generate(
+    ...     **inputs, logits_processor=[processor], max_new_tokens=5, do_sample=False,
+    ...     pad_token_id=tokenizer.pad_token_id,
+    ... )
+    >>> output.shape[0]
+    2
+    ```
+    """
+
+    supports_continuous_batching = False
+
+    def __init__(
+        self,
+        reward_models: torch.nn.Module | Sequence[torch.nn.Module],
+        alpha: float | Sequence[float] | torch.Tensor = 1.0,
+        beta: float = 1.0,
+        attention_mask: torch.Tensor | None = None,
+        reward_model_inputs: dict[str, torch.Tensor] | Sequence[dict[str, torch.Tensor] | None] | None = None,
+        tokenizer: Any = None,
+        reward_model_tokenizers: Sequence[Any] | None = None,
+    ) -> None:
+        models = self._validate_reward_models(reward_models)
+        self.beta = self._validate_beta(beta)
+        self.alpha = self._validate_alpha(alpha, len(models))
+        self.prompt_attention_mask = self._validate_attention_mask(attention_mask)
+        own_prompts = self._validate_reward_model_inputs(reward_model_inputs, len(models))
+        self.shared_vocab_size = self._check_vocabularies(models, tokenizer, reward_model_tokenizers)
+        self.reward_models = models
+        self._reward_widths = [model_vocab_size(model) for model in models]
+        self._streams = [RewardModelStream(model, *prompt) for model, prompt in zip(models, own_prompts)]
+        self._prompt_batch_size = self._check_batch_sizes()
+        self._seen_ids: torch.LongTensor | None = None
+        self._prompt_width = 0
+        self._rows_per_prompt = 1
+        self._row_weights: torch.Tensor | None = None
+
+    # ----------------------------------------------------------------------------------------- validation
+    @staticmethod
+    def _validate_reward_models(reward_models: Any) -> list[torch.nn.Module]:
+        models = list(reward_models) if isinstance(reward_models, (list, tuple)) else [reward_models]
+        if not models:
+            raise ValueError("`reward_models` is empty; pass at least one reward model.")
+        for index, model in enumerate(models):
+            if not isinstance(model, torch.nn.Module):
+                raise TypeError(
+                    f"`reward_models[{index}]` must be a causal LM (torch.nn.Module), got {type(model).__name__}."
+                )
+            get_head = getattr(model, "get_output_embeddings", None)
+            if get_head is None or get_head() is None:
+                raise ValueError(
+                    f"`reward_models[{index}]` ({type(model).__name__}) has no language-model head; load it with "
+                    "AutoModelForCausalLM or AutoregressiveRewardModel.from_pretrained."
+                )
+        return models
+
+    @staticmethod
+    def _validate_beta(beta: Any) -> float:
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)):
+            raise TypeError(f"`beta` must be a positive float, got {type(beta).__name__}.")
+        if not math.isfinite(beta) or beta <= 0:
+            raise ValueError(f"`beta` must be a finite float > 0 (the KL strength), got {beta}.")
+        return float(beta)
+
+    @staticmethod
+    def _validate_alpha(alpha: Any, num_models: int) -> torch.Tensor:
+        if isinstance(alpha, bool):
+            raise TypeError("`alpha` must be a float, a list of floats or a tensor, got a bool.")
+        if isinstance(alpha, (int, float)):
+            weights = torch.full((1, num_models), float(alpha))
+        elif isinstance(alpha, (list, tuple)):
+            if not all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in alpha):
+                raise TypeError("`alpha` given as a list must hold only floats.")
+            weights = torch.tensor([float(value) for value in alpha]).reshape(1, -1)
+        elif isinstance(alpha, torch.Tensor):
+            if alpha.dim() > 2:
+                raise ValueError(f"`alpha` as a tensor must be 1-D or (batch, n_reward_models); got {alpha.dim()}-D.")
+            weights = alpha.detach().float().cpu().reshape(1, -1) if alpha.dim() < 2 else alpha.detach().float().cpu()
+        else:
+            raise TypeError(f"`alpha` must be a float, a list of floats or a tensor, got {type(alpha).__name__}.")
+        if weights.shape[1] != num_models:
+            raise ValueError(
+                f"`alpha` has {weights.shape[1]} weight(s) per row but there are {num_models} reward model(s); "
+                "pass one weight per reward model."
+            )
+        if not torch.isfinite(weights).all():
+            raise ValueError(f"`alpha` must be finite, got {weights.tolist()}.")
+        return weights
+
+    @staticmethod
+    def _validate_attention_mask(attention_mask: Any) -> torch.Tensor | None:
+        if attention_mask is None:
+            return None
+        if not isinstance(attention_mask, torch.Tensor):
+            raise TypeError(f"`attention_mask` must be a torch.Tensor, got {type(attention_mask).__name__}.")
+        if attention_mask.dim() != 2:
+            raise ValueError(
+                f"`attention_mask` must have shape (batch, prompt_length), got {tuple(attention_mask.shape)}."
+            )
+        return attention_mask.detach().long()
+
+    @staticmethod
+    def _validate_reward_model_inputs(
+        reward_model_inputs: Any, num_models: int
+    ) -> list[tuple[torch.Tensor | None, torch.Tensor | None]]:
+        if reward_model_inputs is None:
+            return [(None, None)] * num_models
+        entries = list(reward_model_inputs) if isinstance(reward_model_inputs, (list, tuple)) else [reward_model_inputs]
+        if len(entries) != num_models:
+            raise ValueError(
+                f"`reward_model_inputs` has {len(entries)} entries for {num_models} reward model(s); pass one "
+                "entry (or None) per reward model."
+            )
+        prompts = []
+        for index, entry in enumerate(entries):
+            if entry is None:
+                prompts.append((None, None))
+                continue
+            if "input_ids" not in entry:
+                raise ValueError(f"`reward_model_inputs[{index}]` needs an 'input_ids' entry (and 'attention_mask').")
+            ids = torch.as_tensor(entry["input_ids"]).long()
+            if ids.dim() != 2:
+                raise ValueError(f"`reward_model_inputs[{index}]['input_ids']` must be 2-D (batch, length).")
+            mask = entry.get("attention_mask")
+            mask = torch.ones_like(ids) if mask is None else torch.as_tensor(mask).long()
+            if mask.shape != ids.shape:
+                raise ValueError(f"`reward_model_inputs[{index}]` has an attention_mask of another shape than its ids.")
+            prompts.append((ids, mask))
+        return prompts
+
+    def _check_batch_sizes(self) -> int | None:
+        """Return the number of prompts that the per-prompt inputs agree on (None when none is given)."""
+        batches = {}
+        if self.prompt_attention_mask is not None:
+            batches["attention_mask"] = self.prompt_attention_mask.shape[0]
+        if self.alpha.shape[0] > 1:
+            batches["alpha"] = self.alpha.shape[0]
+        for index, stream in enumerate(self._streams):
+            if stream.own_prompt_ids is not None:
+                batches[f"reward_model_inputs[{index}]"] = stream.own_prompt_ids.shape[0]
+        if len(set(batches.values())) > 1:
+            described = ", ".join(f"`{name}` has {size}" for name, size in batches.items())
+            raise ValueError(f"Batch sizes disagree: {described} rows; give every per-prompt input one row per prompt.")
+        return next(iter(batches.values()), None)
+
+    @staticmethod
+    def _check_vocabularies(models: list[torch.nn.Module], tokenizer: Any, model_tokenizers: Any) -> int | None:
+        if model_tokenizers is not None and len(model_tokenizers) != len(models):
+            raise ValueError("`reward_model_tokenizers` needs one entry (or None) per reward model.")
+        base_fingerprint = tokenizer_fingerprint(tokenizer) if tokenizer is not None else None
+        shared = base_fingerprint["vocab_size"] if base_fingerprint else None
+        for index, model in enumerate(models):
+            width = model_vocab_size(model)
+            fingerprint = None
+            if model_tokenizers is not None and model_tokenizers[index] is not None:
+                fingerprint = tokenizer_fingerprint(model_tokenizers[index])
+            elif isinstance(model, AutoregressiveRewardModel):
+                fingerprint = model.metadata.tokenizer
+            if base_fingerprint and fingerprint:
+                difference = describe_tokenizer_difference(base_fingerprint, fingerprint)
+                if difference:
+                    raise ValueError(
+                        f"`reward_models[{index}]` was trained with another tokenizer than the base model's "
+                        f"({difference}). GenARM adds log-probabilities token id by token id, so the reward model "
+                        "must share the base model's tokenizer."
+                    )
+            if shared is None and fingerprint:
+                shared = fingerprint["vocab_size"]
+            if shared is not None and width < shared:
+                raise ValueError(
+                    f"`reward_models[{index}]` has {width} output rows, fewer than the {shared} tokens of the "
+                    "tokenizer; it cannot score every token the base model can produce."
+                )
+        return shared
+
+    # ------------------------------------------------------------------------------------------- state
+    def reset(self, attention_mask: torch.Tensor | None = None) -> None:
+        """Forget the cached generation; the next call starts a new one.
+
+        A new `generate()` call is also noticed by itself (its first call sees only the prompt).
+
+        Args:
+            attention_mask (`torch.Tensor`, *optional*):
+                The prompt mask of the next `generate()` call, when it differs from the one given before.
+        """
+        if attention_mask is not None:
+            self.prompt_attention_mask = self._validate_attention_mask(attention_mask)
+            self._prompt_batch_size = self._check_batch_sizes()
+        for stream in self._streams:
+            stream.release()
+        self._seen_ids = None
+        self._row_weights = None
+
+    def _start(self, input_ids: torch.LongTensor) -> list[tuple[torch.LongTensor, torch.Tensor]]:
+        """Begin a new generation on the prompt `input_ids`; return what each stream must feed first."""
+        self.reset()
+        rows, width = input_ids.shape
+        prompts = self._prompt_batch_size or rows
+        if rows % prompts != 0:
+            raise ValueError(
+                f"generate() is decoding {rows} rows but the per-prompt inputs (`attention_mask`, per-row `alpha`, "
+                f"`reward_model_inputs`) have {prompts} rows; pass one row per prompt of this generate() call."
+            )
+        self._rows_per_prompt = rows // prompts
+        prompt_mask = self.prompt_attention_mask
+        if prompt_mask is None:
+            prompt_mask = torch.ones_like(input_ids)
+        elif prompt_mask.shape[1] != width:
+            raise ValueError(
+                f"The prompt passed to generate() has {width} columns but `attention_mask` has {prompt_mask.shape[1]}; "
+                "pass the prompt's own mask, or call `reset(attention_mask=...)` before reusing the processor."
+            )
+        else:
+            prompt_mask = prompt_mask.to(input_ids.device).repeat_interleave(self._rows_per_prompt, dim=0)
+        weights = self.alpha / self.beta
+        self._row_weights = (
+            weights.expand(rows, -1) if weights.shape[0] == 1 else weights.repeat_interleave(self._rows_per_prompt, 0)
+        )
+        self._prompt_width = width
+        return [stream.start(input_ids, prompt_mask, rows) for stream in self._streams]
+
+    def _synchronise(self, input_ids: torch.LongTensor) -> torch.LongTensor | None:
+        """Bring every stream's cache to a prefix of each row; return the tokens still to feed (None: new call)."""
+        seen = self._seen_ids
+        if seen is None or seen.shape[0] != input_ids.shape[0] or input_ids.shape[1] <= self._prompt_width:
+            return None
+        seen_length = seen.shape[1]
+        if seen_length < input_ids.shape[1] and torch.equal(input_ids[:, :seen_length], seen):
+            return input_ids[:, seen_length:]
+        # Rows were reordered (beam search) or tokens were taken back (assisted decoding). Rows only move within
+        # their prompt's group, so compare each row with the cached rows of its group, pick the one sharing the
+        # longest prefix (itself on ties), keep what every row shares and feed the rest.
+        rows = input_ids.shape[0]
+        group = self._rows_per_prompt if self._prompt_batch_size else rows
+        comparable = min(seen_length, input_ids.shape[1] - 1)
+        current = input_ids[:, :comparable].reshape(rows // group, group, 1, comparable)
+        cached = seen[:, :comparable].reshape(rows // group, 1, group, comparable)
+        mismatch = current != cached
+        shared = torch.where(mismatch.any(-1), mismatch.int().argmax(-1), comparable)
+        preference = 2 * shared + torch.eye(group, dtype=shared.dtype, device=shared.device)
+        local_sources = preference.argmax(-1)
+        keep = int(shared.gather(-1, local_sources.unsqueeze(-1)).min())
+        if keep < self._prompt_width:
+            return None
+        offsets = torch.arange(0, rows, group, device=input_ids.device).unsqueeze(-1)
+        sources = (local_sources + offsets).reshape(rows)
+        reorder = not torch.equal(sources, torch.arange(rows, device=input_ids.device))
+        for stream in self._streams:
+            if reorder:
+                stream.reorder(sources)
+            stream.crop(seen_length - keep)
+        return input_ids[:, keep:]
+
+    # ------------------------------------------------------------------------------------------- step
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        if not self.alpha.any():
+            return scores
+        new_tokens = self._synchronise(input_ids)
+        feeds = self._start(input_ids) if new_tokens is None else [(new_tokens, None)] * len(self._streams)
+        self._seen_ids = input_ids.clone()
+
+        vocab = self._resolve_shared_vocab(scores.shape[-1])
+        guided = torch.log_softmax(scores[:, :vocab].float(), dim=-1)
+        weights = self._row_weights.to(scores.device)
+        for index, (stream, (ids, mask)) in enumerate(zip(self._streams, feeds)):
+            reward_logits = stream.feed(ids, mask)
+            reward_log_probs = torch.log_softmax(reward_logits[:, :vocab], dim=-1).to(scores.device)
+            guided = guided + weights[:, index : index + 1] * reward_log_probs
+        if vocab < scores.shape[-1]:
+            guided = torch.nn.functional.pad(guided, (0, scores.shape[-1] - vocab), value=-float("inf"))
+        return guided
+
+    def _resolve_shared_vocab(self, base_width: int) -> int:
+        if self.shared_vocab_size is not None:
+            if base_width < self.shared_vocab_size:
+                raise ValueError(
+                    f"The base model scores {base_width} tokens, fewer than the {self.shared_vocab_size} tokens of the "
+                    "tokenizer; base and reward models must share the tokenizer."
+                )
+            return self.shared_vocab_size
+        smallest = min(self._reward_widths)
+        if smallest < base_width:
+            raise ValueError(
+                f"A reward model has {smallest} output rows but the base model scores {base_width} tokens. If the base "
+                "only pads its embedding matrix, pass `tokenizer=` (the base tokenizer) so the shared vocabulary is "
+                "known; otherwise the reward model cannot score every token and is refused."
+            )
+        return base_width

@@ -1,0 +1,372 @@
+"""`AutoregressiveRewardModel`: a causal LM whose log-likelihood of a response is its reward.
+
+GenARM (Xu et al., ICLR 2025, https://arxiv.org/abs/2410.08193) parametrises the reward of a response
+`y` to a prompt `x` as `r(x, y) = beta_r * sum_t log pi_r(y_t | x, y_<t)`. The reward model is therefore a
+plain causal LM; this wrapper adds `beta_r`, reward read-outs and a sidecar JSON with GenARM metadata,
+while keeping the checkpoint on disk exactly what `AutoModelForCausalLM` (or PEFT) already loads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, PreTrainedModel
+from transformers.utils import cached_file, logging
+
+from .vocab import tokenizer_fingerprint
+
+__all__ = ["DEFAULT_BETA_R", "GENARM_CONFIG_NAME", "AutoregressiveRewardModel", "RewardModelMetadata"]
+
+logger = logging.get_logger(__name__)
+
+GENARM_CONFIG_NAME = "genarm_config.json"
+DEFAULT_BETA_R = 0.1
+_ADAPTER_CONFIG_NAME = "adapter_config.json"
+
+
+@dataclass
+class RewardModelMetadata:
+    """GenARM metadata stored beside a reward model's weights in `genarm_config.json`.
+
+    Args:
+        beta_r (`float`, *optional*, defaults to `0.1`):
+            Scale of the reward: `r(x, y) = beta_r * sum_t log pi_r(y_t | x, y_<t)`.
+        base_model (`str`, *optional*):
+            Name or path of the causal LM the reward model was trained from.
+        tokenizer (`dict`, *optional*):
+            Fingerprint of its tokenizer (see `hf_genarm.vocab.tokenizer_fingerprint`), used to refuse a base
+            model whose tokenizer differs.
+        datasets (`list[str]`, *optional*):
+            Training data names.
+        metrics (`dict`, *optional*):
+            Evaluation metrics of the training run (shown in the model card).
+        library_version (`str`, *optional*):
+            Version of hf-genarm that wrote the file.
+
+    Examples:
+
+    ```python
+    >>> RewardModelMetadata(beta_r=0.05).beta_r
+    0.05
+    ```
+    """
+
+    beta_r: float = DEFAULT_BETA_R
+    base_model: str | None = None
+    tokenizer: dict[str, Any] | None = None
+    datasets: list[str] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    library_version: str | None = None
+    format_version: int = 1
+
+    def to_json_file(self, path: str | os.PathLike) -> None:
+        """Write the metadata as indented JSON."""
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(asdict(self), handle, indent=2, sort_keys=True)
+            handle.write("\n")
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> RewardModelMetadata:
+        """Read metadata written by `to_json_file`, ignoring keys from newer versions."""
+        with open(path, encoding="utf-8") as handle:
+            raw = json.load(handle)
+        known = {name: raw[name] for name in cls.__dataclass_fields__ if name in raw}
+        return cls(**known)
+
+
+def _validate_beta_r(beta_r: float) -> float:
+    if isinstance(beta_r, bool) or not isinstance(beta_r, (int, float)):
+        raise TypeError(f"`beta_r` must be a positive float, got {type(beta_r).__name__}.")
+    if not beta_r > 0 or beta_r != beta_r or beta_r == float("inf"):
+        raise ValueError(f"`beta_r` must be a finite positive float, got {beta_r}.")
+    return float(beta_r)
+
+
+def positions_from_attention_mask(attention_mask: torch.Tensor) -> torch.LongTensor:
+    """Position ids as `generate()` derives them: count of attended tokens so far, 0 on left padding."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+
+
+class AutoregressiveRewardModel(PreTrainedModel):
+    r"""A GenARM autoregressive reward model: a causal LM plus `beta_r`.
+
+    The reward of a response is `beta_r` times the sum of its tokens' log-probabilities under the wrapped
+    causal LM, with the prompt and padding masked and EOS counted. The wrapped model may be any Hugging Face
+    causal LM or a PEFT model around one. Saving writes the wrapped model's own checkpoint (safetensors, or
+    a PEFT adapter) and a small `genarm_config.json`, so `AutoModelForCausalLM.from_pretrained` loads the
+    folder without this package and without `trust_remote_code`.
+
+    Args:
+        model (`PreTrainedModel`):
+            The causal LM (or `peft.PeftModel`) whose log-likelihood defines the reward.
+        beta_r (`float`, *optional*, defaults to `0.1`):
+            Reward scale; the paper trains with `beta_r = 0.1`.
+        tokenizer (`PreTrainedTokenizerBase`, *optional*):
+            Tokenizer of the model. Its fingerprint goes into the metadata so that mismatched base models can be
+            refused at decoding time.
+        metadata (`RewardModelMetadata`, *optional*):
+            Full metadata; `beta_r` and `tokenizer`, when given, override its fields.
+
+    Examples:
+
+    ```python
+    >>> import torch
+    >>> from hf_genarm import AutoregressiveRewardModel
+    >>> from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
+    >>> tokenizer = make_tiny_tokenizer()
+    >>> reward_model = AutoregressiveRewardModel(make_tiny_causal_lm(), beta_r=0.1, tokenizer=tokenizer)
+    >>> batch = tokenizer(["Question: hi? Answer: hello"], return_tensors="pt")
+    >>> reward_model.sequence_rewards(**batch, prompt_length=4).shape
+    torch.Size([1])
+    ```
+    """
+
+    base_model_prefix = "model"
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        beta_r: float | None = None,
+        tokenizer: Any = None,
+        metadata: RewardModelMetadata | None = None,
+    ) -> None:
+        if isinstance(model, AutoregressiveRewardModel):
+            metadata = metadata or model.metadata
+            model = model.model
+        if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
+            raise TypeError(f"`model` must be a transformers causal LM or a PEFT model, got {type(model).__name__}.")
+        if model.get_output_embeddings() is None:
+            raise ValueError(
+                f"`model` ({type(model).__name__}) has no language-model head; pass an *ForCausalLM model, "
+                "e.g. loaded with AutoModelForCausalLM."
+            )
+        super().__init__(model.config)
+        self.model = model
+        metadata = replace(metadata) if metadata is not None else RewardModelMetadata()
+        if beta_r is not None:
+            metadata.beta_r = beta_r
+        metadata.beta_r = _validate_beta_r(metadata.beta_r)
+        if tokenizer is not None:
+            metadata.tokenizer = tokenizer_fingerprint(tokenizer)
+        if metadata.base_model is None:
+            metadata.base_model = getattr(model.config, "_name_or_path", None) or None
+        self.metadata = metadata
+
+    @property
+    def beta_r(self) -> float:
+        """Reward scale `beta_r`."""
+        return self.metadata.beta_r
+
+    @property
+    def is_peft_model(self) -> bool:
+        """Whether the wrapped model is a PEFT model (its checkpoint is an adapter)."""
+        return hasattr(self.model, "peft_config")
+
+    def get_input_embeddings(self) -> torch.nn.Module:
+        return self.model.get_input_embeddings()
+
+    def get_output_embeddings(self) -> torch.nn.Module | None:
+        return self.model.get_output_embeddings()
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the wrapped causal LM; arguments and outputs are its own."""
+        return self.model(*args, **kwargs)
+
+    def _response_log_probs(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None,
+        prompt_length: int | torch.Tensor | None,
+        response_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        attention_mask = attention_mask.to(input_ids.device)
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=positions_from_attention_mask(attention_mask),
+            use_cache=False,
+        )
+        logits = outputs.logits[:, :-1].float()
+        targets = input_ids[:, 1:]
+        token_log_probs = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+        scored = attention_mask[:, 1:].bool() & attention_mask[:, :-1].bool()
+        if response_mask is not None:
+            if response_mask.shape != input_ids.shape:
+                raise ValueError(
+                    f"`response_mask` must have the shape of `input_ids` {tuple(input_ids.shape)}, "
+                    f"got {tuple(response_mask.shape)}."
+                )
+            scored &= response_mask.to(scored.device)[:, 1:].bool()
+        elif prompt_length is not None:
+            columns = torch.arange(1, input_ids.shape[1], device=input_ids.device)
+            starts = torch.as_tensor(prompt_length, device=input_ids.device).reshape(-1, 1)
+            scored &= columns.unsqueeze(0) >= starts
+        token_log_probs = token_log_probs.masked_fill(~scored, 0.0)
+        return torch.nn.functional.pad(token_log_probs, (1, 0))
+
+    def token_rewards(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        prompt_length: int | torch.Tensor | None = None,
+        response_mask: torch.Tensor | None = None,
+        **unused: Any,
+    ) -> torch.Tensor:
+        """Per-token rewards `beta_r * log pi_r(y_t | x, y_<t)`, zero on the prompt and on padding.
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch, length)`): Prompt and response tokens.
+            attention_mask (`torch.Tensor`, *optional*): 1 for real tokens, 0 for padding (left or right).
+            prompt_length (`int` or `torch.Tensor` of shape `(batch,)`, *optional*):
+                Column at which each row's response starts; earlier columns are the prompt. Without it (and
+                without `response_mask`) every token that has a real predecessor is scored.
+            response_mask (`torch.Tensor`, *optional*): 1 on response tokens; overrides `prompt_length`.
+
+        Returns:
+            `torch.Tensor` of shape `(batch, length)`, float32: the reward of each token (column `t` scores token
+            `t` given tokens `< t`).
+        """
+        return self.beta_r * self._response_log_probs(input_ids, attention_mask, prompt_length, response_mask)
+
+    def sequence_rewards(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        prompt_length: int | torch.Tensor | None = None,
+        response_mask: torch.Tensor | None = None,
+        **unused: Any,
+    ) -> torch.Tensor:
+        """Response rewards `r(x, y) = beta_r * sum_t log pi_r(y_t | x, y_<t)`.
+
+        Args are those of `token_rewards`.
+
+        Returns:
+            `torch.Tensor` of shape `(batch,)`, float32.
+        """
+        return self.token_rewards(input_ids, attention_mask, prompt_length, response_mask).sum(-1)
+
+    @torch.no_grad()
+    def next_token_log_probs(
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Log-probabilities of the next token after each (left-padded) row, in float32.
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch, length)`): Left-padded prefixes.
+            attention_mask (`torch.Tensor`, *optional*): 1 for real tokens, 0 for padding.
+
+        Returns:
+            `torch.Tensor` of shape `(batch, vocab)`: `log_softmax` of the last position's logits.
+        """
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=positions_from_attention_mask(attention_mask),
+            use_cache=False,
+        )
+        return torch.log_softmax(outputs.logits[:, -1].float(), dim=-1)
+
+    def merge_adapter(self) -> AutoregressiveRewardModel:
+        """Merge a LoRA adapter into the backbone and return a reward model around the plain causal LM."""
+        if not self.is_peft_model:
+            raise ValueError("This reward model has no PEFT adapter to merge.")
+        return AutoregressiveRewardModel(self.model.merge_and_unload(), metadata=self.metadata)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, tokenizer: Any = None, **kwargs: Any) -> None:
+        """Save the wrapped model's checkpoint (safetensors), `genarm_config.json` and, if given, the tokenizer.
+
+        Args:
+            save_directory (`str` or `os.PathLike`): Folder to write into (created if missing).
+            tokenizer (`PreTrainedTokenizerBase`, *optional*): Saved beside the model; its fingerprint is recorded.
+            kwargs: Passed to the wrapped model's `save_pretrained` (e.g. `max_shard_size`).
+        """
+        if os.path.isfile(save_directory):
+            raise ValueError(f"`save_directory` ({save_directory}) is a file; pass a folder.")
+        os.makedirs(save_directory, exist_ok=True)
+        kwargs.pop("safe_serialization", None)
+        self.model.save_pretrained(save_directory, **kwargs)
+        if tokenizer is not None:
+            self.metadata.tokenizer = tokenizer_fingerprint(tokenizer)
+            tokenizer.save_pretrained(save_directory)
+        from . import __version__
+
+        self.metadata.library_version = __version__
+        self.metadata.to_json_file(os.path.join(save_directory, GENARM_CONFIG_NAME))
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload the reward model, its sidecar and a model card to the Hub; see `hf_genarm.hub.push_reward_model`."""
+        from .hub import push_reward_model
+
+        return push_reward_model(self, repo_id, **kwargs)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *,
+        beta_r: float | None = None,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        is_trainable: bool = False,
+        **model_kwargs: Any,
+    ) -> AutoregressiveRewardModel:
+        """Load a reward model from a local folder or a Hub repository.
+
+        The folder may hold a full causal-LM checkpoint or a PEFT adapter, with or without
+        `genarm_config.json` (released GenARM checkpoints are plain causal LMs: pass their `beta_r`).
+
+        Args:
+            pretrained_model_name_or_path (`str` or `os.PathLike`): Hub repo id or local folder.
+            beta_r (`float`, *optional*): Overrides the saved `beta_r`; required in spirit for plain
+                checkpoints without metadata, which otherwise get `0.1` with a warning.
+            revision (`str`, *optional*): Branch, tag or commit on the Hub.
+            token (`str` or `bool`, *optional*): Hub token.
+            cache_dir (`str`, *optional*): Hub cache folder.
+            is_trainable (`bool`, *optional*, defaults to `False`): For adapters, keep the LoRA weights trainable.
+            model_kwargs: Passed to `AutoModelForCausalLM.from_pretrained` (e.g. `dtype`, `device_map`).
+        """
+        hub_kwargs = {"revision": revision, "token": token, "cache_dir": cache_dir}
+        path = str(pretrained_model_name_or_path)
+        sidecar = cached_file(
+            path,
+            GENARM_CONFIG_NAME,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+            **hub_kwargs,
+        )
+        metadata = RewardModelMetadata.from_json_file(sidecar) if sidecar else None
+        if metadata is None and beta_r is None:
+            logger.warning(
+                f"{path} has no {GENARM_CONFIG_NAME}; using beta_r={DEFAULT_BETA_R}. Pass `beta_r=` to set it."
+            )
+        adapter_config = cached_file(
+            path,
+            _ADAPTER_CONFIG_NAME,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+            **hub_kwargs,
+        )
+        if adapter_config:
+            from peft import AutoPeftModelForCausalLM
+
+            model = AutoPeftModelForCausalLM.from_pretrained(
+                path, is_trainable=is_trainable, **hub_kwargs, **model_kwargs
+            )
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, **hub_kwargs, **model_kwargs)
+        if not is_trainable:
+            model.eval()
+        return cls(model, beta_r=beta_r, metadata=metadata)
