@@ -1,0 +1,162 @@
+"""Decoding cost of GenARM inside generate(), measured side by side in one run.
+
+Compares, with random GPT-2-style models (~30M parameters, float32, CPU by default):
+
+* base alone, reward model alone (each a plain ``generate()``),
+* GenARM with the processor's KV cache (one incremental reward pass per token),
+* GenARM without a reward-model cache (the reward model re-reads the whole prefix every step),
+* weak-to-strong: a reward model of about a quarter of the base's parameters,
+
+and the process memory after 10 and after 100 successive ``generate()`` calls with one processor.
+Configurations are interleaved within each repetition and the median is reported, so that the machine's
+noise hits every column alike.
+
+Usage::
+
+    python benchmarks/bench_decode.py                # full table (a few minutes on 2 CPU cores)
+    python benchmarks/bench_decode.py --repeats 1 --new-tokens 16 --batch-sizes 1   # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import time
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, LogitsProcessor
+
+from hf_genarm import GenARMLogitsProcessor
+from hf_genarm.modeling import positions_from_attention_mask
+
+VOCAB = 8192
+
+
+def build_gpt2(layers: int, width: int, heads: int, seed: int) -> GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=VOCAB, n_layer=layers, n_embd=width, n_head=heads, n_positions=1024, bos_token_id=0, eos_token_id=0
+    )
+    return GPT2LMHeadModel(config).eval()
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+class RecomputingGenARM(LogitsProcessor):
+    """GenARM without a reward-model cache: a full forward over the whole prefix at every step."""
+
+    def __init__(self, reward_model: torch.nn.Module, alpha: float, beta: float):
+        self.reward_model, self.weight = reward_model, alpha / beta
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        mask = torch.ones_like(input_ids)
+        logits = self.reward_model(
+            input_ids=input_ids, attention_mask=mask, position_ids=positions_from_attention_mask(mask), use_cache=False
+        ).logits[:, -1]
+        return torch.log_softmax(scores.float(), -1) + self.weight * torch.log_softmax(logits.float(), -1)
+
+
+def timed_generate(model, prompt, new_tokens, processors=()) -> float:
+    start = time.perf_counter()
+    with torch.no_grad():
+        model.generate(
+            input_ids=prompt,
+            attention_mask=torch.ones_like(prompt),
+            logits_processor=list(processors),
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+            pad_token_id=0,
+        )
+    return time.perf_counter() - start
+
+
+def resident_memory_mib() -> float:
+    with open(f"/proc/{os.getpid()}/statm") as handle:
+        pages = int(handle.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def memory_after_calls(base, reward_model, prompt, calls_checkpoints=(10, 100)) -> dict[int, float]:
+    processor = GenARMLogitsProcessor(reward_model, alpha=1.0, beta=1.0)
+    readings = {}
+    for call in range(1, max(calls_checkpoints) + 1):
+        timed_generate(base, prompt, 16, [processor])
+        if call in calls_checkpoints:
+            gc.collect()
+            readings[call] = resident_memory_mib()
+    return readings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--new-tokens", type=int, nargs="+", default=[128, 256])
+    parser.add_argument("--prompt-length", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    base = build_gpt2(layers=8, width=512, heads=8, seed=0)
+    reward_model = build_gpt2(layers=8, width=512, heads=8, seed=1)
+    small_reward_model = build_gpt2(layers=4, width=320, heads=5, seed=2)
+    print(
+        f"base {parameter_count(base) / 1e6:.1f}M params, reward model {parameter_count(reward_model) / 1e6:.1f}M, "
+        f"weak reward model {parameter_count(small_reward_model) / 1e6:.1f}M "
+        f"({parameter_count(small_reward_model) / parameter_count(base):.2f} x base); "
+        f"torch {torch.__version__}, {args.threads} threads, float32 CPU, greedy"
+    )
+
+    columns = ("base", "reward model", "GenARM cached", "GenARM recompute", "weak-to-strong")
+    rows = []
+    for batch in args.batch_sizes:
+        for new_tokens in args.new_tokens:
+            prompt = torch.randint(1, VOCAB, (batch, args.prompt_length), generator=torch.Generator().manual_seed(0))
+            # (model that generates, factory of its logits processors): a fresh processor per run.
+            runs = {
+                "base": (base, list),
+                "reward model": (reward_model, list),
+                "GenARM cached": (base, lambda: [GenARMLogitsProcessor(reward_model, alpha=1.0)]),
+                "GenARM recompute": (base, lambda: [RecomputingGenARM(reward_model, alpha=1.0, beta=1.0)]),
+                "weak-to-strong": (base, lambda: [GenARMLogitsProcessor(small_reward_model, alpha=1.0)]),
+            }
+            timings = {name: [] for name in columns}
+            timed_generate(base, prompt, 4)  # warm-up
+            for _ in range(args.repeats):
+                for name in columns:
+                    model, make_processors = runs[name]
+                    timings[name].append(timed_generate(model, prompt, new_tokens, make_processors()))
+            medians = {name: statistics.median(values) for name, values in timings.items()}
+            rows.append((batch, new_tokens, medians))
+            print(f"  batch {batch}, {new_tokens} tokens: " + ", ".join(f"{k} {v:.2f}s" for k, v in medians.items()))
+
+    print()
+    print(
+        "| batch | new tokens | base s | RM s | cached s | recompute s | w2s s "
+        "| cached / (base + RM) | w2s / base | recompute / cached |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for batch, new_tokens, m in rows:
+        print(
+            f"| {batch} | {new_tokens} | {m['base']:.2f} | {m['reward model']:.2f} | {m['GenARM cached']:.2f} "
+            f"| {m['GenARM recompute']:.2f} | {m['weak-to-strong']:.2f} "
+            f"| {m['GenARM cached'] / (m['base'] + m['reward model']):.3f} "
+            f"| {m['weak-to-strong'] / m['base']:.3f} "
+            f"| {m['GenARM recompute'] / m['GenARM cached']:.2f} |"
+        )
+    prompt = torch.randint(1, VOCAB, (2, args.prompt_length), generator=torch.Generator().manual_seed(1))
+    memory = memory_after_calls(base, reward_model, prompt)
+    print()
+    print(
+        f"Resident memory with one processor reused: after 10 generate() calls {memory[10]:.1f} MiB, "
+        f"after 100 calls {memory[100]:.1f} MiB (difference {memory[100] - memory[10]:+.1f} MiB)"
+    )
+
+
+if __name__ == "__main__":
+    main()

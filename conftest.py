@@ -1,0 +1,30 @@
+"""Repository-wide pytest set-up: offline Hub, and doctests written inside Markdown code fences.
+
+Docstrings follow the transformers convention of wrapping `>>>` examples in ```python fences. The standard
+doctest parser would read the closing fence as expected output, so the example pattern below stops the
+expected output at a fence line, as transformers' own doctest parser does.
+"""
+
+import doctest
+import os
+import re
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+doctest.DocTestParser._EXAMPLE_RE = re.compile(
+    r"""
+    (?P<source>
+        (?:^(?P<indent> [ ]*) >>>    .*)    # first line of the source
+        (?:\n           [ ]*  \.\.\. .*)*)  # continuation lines
+    \n?
+    (?P<want> (?:(?![ ]*$)      # expected output: not a blank line,
+                 (?![ ]*>>>)    # not a new example,
+                 (?![ ]*```)    # not a closing code fence
+                 .+$\n?
+              )*)
+    """,
+    re.MULTILINE | re.VERBOSE,
+)
