@@ -9,10 +9,16 @@ import doctest
 import os
 import re
 
+import torch
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Tiny test models run fastest on one thread, and one thread per process keeps concurrent jobs from
+# oversubscribing the cores (torch's thread pool spins while it waits).
+torch.set_num_threads(1)
 
 doctest.DocTestParser._EXAMPLE_RE = re.compile(
     r"""

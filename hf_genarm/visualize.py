@@ -1,0 +1,526 @@
+"""Pictures of what a reward model thinks: token-level reward heatmaps and alpha/beta trade-off plots.
+
+An autoregressive reward model gives every response token its own reward `beta_r * log pi_r(y_t | x, y_<t)`
+(figure 3 of the GenARM paper colours them). `score_text` computes those rewards for a prompt and a response;
+`token_reward_heatmap_html` and `save_token_reward_heatmap_png` draw them on a red-white-green diverging scale
+centred on zero; `plot_tradeoff` draws the scores two judges give to generations made with different weights.
+
+matplotlib is imported only inside the PNG functions, and they draw on an Agg canvas of their own, so neither
+`import hf_genarm` nor a notebook's plotting backend is affected.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from .modeling import AutoregressiveRewardModel
+
+__all__ = ["plot_tradeoff", "save_token_reward_heatmap_png", "score_text", "token_reward_heatmap_html"]
+
+# Ends of the diverging scale (ColorBrewer RdYlGn ends); zero is white.
+_NEGATIVE_RGB = (215, 48, 39)
+_POSITIVE_RGB = (26, 152, 80)
+_WHITE_RGB = (255, 255, 255)
+_DARK_TEXT = "#1a1a1a"
+_LIGHT_TEXT = "#ffffff"
+_UNSCORED_TEXT = "#8a8a8a"
+# Beyond this share of the scale the background is dark enough to need light text.
+_LIGHT_TEXT_FROM = 0.65
+_NEWLINE_MARK = "\u21b5"
+
+
+# --------------------------------------------------------------------------------------------- inputs
+def _validate_tokens_and_rewards(tokens: Any, rewards: Any) -> tuple[list[str], list[float]]:
+    if isinstance(tokens, str) or not isinstance(tokens, Sequence):
+        raise TypeError(f"`tokens` must be a list of strings, got {type(tokens).__name__}.")
+    if not all(isinstance(token, str) for token in tokens):
+        raise TypeError("`tokens` must hold only strings (decode token ids first, e.g. with `score_text`).")
+    if isinstance(rewards, torch.Tensor):
+        if rewards.dim() != 1:
+            raise ValueError(f"`rewards` must be 1-D (one value per token), got shape {tuple(rewards.shape)}.")
+        values = [float(value) for value in rewards.detach().float().cpu().tolist()]
+    elif isinstance(rewards, Sequence) and not isinstance(rewards, str):
+        if not all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in rewards):
+            raise TypeError("`rewards` must hold only numbers (NaN marks a token that was not scored).")
+        values = [float(value) for value in rewards]
+    else:
+        raise TypeError(f"`rewards` must be a list of floats or a 1-D tensor, got {type(rewards).__name__}.")
+    if len(values) != len(tokens):
+        raise ValueError(f"`tokens` has {len(tokens)} entries but `rewards` has {len(values)}; pass one per token.")
+    if not tokens:
+        raise ValueError("`tokens` is empty; there is nothing to draw.")
+    return list(tokens), values
+
+
+def _resolve_vmax(rewards: list[float], vmax: float | None) -> float:
+    if vmax is not None:
+        if isinstance(vmax, bool) or not isinstance(vmax, (int, float)) or not math.isfinite(vmax) or vmax <= 0:
+            raise ValueError(f"`vmax` must be a finite float > 0 (the reward shown at full colour), got {vmax!r}.")
+        return float(vmax)
+    largest = max((abs(value) for value in rewards if math.isfinite(value)), default=0.0)
+    return largest if largest > 0 else 1.0
+
+
+def _share_of_scale(reward: float, vmax: float) -> float:
+    """Where a reward sits on the colour scale, in [-1, 1]."""
+    return max(-1.0, min(1.0, reward / vmax))
+
+
+def _background_rgb(share: float) -> tuple[int, int, int]:
+    end = _POSITIVE_RGB if share > 0 else _NEGATIVE_RGB
+    weight = abs(share)
+    return tuple(round(white + weight * (colour - white)) for white, colour in zip(_WHITE_RGB, end))
+
+
+def _text_colour(share: float) -> str:
+    return _LIGHT_TEXT if abs(share) >= _LIGHT_TEXT_FROM else _DARK_TEXT
+
+
+def _display_token(token: str) -> str:
+    """Show line breaks as a visible mark followed by the break, so they keep a coloured box."""
+    return token.replace("\n", _NEWLINE_MARK + "\n")
+
+
+# --------------------------------------------------------------------------------------------- scoring
+@torch.no_grad()
+def score_text(
+    reward_model: AutoregressiveRewardModel,
+    tokenizer: Any,
+    prompt: str,
+    response: str,
+    *,
+    add_eos: bool = True,
+    include_prompt: bool = False,
+) -> tuple[list[str], list[float]]:
+    """Token-level rewards of a response to a prompt under an autoregressive reward model.
+
+    The text is tokenized as the ARM trainer tokenizes a preference pair: the response starts where the
+    tokenization of `prompt + response` leaves that of `prompt` (tokens may merge across the boundary), and
+    the tokenizer's EOS is appended, since it is part of the response and of its reward. Each response token
+    gets `beta_r * log pi_r(y_t | x, y_<t)` (`AutoregressiveRewardModel.token_rewards` with the prompt
+    masked), so the rewards sum to the response's sequence reward.
+
+    Args:
+        reward_model (`AutoregressiveRewardModel`):
+            The reward model.
+        tokenizer (`PreTrainedTokenizerBase`):
+            Its tokenizer.
+        prompt (`str`):
+            The prompt, exactly as the reward model was trained to read it (e.g. `"Question: ... Answer:"`).
+        response (`str`):
+            The response to score.
+        add_eos (`bool`, *optional*, defaults to `True`):
+            Append the EOS token to the response (score a finished response); `False` scores a partial one.
+        include_prompt (`bool`, *optional*, defaults to `False`):
+            Also return the prompt tokens, with reward `nan` (they are not scored); the heatmaps show them grey.
+
+    Returns:
+        `tuple[list[str], list[float]]`: each token decoded on its own, and its reward.
+
+    Examples:
+
+    ```python
+    >>> from hf_genarm import AutoregressiveRewardModel
+    >>> from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
+    >>> tokenizer = make_tiny_tokenizer()
+    >>> reward_model = AutoregressiveRewardModel(make_tiny_causal_lm(), beta_r=0.1, tokenizer=tokenizer)
+    >>> tokens, rewards = score_text(reward_model, tokenizer, "Good friends and", " good food")
+    >>> tokens
+    [' good', ' f', 'ood', '<|endoftext|>']
+    >>> all(reward < 0 for reward in rewards)
+    True
+    ```
+    """
+    if not isinstance(reward_model, AutoregressiveRewardModel):
+        raise TypeError(
+            f"`reward_model` must be an AutoregressiveRewardModel, got {type(reward_model).__name__}; wrap a causal "
+            "LM with `AutoregressiveRewardModel(model, beta_r=...)` or load one with `from_pretrained`."
+        )
+    if not isinstance(prompt, str) or not isinstance(response, str):
+        raise TypeError("`prompt` and `response` must be strings.")
+    if not response:
+        raise ValueError("`response` is empty; pass the text to score.")
+    prompt_ids = list(tokenizer(prompt)["input_ids"]) if prompt else []
+    full_ids = list(tokenizer(prompt + response)["input_ids"])
+    start = 0
+    while start < min(len(prompt_ids), len(full_ids)) and prompt_ids[start] == full_ids[start]:
+        start += 1
+    response_ids = full_ids[start:]
+    if add_eos:
+        if tokenizer.eos_token_id is None:
+            raise ValueError("The tokenizer has no EOS token; pass `add_eos=False` to score without one.")
+        if not response_ids or response_ids[-1] != tokenizer.eos_token_id:
+            response_ids.append(tokenizer.eos_token_id)
+    if not response_ids:
+        raise ValueError(f"`response` {response!r} adds no token to the prompt's tokenization.")
+    prompt_ids = prompt_ids[:start]
+    if not prompt_ids:
+        if tokenizer.bos_token_id is None:
+            raise ValueError("`prompt` is empty and the tokenizer has no BOS token for the response to follow.")
+        prompt_ids = [tokenizer.bos_token_id]
+    input_ids = torch.tensor([prompt_ids + response_ids], device=reward_model.device)
+    rewards = reward_model.token_rewards(input_ids, prompt_length=len(prompt_ids))[0].cpu().tolist()
+    response_rewards = [float(value) for value in rewards[len(prompt_ids) :]]
+    if include_prompt:
+        shown, values = prompt_ids + response_ids, [float("nan")] * len(prompt_ids) + response_rewards
+    else:
+        shown, values = response_ids, response_rewards
+    tokens = [tokenizer.decode([token_id]) for token_id in shown]
+    return tokens, values
+
+
+# --------------------------------------------------------------------------------------------- HTML
+def token_reward_heatmap_html(
+    tokens: Sequence[str],
+    rewards: Sequence[float] | torch.Tensor,
+    *,
+    vmax: float | None = None,
+    title: str | None = None,
+    full_page: bool = False,
+    precision: int = 4,
+) -> str:
+    """Colour each token by its reward, as self-contained HTML (inline styles, no scripts).
+
+    Negative rewards are red, zero is white, positive rewards are green; hovering a token shows its value.
+    Tokens with reward `nan` (e.g. the prompt from `score_text(..., include_prompt=True)`) are shown grey and
+    uncoloured. A legend under the text gives the scale.
+
+    Args:
+        tokens (`list[str]`):
+            The tokens, decoded one by one (whitespace kept).
+        rewards (`list[float]` or 1-D `torch.Tensor`):
+            One reward per token.
+        vmax (`float`, *optional*):
+            Reward drawn at full colour (both signs); defaults to the largest absolute reward.
+        title (`str`, *optional*):
+            Heading shown above the tokens (and the page title with `full_page=True`).
+        full_page (`bool`, *optional*, defaults to `False`):
+            Return a complete HTML document instead of a `<div>` to embed (e.g. in a notebook or a model card).
+        precision (`int`, *optional*, defaults to `4`):
+            Decimals of the values in hover titles and the legend.
+
+    Returns:
+        `str`: the HTML.
+
+    Examples:
+
+    ```python
+    >>> html_text = token_reward_heatmap_html(["Good", " day", "!"], [0.5, -0.25, 0.0])
+    >>> 'title="reward +0.5000' in html_text
+    True
+    >>> html_text.count('title="reward')
+    3
+    ```
+    """
+    tokens, values = _validate_tokens_and_rewards(tokens, rewards)
+    scale = _resolve_vmax(values, vmax)
+    if isinstance(precision, bool) or not isinstance(precision, int) or precision < 0:
+        raise ValueError(f"`precision` must be a non-negative int, got {precision!r}.")
+    spans = []
+    for index, (token, reward) in enumerate(zip(tokens, values)):
+        text = html.escape(_display_token(token))
+        if math.isnan(reward):
+            tip = f"token {index}: {token!r}, not scored"
+            style = f"color:{_UNSCORED_TEXT};"
+        else:
+            share = _share_of_scale(reward, scale)
+            red, green, blue = _background_rgb(share)
+            tip = f"reward {reward:+.{precision}f} (token {index}: {token!r})"
+            style = f"background-color:rgb({red},{green},{blue});color:{_text_colour(share)};"
+        spans.append(
+            f'<span style="{style}padding:2px 1px;border-radius:3px;" title="{html.escape(tip, quote=True)}">'
+            f"{text}</span>"
+        )
+    low, high = _background_rgb(-1.0), _background_rgb(1.0)
+    legend = (
+        '<div style="margin-top:10px;font-size:12px;display:flex;align-items:center;gap:6px;">'
+        f"<span>{-scale:+.{precision}f}</span>"
+        '<span style="display:inline-block;width:160px;height:10px;border:1px solid #ccc;'
+        f'background:linear-gradient(to right,rgb{low},rgb{_WHITE_RGB},rgb{high});"></span>'
+        f"<span>{scale:+.{precision}f}</span><span>token reward</span></div>"
+    )
+    heading = f'<div style="font-weight:bold;margin-bottom:6px;">{html.escape(title)}</div>' if title else ""
+    snippet = (
+        '<div class="hf-genarm-token-rewards" style="font-family:ui-monospace,Menlo,Consolas,monospace;'
+        'font-size:14px;line-height:2;white-space:pre-wrap;word-break:break-word;">'
+        f"{heading}<div>{''.join(spans)}</div>{legend}</div>"
+    )
+    if not full_page:
+        return snippet
+    page_title = html.escape(title or "Token rewards")
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<title>{page_title}</title>\n</head>\n<body style="margin:24px;">\n{snippet}\n</body>\n</html>\n'
+    )
+
+
+# --------------------------------------------------------------------------------------------- PNG
+def _checked_output_path(path: str | os.PathLike) -> pathlib.Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`path` must be a str or os.PathLike, got {type(path).__name__}.")
+    output = pathlib.Path(path)
+    if output.is_dir():
+        raise ValueError(f"`path` ({output}) is a folder; pass a file name such as 'rewards.png'.")
+    if not output.parent.is_dir():
+        raise FileNotFoundError(f"`path` ({output}): the folder {output.parent} does not exist.")
+    return output
+
+
+def _agg_figure(width: float, height: float, dpi: int) -> Any:
+    """A figure drawn by its own Agg canvas, leaving pyplot and the user's backend alone."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=dpi)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _reward_colormap() -> Any:
+    from matplotlib.colors import LinearSegmentedColormap
+
+    ends = [tuple(channel / 255 for channel in rgb) for rgb in (_NEGATIVE_RGB, _WHITE_RGB, _POSITIVE_RGB)]
+    return LinearSegmentedColormap.from_list("hf_genarm_reward", ends)
+
+
+def save_token_reward_heatmap_png(
+    tokens: Sequence[str],
+    rewards: Sequence[float] | torch.Tensor,
+    path: str | os.PathLike,
+    *,
+    vmax: float | None = None,
+    title: str | None = None,
+    width: float = 8.0,
+    font_size: float = 12.0,
+    dpi: int = 150,
+) -> pathlib.Path:
+    """Draw tokens in wrapped rows on backgrounds coloured by reward, with a colour bar, and save the image.
+
+    The picture follows figure 3 of the GenARM paper: red for negative rewards, white for zero, green for
+    positive ones; `nan` rewards (unscored prompt tokens) are drawn grey without a box. Line breaks inside
+    tokens start a new row. The file format follows the extension of `path` (PNG, SVG, PDF, ...).
+
+    Args:
+        tokens (`list[str]`):
+            The tokens, decoded one by one.
+        rewards (`list[float]` or 1-D `torch.Tensor`):
+            One reward per token.
+        path (`str` or `os.PathLike`):
+            Output file; its folder must exist.
+        vmax (`float`, *optional*):
+            Reward drawn at full colour (both signs); defaults to the largest absolute reward.
+        title (`str`, *optional*):
+            Title above the tokens.
+        width (`float`, *optional*, defaults to `8.0`):
+            Figure width in inches; the height follows from the number of rows.
+        font_size (`float`, *optional*, defaults to `12.0`):
+            Font size of the tokens, in points.
+        dpi (`int`, *optional*, defaults to `150`):
+            Resolution of the saved image.
+
+    Returns:
+        `pathlib.Path`: the written file.
+
+    Examples:
+
+    ```python
+    >>> import tempfile, pathlib
+    >>> folder = tempfile.mkdtemp()
+    >>> saved = save_token_reward_heatmap_png(["Good", " day", "!"], [0.5, -0.25, 0.0], f"{folder}/rewards.png")
+    >>> saved.read_bytes()[:4] == b"\\x89PNG"
+    True
+    ```
+    """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    tokens, values = _validate_tokens_and_rewards(tokens, rewards)
+    scale = _resolve_vmax(values, vmax)
+    output = _checked_output_path(path)
+    for name, value in (("width", width), ("font_size", font_size), ("dpi", dpi)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"`{name}` must be a positive number, got {value!r}.")
+
+    margin, gap = 0.25, 0.03
+    row_height = font_size * 2.0 / 72
+    usable = width - 2 * margin
+    if usable <= 0:
+        raise ValueError(f"`width` ({width}) leaves no room for text; pass at least {2 * margin + 1} inches.")
+
+    # Measure every token once on a scratch figure, then lay the rows out in inches.
+    scratch = _agg_figure(width, 1.0, dpi)
+    renderer = scratch.canvas.get_renderer()
+    pieces: list[tuple[str, float]] = []
+    for token in tokens:
+        label = token.replace("\n", _NEWLINE_MARK)
+        artist = scratch.text(0, 0, label, fontsize=font_size, parse_math=False)
+        pieces.append((label, artist.get_window_extent(renderer).width / dpi))
+        artist.remove()
+    placements = []
+    column, row = 0.0, 0
+    for (label, text_width), token, reward in zip(pieces, tokens, values):
+        if column > 0 and column + text_width > usable:
+            column, row = 0.0, row + 1
+        placements.append((label, column, row, reward))
+        column += text_width + gap
+        if "\n" in token:
+            column, row = 0.0, row + 1
+    rows = max(row for _, _, row, _ in placements) + 1
+
+    title_height = 0.45 if title else 0.0
+    colour_bar_height = 0.85
+    height = margin + title_height + rows * row_height + colour_bar_height + margin / 2
+    figure = _agg_figure(width, height, dpi)
+    if title:
+        figure.text(
+            0.5,
+            1 - (margin + title_height / 2) / height,
+            title,
+            ha="center",
+            va="center",
+            fontsize=font_size + 1,
+            fontweight="bold",
+            parse_math=False,
+        )
+    top = margin + title_height
+    for label, column, row, reward in placements:
+        y = 1 - (top + (row + 0.5) * row_height) / height
+        x = (margin + column) / width
+        if math.isnan(reward):
+            figure.text(x, y, label, fontsize=font_size, va="center", ha="left", color=_UNSCORED_TEXT, parse_math=False)
+            continue
+        share = _share_of_scale(reward, scale)
+        background = tuple(channel / 255 for channel in _background_rgb(share))
+        figure.text(
+            x,
+            y,
+            label,
+            fontsize=font_size,
+            va="center",
+            ha="left",
+            color=_text_colour(share),
+            parse_math=False,
+            bbox={"boxstyle": "square,pad=0.2", "facecolor": background, "edgecolor": "none"},
+        )
+    bar_axes = figure.add_axes((0.2, (margin / 2 + 0.45) / height, 0.6, 0.14 / height))
+    mappable = ScalarMappable(norm=Normalize(vmin=-scale, vmax=scale), cmap=_reward_colormap())
+    colour_bar = figure.colorbar(mappable, cax=bar_axes, orientation="horizontal")
+    colour_bar.set_label("token reward", fontsize=max(font_size - 2, 6))
+    colour_bar.ax.tick_params(labelsize=max(font_size - 3, 6))
+    figure.savefig(output, dpi=dpi)
+    return output
+
+
+def _pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points no other point beats on both scores (higher is better), sorted by the first score."""
+    front = []
+    for point in sorted(set(points), key=lambda item: (-item[0], -item[1])):
+        if not front or point[1] > front[-1][1]:
+            front.append(point)
+    return sorted(front)
+
+
+def plot_tradeoff(
+    points: Sequence[tuple[float, float]],
+    labels: Sequence[str] | None,
+    path: str | os.PathLike,
+    *,
+    series: Sequence[str] | None = None,
+    xlabel: str = "judge 1 score",
+    ylabel: str = "judge 2 score",
+    title: str | None = None,
+    show_front: bool = True,
+    figsize: tuple[float, float] = (6.0, 4.5),
+    dpi: int = 150,
+) -> pathlib.Path:
+    """Plot the scores two judges give to generations made with different weights, and save the figure.
+
+    Each point is one decoding configuration (e.g. one `alpha` mix of two reward models, or one `beta`), placed
+    at (score of judge 1, score of judge 2) and annotated with its label. Points of one `series` (a method:
+    GenARM, best-of-N, ARGS, ...) are joined in the order given, so a sweep over `alpha` draws its trade-off
+    curve; the Pareto front over all points (higher is better on both axes) is drawn dashed.
+
+    Args:
+        points (`list[tuple[float, float]]`):
+            `(judge 1 score, judge 2 score)` per configuration.
+        labels (`list[str]`, *optional*):
+            Annotation per point, e.g. `"α=0.3"`; `None` for none.
+        path (`str` or `os.PathLike`):
+            Output file; its folder must exist. The format follows the extension.
+        series (`list[str]`, *optional*):
+            Name of the method each point belongs to; one line and legend entry per name. Defaults to one series.
+        xlabel (`str`, *optional*, defaults to `"judge 1 score"`): Label of the x axis.
+        ylabel (`str`, *optional*, defaults to `"judge 2 score"`): Label of the y axis.
+        title (`str`, *optional*): Figure title.
+        show_front (`bool`, *optional*, defaults to `True`): Draw the Pareto front.
+        figsize (`tuple[float, float]`, *optional*, defaults to `(6.0, 4.5)`): Figure size in inches.
+        dpi (`int`, *optional*, defaults to `150`): Resolution of the saved image.
+
+    Returns:
+        `pathlib.Path`: the written file.
+
+    Examples:
+
+    ```python
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> points = [(0.1, 0.9), (0.5, 0.6), (0.8, 0.2)]
+    >>> plot_tradeoff(points, ["α=0", "α=0.5", "α=1"], f"{folder}/front.png", xlabel="helpful", ylabel="harmless").name
+    'front.png'
+    ```
+    """
+    if isinstance(points, (str, bytes)) or not isinstance(points, Sequence) or not points:
+        raise ValueError("`points` must be a non-empty list of (x, y) score pairs.")
+    coordinates = []
+    for index, point in enumerate(points):
+        if isinstance(point, torch.Tensor):
+            point = point.tolist()
+        if (
+            not isinstance(point, Sequence)
+            or len(point) != 2
+            or not all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in point)
+        ):
+            raise ValueError(
+                f"`points[{index}]` must be a pair of numbers (judge 1 score, judge 2 score), got {point!r}."
+            )
+        if not all(math.isfinite(value) for value in point):
+            raise ValueError(f"`points[{index}]` must be finite, got {point!r}.")
+        coordinates.append((float(point[0]), float(point[1])))
+    for name, values in (("labels", labels), ("series", series)):
+        if values is None:
+            continue
+        if isinstance(values, str) or not isinstance(values, Sequence):
+            raise TypeError(f"`{name}` must be a list of strings (one per point), got {type(values).__name__}.")
+        if len(values) != len(coordinates):
+            raise ValueError(f"`{name}` has {len(values)} entries for {len(coordinates)} points; pass one per point.")
+    output = _checked_output_path(path)
+
+    figure = _agg_figure(figsize[0], figsize[1], dpi)
+    axes = figure.add_subplot()
+    names = list(series) if series is not None else [None] * len(coordinates)
+    for name in dict.fromkeys(names):
+        members = [point for point, owner in zip(coordinates, names) if owner == name]
+        axes.plot(*zip(*members), marker="o", linewidth=1.5, markersize=5, label=name)
+    if labels is not None:
+        for (x, y), label in zip(coordinates, labels):
+            axes.annotate(str(label), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    if show_front and len(coordinates) > 1:
+        front = _pareto_front(coordinates)
+        axes.plot(*zip(*front), linestyle="--", color="grey", linewidth=1, label="Pareto front", zorder=0)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    if title:
+        axes.set_title(title)
+    axes.grid(True, alpha=0.3)
+    if series is not None or (show_front and len(coordinates) > 1):
+        axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(output, dpi=dpi)
+    return output
