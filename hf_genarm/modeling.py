@@ -284,19 +284,45 @@ class AutoregressiveRewardModel(PreTrainedModel):
             raise ValueError("This reward model has no PEFT adapter to merge.")
         return AutoregressiveRewardModel(self.model.merge_and_unload(), metadata=self.metadata)
 
-    def save_pretrained(self, save_directory: str | os.PathLike, tokenizer: Any = None, **kwargs: Any) -> None:
-        """Save the wrapped model's checkpoint (safetensors), `genarm_config.json` and, if given, the tokenizer.
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        tokenizer: Any = None,
+        *,
+        overwrite_model_card: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """Save the wrapped model's checkpoint (safetensors), `genarm_config.json`, a model card and the tokenizer.
+
+        The folder stays loadable by `AutoModelForCausalLM.from_pretrained` (or PEFT for an adapter). A
+        `README.md` already in the folder that hf-genarm did not write is kept as it was.
 
         Args:
             save_directory (`str` or `os.PathLike`): Folder to write into (created if missing).
             tokenizer (`PreTrainedTokenizerBase`, *optional*): Saved beside the model; its fingerprint is recorded.
-            kwargs: Passed to the wrapped model's `save_pretrained` (e.g. `max_shard_size`).
+            overwrite_model_card (`bool`, *optional*, defaults to `False`): Replace a `README.md` that hf-genarm
+                did not write with the generated card.
+            kwargs: Passed to the wrapped model's `save_pretrained` (e.g. `max_shard_size`). `push_to_hub=True`
+                (with `repo_id`, `token`, `private`, `revision`, `commit_message`, `create_pr`) then uploads the
+                reward model with `push_to_hub`.
         """
+        from .hub import read_user_model_card, write_model_card
+
         if os.path.isfile(save_directory):
             raise ValueError(f"`save_directory` ({save_directory}) is a file; pass a folder.")
-        os.makedirs(save_directory, exist_ok=True)
+        push_to_hub = kwargs.pop("push_to_hub", False)
+        hub_kwargs = {
+            name: kwargs.pop(name)
+            for name in ("token", "private", "revision", "commit_message", "create_pr")
+            if name in kwargs
+        }
+        repo_id = kwargs.pop("repo_id", None) or os.path.basename(os.path.normpath(os.fspath(save_directory)))
         kwargs.pop("safe_serialization", None)
+        os.makedirs(save_directory, exist_ok=True)
+        user_card = read_user_model_card(save_directory)
         self.model.save_pretrained(save_directory, **kwargs)
+        if not kwargs.get("is_main_process", True):
+            return
         if tokenizer is not None:
             self.metadata.tokenizer = tokenizer_fingerprint(tokenizer)
             tokenizer.save_pretrained(save_directory)
@@ -304,9 +330,27 @@ class AutoregressiveRewardModel(PreTrainedModel):
 
         self.metadata.library_version = __version__
         self.metadata.to_json_file(os.path.join(save_directory, GENARM_CONFIG_NAME))
+        write_model_card(
+            save_directory,
+            self.metadata,
+            user_card=user_card,
+            overwrite=overwrite_model_card,
+            is_adapter=self.is_peft_model,
+        )
+        if push_to_hub:
+            self.push_to_hub(repo_id, tokenizer=tokenizer, overwrite_model_card=overwrite_model_card, **hub_kwargs)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
-        """Upload the reward model, its sidecar and a model card to the Hub; see `hf_genarm.hub.push_reward_model`."""
+        """Upload the reward model, its sidecar and a model card to the Hub; see `hf_genarm.hub.push_reward_model`.
+
+        Args:
+            repo_id (`str`): `"namespace/name"` of the Hub repository (created if missing).
+            kwargs: `tokenizer`, `revision`, `token`, `private`, `commit_message`, `create_pr`,
+                `overwrite_model_card`, ... as accepted by `push_reward_model`.
+
+        Returns:
+            `huggingface_hub.CommitInfo`: the commit URL (a `str`), with `.oid` the commit hash.
+        """
         from .hub import push_reward_model
 
         return push_reward_model(self, repo_id, **kwargs)
@@ -321,12 +365,14 @@ class AutoregressiveRewardModel(PreTrainedModel):
         token: str | bool | None = None,
         cache_dir: str | os.PathLike | None = None,
         is_trainable: bool = False,
+        base_model: str | os.PathLike | PreTrainedModel | None = None,
         **model_kwargs: Any,
     ) -> AutoregressiveRewardModel:
         """Load a reward model from a local folder or a Hub repository.
 
         The folder may hold a full causal-LM checkpoint or a PEFT adapter, with or without
-        `genarm_config.json` (released GenARM checkpoints are plain causal LMs: pass their `beta_r`).
+        `genarm_config.json` (released GenARM checkpoints are plain causal LMs: pass their `beta_r`). An adapter
+        is put on the base model its `adapter_config.json` names, or on `base_model` when given.
 
         Args:
             pretrained_model_name_or_path (`str` or `os.PathLike`): Hub repo id or local folder.
@@ -336,6 +382,9 @@ class AutoregressiveRewardModel(PreTrainedModel):
             token (`str` or `bool`, *optional*): Hub token.
             cache_dir (`str`, *optional*): Hub cache folder.
             is_trainable (`bool`, *optional*, defaults to `False`): For adapters, keep the LoRA weights trainable.
+            base_model (`str`, `os.PathLike` or `PreTrainedModel`, *optional*): For adapters, the causal LM (or
+                its name or folder) to put the adapter on, instead of the one recorded in `adapter_config.json`;
+                needed when the adapter was trained on a model built from a config, which records none.
             model_kwargs: Passed to `AutoModelForCausalLM.from_pretrained` (e.g. `dtype`, `device_map`).
         """
         hub_kwargs = {"revision": revision, "token": token, "cache_dir": cache_dir}
@@ -360,11 +409,26 @@ class AutoregressiveRewardModel(PreTrainedModel):
             **hub_kwargs,
         )
         if adapter_config:
-            from peft import AutoPeftModelForCausalLM
+            from peft import PeftModel
 
-            model = AutoPeftModelForCausalLM.from_pretrained(
-                path, is_trainable=is_trainable, **hub_kwargs, **model_kwargs
-            )
+            with open(adapter_config, encoding="utf-8") as handle:
+                recorded = json.load(handle)
+            if base_model is None:
+                base_model = recorded.get("base_model_name_or_path")
+                if not base_model:
+                    raise ValueError(
+                        f"The adapter at {path} does not record its base model (it was trained on a model built "
+                        "from a config); pass `base_model=` with that causal LM or its folder."
+                    )
+            if not isinstance(base_model, torch.nn.Module):
+                base_model = AutoModelForCausalLM.from_pretrained(
+                    os.fspath(base_model),
+                    revision=recorded.get("revision"),
+                    token=token,
+                    cache_dir=cache_dir,
+                    **model_kwargs,
+                )
+            model = PeftModel.from_pretrained(base_model, path, is_trainable=is_trainable, **hub_kwargs)
         else:
             model = AutoModelForCausalLM.from_pretrained(path, **hub_kwargs, **model_kwargs)
         if not is_trainable:

@@ -1,0 +1,1 @@
+"""`evaluate` metric modules shipped with hf-genarm, loadable offline with `evaluate.load(<folder path>)`."""

@@ -1,0 +1,1 @@
+"""Preference accuracy as an `evaluate` module; load it with `hf_genarm.load_preference_accuracy()`."""

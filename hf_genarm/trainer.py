@@ -1,0 +1,707 @@
+"""`ARMTrainer`: train a GenARM autoregressive reward model on preference pairs with `transformers.Trainer`.
+
+The reward model `pi_r` is a causal LM trained so that its summed response log-likelihood ranks the chosen
+response above the rejected one (Xu et al., ICLR 2025, https://arxiv.org/abs/2410.08193):
+
+    loss = -log sigmoid(beta_r * (sum_t log pi_r(chosen_t | .) - sum_t log pi_r(rejected_t | .)))
+
+i.e. DPO with zero reference log-probabilities: no reference model is loaded. Sums run over response tokens
+only (prompt and padding masked, EOS counted), and chosen and rejected sequences share one forward pass.
+Distributed training, mixed precision, checkpointing and resumption are `Trainer`'s own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from datasets import Dataset
+from torch.nn import functional
+from transformers import (
+    AutoTokenizer,
+    EvalPrediction,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.utils import logging
+
+from .data import (
+    TOKENIZED_COLUMNS,
+    TRUNCATION_MODES,
+    PreferenceCollator,
+    PreferenceDataReport,
+    prepare_preference_dataset,
+)
+from .metrics import compute_preference_metrics
+from .modeling import (
+    DEFAULT_BETA_R,
+    GENARM_CONFIG_NAME,
+    AutoregressiveRewardModel,
+    RewardModelMetadata,
+    _validate_beta_r,
+    positions_from_attention_mask,
+)
+from .vocab import model_vocab_size, tokenizer_fingerprint
+
+__all__ = ["ARMConfig", "ARMTrainer"]
+
+logger = logging.get_logger(__name__)
+
+_TIMING_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second", "_model_preparation_time")
+_LOGGED_STATISTICS = (
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/accuracies",
+    "rewards/margins",
+    "logps/chosen",
+    "logps/rejected",
+)
+
+
+@dataclass
+class ARMConfig(TrainingArguments):
+    r"""Configuration of `ARMTrainer`: `transformers.TrainingArguments` plus what GenARM reward training needs.
+
+    Only the GenARM-specific fields are listed; see `transformers.TrainingArguments` for the rest. Being a
+    dataclass of `TrainingArguments`, it works with `transformers.HfArgumentParser` on the command line.
+
+    Parameters:
+        > Parameters that control the loss
+
+        beta_r (`float`, *optional*, defaults to `0.1`):
+            Reward scale: the reward of a response is `beta_r * sum_t log pi_r(y_t | x, y_<t)` and the loss is
+            `-log sigmoid(beta_r * (sum log pi_r(chosen) - sum log pi_r(rejected)))`. The GenARM paper trains with
+            `0.1`. It is saved in `genarm_config.json` with the model.
+
+        > Parameters that control the data preprocessing
+
+        max_length (`int` or `None`, *optional*, defaults to `1024`):
+            Longest prompt + response in tokens. Longer responses are cut at the end (counted in the data report);
+            rows whose prompt alone fills `max_length` are skipped. `None` disables the limit.
+        max_prompt_length (`int` or `None`, *optional*):
+            Longest prompt in tokens; longer prompts are truncated according to `truncation_mode` and counted.
+            Must be smaller than `max_length`. Defaults to half of `max_length` (`512` for the default `1024`);
+            without `max_length` it defaults to no limit.
+        truncation_mode (`str`, *optional*, defaults to `"keep_end"`):
+            Which part of an over-long prompt to keep: `"keep_end"` (the tokens nearest the response) or
+            `"keep_start"`.
+        dataset_num_proc (`int`, *optional*):
+            Number of processes used to tokenize the datasets (`datasets.Dataset.map`).
+
+        > Parameters that control the model
+
+        model_init_kwargs (`dict[str, Any]`, *optional*):
+            Keyword arguments for `AutoModelForCausalLM.from_pretrained` (e.g. `{"dtype": "bfloat16"}`), used when
+            `model` is given to `ARMTrainer` as a name or path. `dtype` defaults to `float32`, as in TRL.
+            `trust_remote_code` is refused.
+        disable_dropout (`bool`, *optional*, defaults to `True`):
+            Set every dropout probability of the model to 0, as TRL's preference trainers do.
+
+    Examples:
+
+    ```python
+    >>> from hf_genarm import ARMConfig
+    >>> args = ARMConfig(output_dir="arm-model", beta_r=0.05, max_length=256)
+    >>> args.beta_r, args.max_prompt_length, args.truncation_mode
+    (0.05, 128, 'keep_end')
+    ```
+    """
+
+    _VALID_DICT_FIELDS: ClassVar[list[str]] = [*TrainingArguments._VALID_DICT_FIELDS, "model_init_kwargs"]
+
+    beta_r: float = field(
+        default=DEFAULT_BETA_R,
+        metadata={
+            "help": "Reward scale: reward = beta_r * sum of response-token log-probs; the loss is "
+            "-log sigmoid(beta_r * (sum logp(chosen) - sum logp(rejected))). The GenARM paper uses 0.1."
+        },
+    )
+    max_length: int | None = field(
+        default=1024,
+        metadata={
+            "help": "Longest prompt + response in tokens; longer responses are cut at the end, rows whose prompt "
+            "fills it are skipped. None disables the limit."
+        },
+    )
+    max_prompt_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "Longest prompt in tokens; longer prompts are truncated according to `truncation_mode` and "
+            "counted. Must be smaller than `max_length`; defaults to half of `max_length` (512 for 1024)."
+        },
+    )
+    truncation_mode: str = field(
+        default="keep_end",
+        metadata={
+            "help": "Part of an over-long prompt to keep: 'keep_end' (nearest the response) or 'keep_start'.",
+            "choices": list(TRUNCATION_MODES),
+        },
+    )
+    dataset_num_proc: int | None = field(
+        default=None,
+        metadata={"help": "Number of processes used to tokenize the datasets."},
+    )
+    model_init_kwargs: dict[str, Any] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Keyword arguments for `AutoModelForCausalLM.from_pretrained` when `model` is a name or path. "
+            "`dtype` defaults to float32; `trust_remote_code` is refused."
+        },
+    )
+    disable_dropout: bool = field(
+        default=True,
+        metadata={"help": "Set every dropout probability of the model to 0."},
+    )
+
+    def __post_init__(self) -> None:
+        self.beta_r = _validate_beta_r(self.beta_r)
+        if self.truncation_mode not in TRUNCATION_MODES:
+            raise ValueError(f"`truncation_mode` must be one of {TRUNCATION_MODES}, got {self.truncation_mode!r}.")
+        for name in ("max_length", "max_prompt_length", "dataset_num_proc"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"`{name}` must be a positive int or None, got {value!r}.")
+        if self.max_prompt_length is None and self.max_length is not None:
+            self.max_prompt_length = max(1, self.max_length // 2)
+        limits = (self.max_length, self.max_prompt_length)
+        if None not in limits and self.max_prompt_length >= self.max_length:
+            raise ValueError(
+                f"`max_prompt_length` ({self.max_prompt_length}) must be smaller than `max_length` "
+                f"({self.max_length}) to leave room for the response."
+            )
+        super().__post_init__()
+
+
+def _is_peft_model(model: Any) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
+
+
+def _dataset_name(data: Any) -> str | None:
+    if isinstance(data, (str, os.PathLike)):
+        return os.path.basename(os.fspath(data))
+    if isinstance(data, Dataset):
+        return data.info.dataset_name or None
+    return None
+
+
+def _disable_dropout(model: torch.nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+
+
+class ARMTrainer(Trainer):
+    r"""Train a GenARM autoregressive reward model (ARM) on preference pairs.
+
+    The loss is `-log sigmoid(beta_r * (sum log pi_r(chosen) - sum log pi_r(rejected)))` with sums over response
+    tokens only (prompt and padding masked, EOS counted); chosen and rejected sequences go through the model in
+    one concatenated forward pass and no reference model is loaded. Logged metrics use TRL's names:
+    `rewards/chosen`, `rewards/rejected`, `rewards/accuracies`, `rewards/margins`, `logps/chosen`,
+    `logps/rejected` (and `eval_...` during evaluation), plus `eval_preference_accuracy` from the
+    preference-accuracy `evaluate` module shipped with hf-genarm. A reward is `beta_r` times the summed
+    log-probability, as `AutoregressiveRewardModel.sequence_rewards` computes it.
+
+    Saved checkpoints are what tools already read (the causal LM's safetensors, or only the adapter with
+    `peft_config`), plus `genarm_config.json` and a model card; `AutoregressiveRewardModel.from_pretrained`
+    loads them, and `push_to_hub` shares them.
+
+    Args:
+        model (`str`, `PreTrainedModel`, `peft.PeftModel` or `AutoregressiveRewardModel`):
+            The reward model to train: a Hub id or folder (a causal LM or an adapter, loaded with
+            `args.model_init_kwargs`), a causal LM, a PEFT model (to keep training its adapter) or an
+            `AutoregressiveRewardModel`.
+        args (`ARMConfig`, *optional*):
+            Training configuration; defaults to `ARMConfig(output_dir="<model name>-ARM")`.
+        data_collator (`Callable`, *optional*):
+            Batches tokenized rows; defaults to `PreferenceCollator`.
+        train_dataset (`datasets.Dataset`, `str` or `list[dict]`):
+            Preference pairs in a TRL format: explicit `prompt`/`chosen`/`rejected`, implicit `chosen`/`rejected`
+            (the prompt is their longest common prefix), or conversational (lists of messages, rendered with the
+            tokenizer's chat template). A `datasets.Dataset`, a path to a JSON Lines file or a list of dicts.
+            Unusable rows are skipped, counted and logged (see `data_reports`).
+        eval_dataset (same types, or a `dict` of them, *optional*):
+            Held-out pairs for `evaluate()`.
+        processing_class (`PreTrainedTokenizerBase`, *optional*):
+            The tokenizer; loaded from `model`'s name if omitted. Without a pad token it pads with EOS.
+        compute_metrics (`Callable[[EvalPrediction], dict]`, *optional*):
+            Receives, per pair, the rewards `[chosen, rejected]`; defaults to
+            `hf_genarm.metrics.compute_preference_metrics`.
+        callbacks (`list[TrainerCallback]`, *optional*): Extra `Trainer` callbacks.
+        optimizers (`tuple`, *optional*): `(optimizer, scheduler)`, as for `Trainer`.
+        peft_config (`peft.PeftConfig`, *optional*):
+            Train a PEFT adapter (e.g. `peft.LoraConfig`) instead of the full model; saved runs then hold only the
+            adapter weights and the sidecar.
+
+    Examples:
+
+    ```python
+    >>> import tempfile
+    >>> from hf_genarm import ARMConfig, ARMTrainer
+    >>> from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
+    >>> pairs = [{"prompt": "Question: hi? Answer:", "chosen": " hello, nice day", "rejected": " go away"}] * 4
+    >>> args = ARMConfig(
+    ...     output_dir=tempfile.mkdtemp(), max_steps=2, per_device_train_batch_size=2, use_cpu=True,
+    ...     save_strategy="no", report_to=[],
+    ... )
+    >>> trainer = ARMTrainer(
+    ...     make_tiny_causal_lm(), args=args, train_dataset=pairs, processing_class=make_tiny_tokenizer()
+    ... )
+    >>> result = trainer.train()  # doctest: +ELLIPSIS
+    {'train_runtime': ..., 'train_loss': ..., 'rewards/chosen': ..., 'rewards/accuracies': ..., 'logps/chosen': ...}
+    >>> result.global_step
+    2
+    >>> trainer.reward_model.beta_r
+    0.1
+    ```
+    """
+
+    loss_is_scaled_for_ga = False
+    _tag_names = ("genarm", "hf-genarm", "reward-model")
+
+    def __init__(
+        self,
+        model: str | os.PathLike | PreTrainedModel | AutoregressiveRewardModel | torch.nn.Module,
+        args: ARMConfig | None = None,
+        data_collator: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
+        train_dataset: Any = None,
+        eval_dataset: Any = None,
+        processing_class: PreTrainedTokenizerBase | None = None,
+        compute_metrics: Callable[[EvalPrediction], dict] | None = None,
+        callbacks: list[TrainerCallback] | None = None,
+        optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
+        peft_config: Any = None,
+    ) -> None:
+        if args is None:
+            name = os.fspath(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__
+            args = ARMConfig(output_dir=f"{Path(name).name}-ARM")
+        elif not isinstance(args, ARMConfig):
+            raise TypeError(
+                f"`args` must be an ARMConfig, got {type(args).__name__}; build it with `ARMConfig(output_dir=..., "
+                "beta_r=..., ...)` (it accepts every TrainingArguments field)."
+            )
+        if train_dataset is None:
+            raise ValueError("`train_dataset` is required: pass preference pairs (a Dataset, a .jsonl path or a list).")
+        # PEFT initialises adapters randomly: seed first so that runs are reproducible.
+        set_seed(args.seed)
+        model, metadata = self._load_model(model, args)
+        processing_class = self._resolve_tokenizer(processing_class, model)
+        if processing_class.pad_token is None:
+            processing_class.pad_token = processing_class.eos_token
+        if len(processing_class) > model_vocab_size(model):
+            raise ValueError(
+                f"The tokenizer has {len(processing_class)} tokens but the model's embeddings only "
+                f"{model_vocab_size(model)} rows; call `model.resize_token_embeddings(len(tokenizer))` first."
+            )
+        if peft_config is not None:
+            model = self._apply_peft(model, peft_config, args)
+        if args.disable_dropout:
+            _disable_dropout(model)
+
+        # What data preparation kept, skipped (by reason) and truncated, per dataset name.
+        self.data_reports: dict[str, PreferenceDataReport] = {}
+        dataset_names = [name for name in (_dataset_name(train_dataset),) if name]
+        train_dataset = self._prepare(train_dataset, processing_class, args, "train_dataset")
+        if isinstance(eval_dataset, dict):
+            eval_dataset = {
+                key: self._prepare(value, processing_class, args, f"eval_dataset[{key!r}]")
+                for key, value in eval_dataset.items()
+            }
+        elif eval_dataset is not None:
+            eval_dataset = self._prepare(eval_dataset, processing_class, args, "eval_dataset")
+        if data_collator is None:
+            data_collator = PreferenceCollator(pad_token_id=processing_class.pad_token_id)
+        if compute_metrics is None:
+            compute_metrics = compute_preference_metrics
+
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            compute_metrics=compute_metrics,
+            callbacks=callbacks,
+            optimizers=optimizers,
+        )
+        metadata = replace(metadata) if metadata is not None else RewardModelMetadata()
+        metadata.beta_r = args.beta_r
+        if metadata.base_model is None:
+            metadata.base_model = getattr(model.config, "_name_or_path", None) or None
+        metadata.datasets = [*metadata.datasets, *(name for name in dataset_names if name not in metadata.datasets)]
+        metadata.metrics = {}
+        self._metadata = metadata
+        self._metrics: dict[str, defaultdict[str, list[float]]] = {
+            "train": defaultdict(list),
+            "eval": defaultdict(list),
+        }
+        self._eval_prefix = "eval"
+        if hasattr(self.model, "add_model_tags"):
+            self.model.add_model_tags(list(self._tag_names))
+
+    # ------------------------------------------------------------------------------------------------ setup
+    @staticmethod
+    def _load_model(model: Any, args: ARMConfig) -> tuple[torch.nn.Module, RewardModelMetadata | None]:
+        if isinstance(model, (str, os.PathLike)):
+            init_kwargs = dict(args.model_init_kwargs or {})
+            if init_kwargs.pop("trust_remote_code", False):
+                raise ValueError(
+                    "hf-genarm never runs code from a model repository: remove `trust_remote_code` from "
+                    "`model_init_kwargs`, or load the model yourself and pass the object."
+                )
+            init_kwargs.setdefault("dtype", torch.float32)
+            loaded = AutoregressiveRewardModel.from_pretrained(
+                os.fspath(model), beta_r=args.beta_r, is_trainable=True, **init_kwargs
+            )
+            return loaded.model, loaded.metadata
+        if args.model_init_kwargs:
+            logger.warning("`model_init_kwargs` is ignored because `model` is already instantiated.")
+        if isinstance(model, AutoregressiveRewardModel):
+            if model.beta_r != args.beta_r:
+                logger.warning(
+                    f"The reward model was saved with beta_r={model.beta_r}; training with `args.beta_r`="
+                    f"{args.beta_r}, which the saved model will carry."
+                )
+            return model.model, model.metadata
+        if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
+            raise TypeError(
+                f"`model` must be a model id or folder, a transformers causal LM, a PEFT model or an "
+                f"AutoregressiveRewardModel, got {type(model).__name__}."
+            )
+        if model.get_output_embeddings() is None:
+            raise ValueError(
+                f"`model` ({type(model).__name__}) has no language-model head; load it with AutoModelForCausalLM."
+            )
+        return model, None
+
+    @staticmethod
+    def _resolve_tokenizer(processing_class: Any, model: torch.nn.Module) -> PreTrainedTokenizerBase:
+        if processing_class is None:
+            name = getattr(model.config, "_name_or_path", None)
+            if not name:
+                raise ValueError(
+                    "`processing_class` is required when the model was not loaded from a name or folder; pass the "
+                    "tokenizer, e.g. `AutoTokenizer.from_pretrained(...)`."
+                )
+            processing_class = AutoTokenizer.from_pretrained(name)
+        if not isinstance(processing_class, PreTrainedTokenizerBase):
+            raise TypeError(
+                "`processing_class` must be a tokenizer (PreTrainedTokenizerBase), got "
+                f"{type(processing_class).__name__}."
+            )
+        if processing_class.eos_token is None:
+            raise ValueError("The tokenizer has no EOS token; set `tokenizer.eos_token` (responses end with it).")
+        return processing_class
+
+    @staticmethod
+    def _apply_peft(model: torch.nn.Module, peft_config: Any, args: ARMConfig) -> torch.nn.Module:
+        from peft import PeftConfig, get_peft_model
+
+        if not isinstance(peft_config, PeftConfig):
+            raise TypeError(
+                f"`peft_config` must be a peft.PeftConfig (e.g. LoraConfig), got {type(peft_config).__name__}."
+            )
+        if _is_peft_model(model):
+            raise ValueError(
+                "`model` already carries a PEFT adapter and `peft_config` asks for another one; merge the existing "
+                "adapter first (`AutoregressiveRewardModel.merge_adapter()`), or drop `peft_config` to keep "
+                "training it."
+            )
+        model = get_peft_model(model, peft_config)
+        if args.gradient_checkpointing:
+            model.enable_input_require_grads()
+        return model
+
+    def _prepare(self, data: Any, tokenizer: PreTrainedTokenizerBase, args: ARMConfig, name: str) -> Dataset:
+        dataset, report = prepare_preference_dataset(
+            data,
+            tokenizer,
+            max_length=args.max_length,
+            max_prompt_length=args.max_prompt_length,
+            truncation_mode=args.truncation_mode,
+            num_proc=args.dataset_num_proc,
+            name=name,
+        )
+        self.data_reports[name] = report
+        return dataset
+
+    def _set_signature_columns_if_needed(self) -> None:
+        if self._signature_columns is None:
+            self._signature_columns = list(TOKENIZED_COLUMNS)
+
+    # ------------------------------------------------------------------------------------------------ loss
+    def _pair_log_probs(
+        self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed response log-probs of the chosen and rejected halves of a `PreferenceCollator` batch."""
+        input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
+        outputs = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=positions_from_attention_mask(attention_mask),
+            use_cache=False,
+        )
+        logits = outputs.logits
+        # Targets are shifted left and padded at the end instead of slicing the logits, which would copy them:
+        # the same layout the plain causal-LM loss uses, so the two cost the same.
+        scored = inputs["completion_mask"][:, 1:].bool()
+        targets = functional.pad(input_ids[:, 1:].masked_fill(~scored, -100), (0, 1), value=-100)
+        # Half-precision logits are upcast (log-softmax in float32 at least), as the plain causal-LM loss does.
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        token_log_probs = -functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="none"
+        )
+        sequence_log_probs = token_log_probs.view(targets.shape).sum(-1)
+        chosen_log_probs, rejected_log_probs = sequence_log_probs.chunk(2)
+        return chosen_log_probs, rejected_log_probs
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Pairwise GenARM loss of a batch; also records the logged reward statistics.
+
+        Args:
+            model (`torch.nn.Module`): The (possibly wrapped) causal LM.
+            inputs (`dict`): A `PreferenceCollator` batch: chosen rows, then rejected rows.
+            return_outputs (`bool`, *optional*, defaults to `False`): Also return the per-pair rewards.
+            num_items_in_batch: Unused; the loss is a mean over pairs (`Trainer` divides it for gradient
+                accumulation).
+
+        Returns:
+            The scalar loss, or `(loss, {"chosen_rewards": ..., "rejected_rewards": ...})`.
+        """
+        chosen_log_probs, rejected_log_probs = self._pair_log_probs(model, inputs)
+        beta_r = self.args.beta_r
+        loss = -functional.logsigmoid(beta_r * (chosen_log_probs - rejected_log_probs)).mean()
+        chosen_rewards = beta_r * chosen_log_probs.detach()
+        rejected_rewards = beta_r * rejected_log_probs.detach()
+        statistics = torch.stack(
+            [
+                chosen_rewards,
+                rejected_rewards,
+                (chosen_rewards > rejected_rewards).float(),
+                chosen_rewards - rejected_rewards,
+                chosen_log_probs.detach(),
+                rejected_log_probs.detach(),
+            ],
+            dim=1,
+        )
+        means = self.accelerator.gather_for_metrics(statistics).mean(0).tolist()
+        mode = "train" if model.training else "eval"
+        for name, value in zip(_LOGGED_STATISTICS, means):
+            self._metrics[mode][name].append(value)
+        if return_outputs:
+            return loss, {"chosen_rewards": chosen_rewards, "rejected_rewards": rejected_rewards}
+        return loss
+
+    def prediction_step(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, torch.Tensor],
+        prediction_loss_only: bool,
+        ignore_keys: list[str] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Evaluation step: the loss and, per pair, the rewards `[chosen, rejected]` as predictions."""
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss, rewards = self.compute_loss(model, inputs, return_outputs=True)
+        loss = loss.detach()
+        if prediction_loss_only:
+            return loss, None, None
+        predictions = torch.stack([rewards["chosen_rewards"], rewards["rejected_rewards"]], dim=1)
+        labels = torch.zeros(predictions.shape[0], dtype=torch.long, device=predictions.device)
+        return loss, predictions, labels
+
+    def evaluate(
+        self,
+        eval_dataset: Any = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> dict[str, float]:
+        """`Trainer.evaluate`, also accepting raw preference data (tokenized like `eval_dataset`)."""
+        if eval_dataset is not None and not isinstance(eval_dataset, str):
+            if isinstance(eval_dataset, dict):
+                eval_dataset = {
+                    key: self._prepare(value, self.processing_class, self.args, f"eval_dataset[{key!r}]")
+                    for key, value in eval_dataset.items()
+                }
+            else:
+                eval_dataset = self._prepare(eval_dataset, self.processing_class, self.args, metric_key_prefix)
+        self._eval_prefix = metric_key_prefix
+        return super().evaluate(eval_dataset=eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the averaged reward statistics since the last log (`eval_`-prefixed in evaluation) and log."""
+        mode = "train" if self.model.training else "eval"
+        averaged = {name: sum(values) / len(values) for name, values in self._metrics[mode].items() if values}
+        if mode == "eval":
+            averaged = {f"{self._eval_prefix}_{name}": value for name, value in averaged.items()}
+        logs.update(averaged)
+        super().log(logs, start_time)
+        self._metrics[mode].clear()
+
+    # ------------------------------------------------------------------------------------------ saving
+    def _latest_eval_metrics(self) -> dict[str, float]:
+        for entry in reversed(self.state.log_history):
+            metrics = {
+                name: float(value)
+                for name, value in entry.items()
+                if name.startswith("eval_")
+                and not name.endswith(_TIMING_SUFFIXES)
+                and isinstance(value, (int, float))
+                and not isinstance(value, bool)
+            }
+            if metrics:
+                return metrics
+        return {}
+
+    def _reward_metadata(self, datasets: list[str] | None = None) -> RewardModelMetadata:
+        from . import __version__
+
+        metadata = replace(self._metadata, datasets=list(datasets or self._metadata.datasets))
+        metadata.tokenizer = tokenizer_fingerprint(self.processing_class)
+        metadata.metrics = self._latest_eval_metrics()
+        metadata.library_version = __version__
+        return metadata
+
+    @property
+    def reward_model(self) -> AutoregressiveRewardModel:
+        """The model being trained as an `AutoregressiveRewardModel` (sharing its weights), with current metadata."""
+        return AutoregressiveRewardModel(self.accelerator.unwrap_model(self.model), metadata=self._reward_metadata())
+
+    def _save(self, output_dir: str | None = None, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        from .hub import read_user_model_card, write_model_card
+
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        user_card = read_user_model_card(output_dir) if self.args.should_save and os.path.isdir(output_dir) else None
+        super()._save(output_dir, state_dict=state_dict)
+        if not self.args.should_save:
+            return
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        if _is_peft_model(unwrapped) and not unwrapped.peft_config[unwrapped.active_adapter].base_model_name_or_path:
+            logger.warning_once(
+                "The base model was built from a config, so the saved adapter cannot name it; load the adapter with "
+                "`AutoregressiveRewardModel.from_pretrained(folder, base_model=...)`, or save the base model first "
+                "and train from its folder."
+            )
+        metadata = self._reward_metadata()
+        metadata.to_json_file(os.path.join(output_dir, GENARM_CONFIG_NAME))
+        write_model_card(
+            output_dir,
+            metadata,
+            user_card=user_card,
+            model_name=self._model_name(),
+            repo_id=self.hub_model_id or self.args.hub_model_id or os.fspath(output_dir),
+            is_adapter=_is_peft_model(unwrapped),
+        )
+
+    def _model_name(self) -> str:
+        if self.args.hub_model_id:
+            return self.args.hub_model_id.split("/")[-1]
+        return Path(self.args.output_dir).absolute().name
+
+    def create_model_card(
+        self,
+        model_name: str | None = None,
+        dataset: str | list[str] | None = None,
+        overwrite_model_card: bool = False,
+        **unused: Any,
+    ) -> None:
+        """Write the GenARM model card (see `hf_genarm.hub.create_model_card`) to `args.output_dir/README.md`.
+
+        A `README.md` there that hf-genarm did not write is kept unless `overwrite_model_card=True`.
+
+        Args:
+            model_name (`str`, *optional*): Card title; defaults to the hub model id or the output folder name.
+            dataset (`str` or `list[str]`, *optional*): Training data names, replacing the recorded ones.
+            overwrite_model_card (`bool`, *optional*, defaults to `False`): Replace a card hf-genarm did not write.
+            unused: `Trainer.create_model_card` arguments without a place in the GenARM card (e.g. `language`).
+        """
+        from .hub import read_user_model_card, write_model_card
+
+        if not self.is_world_process_zero():
+            return
+        datasets = [dataset] if isinstance(dataset, str) else dataset
+        os.makedirs(self.args.output_dir, exist_ok=True)
+        write_model_card(
+            self.args.output_dir,
+            self._reward_metadata(datasets),
+            user_card=read_user_model_card(self.args.output_dir),
+            overwrite=overwrite_model_card,
+            model_name=model_name or self._model_name(),
+            repo_id=self.hub_model_id or self.args.hub_model_id or self.args.output_dir,
+            is_adapter=_is_peft_model(self.accelerator.unwrap_model(self.model)),
+        )
+
+    def push_to_hub(
+        self,
+        commit_message: str | None = "End of training",
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Save the model to `args.output_dir` and upload the reward model to the Hub with its model card.
+
+        The upload goes through `hf_genarm.hub.push_reward_model`: the weights (or adapter), tokenizer,
+        `genarm_config.json` (with the latest evaluation metrics) and the card, in one commit that deletes
+        nothing. Checkpoint folders and training state are not uploaded.
+
+        Args:
+            commit_message (`str`, *optional*, defaults to `"End of training"`): Commit message.
+            blocking (`bool`, *optional*, defaults to `True`): Wait for the upload; otherwise return a `Future`.
+            token (`str`, *optional*): Hub token; defaults to `args.hub_token`.
+            revision (`str`, *optional*): Branch; defaults to `args.hub_revision` (or `main`).
+            private (`bool`, *optional*): Visibility of a new repository; defaults to `args.hub_private_repo`.
+            kwargs: `repo_id` (defaults to `args.hub_model_id`, else the output folder's name), `dataset`
+                (training data names for the card and sidecar, kept for later saves), `overwrite_model_card`,
+                `create_pr`.
+
+        Returns:
+            `huggingface_hub.CommitInfo`, or a `Future` of it when `blocking=False`.
+        """
+        from .hub import push_reward_model
+
+        repo_id = kwargs.pop("repo_id", None) or self.hub_model_id or self.args.hub_model_id or self._model_name()
+        dataset = kwargs.pop("dataset", None)
+        overwrite_model_card = kwargs.pop("overwrite_model_card", False)
+        create_pr = kwargs.pop("create_pr", False)
+        kwargs.pop("model_name", None)
+        if kwargs:
+            raise TypeError(f"push_to_hub() got unexpected keyword arguments {sorted(kwargs)}.")
+        if dataset is not None:
+            self._metadata.datasets = [dataset] if isinstance(dataset, str) else list(dataset)
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        self.save_model(_internal_call=True)
+        if not self.is_world_process_zero():
+            return None
+        self._finish_current_push()
+        reward_model = AutoregressiveRewardModel(
+            self.accelerator.unwrap_model(self.model), metadata=self._reward_metadata()
+        )
+        return push_reward_model(
+            reward_model,
+            repo_id,
+            tokenizer=self.processing_class,
+            revision=revision if revision is not None else self.args.hub_revision,
+            token=token if token is not None else self.args.hub_token,
+            private=private if private is not None else self.args.hub_private_repo,
+            commit_message=commit_message or "End of training",
+            create_pr=create_pr,
+            overwrite_model_card=overwrite_model_card,
+            run_as_future=not blocking,
+        )

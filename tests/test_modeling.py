@@ -1,0 +1,235 @@
+"""AutoregressiveRewardModel: rewards by hand, padding, save/load round trips, sidecar, PEFT adapters, model card."""
+
+import json
+import logging
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from hf_genarm import AutoregressiveRewardModel, RewardModelMetadata
+from hf_genarm.hub import is_unedited_generated_card
+from hf_genarm.modeling import GENARM_CONFIG_NAME
+from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
+from hf_genarm.vocab import tokenizer_fingerprint
+
+BETA_R = 0.2
+# (prompt, response) pairs of different lengths; responses end with EOS (id 0), which counts.
+ROWS = [
+    ("Question: how do I bake bread? Answer:", " mix flour, water, salt and yeast."),
+    ("Life is short;", " eat dessert first."),
+]
+
+
+@pytest.fixture()
+def tokenizer():
+    return make_tiny_tokenizer()
+
+
+@pytest.fixture()
+def reward_model(tokenizer):
+    return AutoregressiveRewardModel(make_tiny_causal_lm(seed=2), beta_r=BETA_R, tokenizer=tokenizer)
+
+
+def tokenized_rows(tokenizer):
+    rows = []
+    for prompt, response in ROWS:
+        prompt_ids = tokenizer(prompt)["input_ids"]
+        full_ids = tokenizer(prompt + response)["input_ids"] + [tokenizer.eos_token_id]
+        assert full_ids[: len(prompt_ids)] == prompt_ids
+        rows.append((prompt_ids, full_ids))
+    return rows
+
+
+def hand_token_log_probs(causal_lm, full_ids, prompt_length):
+    """log p(token_t | tokens_<t) for each response position of one unpadded sequence."""
+    with torch.no_grad():
+        logits = causal_lm(input_ids=torch.tensor([full_ids])).logits[0].double()
+    log_probs = torch.log_softmax(logits, dim=-1)
+    return [log_probs[position - 1, full_ids[position]].item() for position in range(prompt_length, len(full_ids))]
+
+
+def padded_batch(rows, padding_side, pad_id):
+    width = max(len(full_ids) for _, full_ids in rows)
+    input_ids, attention_mask, starts = [], [], []
+    for prompt_ids, full_ids in rows:
+        padding = width - len(full_ids)
+        if padding_side == "left":
+            input_ids.append([pad_id] * padding + full_ids)
+            attention_mask.append([0] * padding + [1] * len(full_ids))
+            starts.append(padding + len(prompt_ids))
+        else:
+            input_ids.append(full_ids + [pad_id] * padding)
+            attention_mask.append([1] * len(full_ids) + [0] * padding)
+            starts.append(len(prompt_ids))
+    return torch.tensor(input_ids), torch.tensor(attention_mask), torch.tensor(starts)
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_token_and_sequence_rewards_match_a_hand_computation(reward_model, tokenizer, padding_side):
+    rows = tokenized_rows(tokenizer)
+    input_ids, attention_mask, starts = padded_batch(rows, padding_side, tokenizer.pad_token_id)
+    assert attention_mask.min() == 0, "the batch must contain padding"
+    token_rewards = reward_model.token_rewards(input_ids, attention_mask, prompt_length=starts)
+    sequence_rewards = reward_model.sequence_rewards(input_ids, attention_mask, prompt_length=starts)
+    for row, (prompt_ids, full_ids) in enumerate(rows):
+        expected = [BETA_R * value for value in hand_token_log_probs(reward_model.model, full_ids, len(prompt_ids))]
+        start = starts[row].item()
+        response_columns = token_rewards[row, start : start + len(expected)]
+        assert torch.allclose(response_columns.double(), torch.tensor(expected, dtype=torch.float64), atol=1e-5)
+        masked = torch.ones(input_ids.shape[1], dtype=torch.bool)
+        masked[start : start + len(expected)] = False
+        assert torch.all(token_rewards[row, masked] == 0), "prompt and padding columns must be zero"
+        assert input_ids[row, start + len(expected) - 1] == tokenizer.eos_token_id, "EOS is the last scored token"
+        assert sequence_rewards[row].item() == pytest.approx(sum(expected), abs=1e-4)
+    response_mask = torch.zeros_like(input_ids)
+    for row, (prompt_ids, full_ids) in enumerate(rows):
+        response_mask[row, starts[row] : starts[row] + len(full_ids) - len(prompt_ids)] = 1
+    by_mask = reward_model.sequence_rewards(input_ids, attention_mask, response_mask=response_mask)
+    assert torch.allclose(by_mask, sequence_rewards)
+
+
+def test_next_token_log_probs_of_left_padded_rows_match_unpadded_rows(reward_model, tokenizer):
+    prefixes = [tokenizer(prompt)["input_ids"] for prompt, _ in ROWS]
+    width = max(map(len, prefixes))
+    input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(ids)) + ids for ids in prefixes])
+    attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prefixes])
+    batched = reward_model.next_token_log_probs(input_ids, attention_mask)
+    for row, ids in enumerate(prefixes):
+        alone = reward_model.next_token_log_probs(torch.tensor([ids]))
+        assert torch.allclose(batched[row], alone[0], atol=1e-5)
+    assert torch.allclose(batched.exp().sum(-1), torch.ones(len(prefixes)), atol=1e-5)
+
+
+def test_saved_folder_loads_with_plain_transformers_and_has_the_sidecar(reward_model, tokenizer, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
+    reward_model.save_pretrained(tmp_path, tokenizer=tokenizer)
+    files = {path.name for path in tmp_path.iterdir()}
+    assert {"model.safetensors", "config.json", GENARM_CONFIG_NAME, "README.md", "tokenizer.json"} <= files
+    assert not any(name.endswith((".bin", ".pt", ".pth", ".pkl", ".py")) for name in files)
+    assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "mine"
+    assert "auto_map" not in json.loads((tmp_path / "config.json").read_text())
+
+    sidecar = json.loads((tmp_path / GENARM_CONFIG_NAME).read_text())
+    assert sidecar["beta_r"] == BETA_R
+    assert sidecar["tokenizer"] == tokenizer_fingerprint(tokenizer)
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path)
+    sample = torch.tensor([tokenizer("Life is short; eat dessert first.")["input_ids"]])
+    with torch.no_grad():
+        assert torch.allclose(plain(sample).logits, reward_model.model(sample).logits, atol=1e-6)
+    card = (tmp_path / "README.md").read_text(encoding="utf-8")
+    assert is_unedited_generated_card(card)
+    assert "beta_r = 0.2" in card and "GenARMLogitsProcessor" in card and "xu2025genarm" in card
+
+
+def test_from_pretrained_reads_the_sidecar_and_accepts_a_beta_r_override(reward_model, tokenizer, tmp_path, caplog):
+    reward_model.save_pretrained(tmp_path, tokenizer=tokenizer)
+    loaded = AutoregressiveRewardModel.from_pretrained(tmp_path)
+    assert loaded.beta_r == BETA_R
+    assert loaded.metadata.tokenizer == tokenizer_fingerprint(tokenizer)
+    assert AutoregressiveRewardModel.from_pretrained(tmp_path, beta_r=0.05).beta_r == 0.05
+    input_ids, attention_mask, starts = padded_batch(tokenized_rows(tokenizer), "right", tokenizer.pad_token_id)
+    assert torch.allclose(
+        loaded.sequence_rewards(input_ids, attention_mask, prompt_length=starts),
+        reward_model.sequence_rewards(input_ids, attention_mask, prompt_length=starts),
+        atol=1e-6,
+    )
+
+
+def test_plain_causal_lm_without_sidecar_loads_with_the_callers_beta_r(tmp_path, caplog):
+    make_tiny_causal_lm(seed=1).save_pretrained(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        defaulted = AutoregressiveRewardModel.from_pretrained(tmp_path)
+    assert defaulted.beta_r == 0.1
+    assert "no genarm_config.json" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        given = AutoregressiveRewardModel.from_pretrained(tmp_path, beta_r=0.05)
+    assert given.beta_r == 0.05 and "genarm_config.json" not in caplog.text
+
+
+def test_peft_adapter_saves_loads_and_merges(tokenizer, tmp_path):
+    from peft import AutoPeftModelForCausalLM, LoraConfig, get_peft_model
+
+    base_dir = tmp_path / "base"
+    make_tiny_causal_lm(seed=3).save_pretrained(base_dir)
+    peft_model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base_dir),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"], init_lora_weights=False),
+    )
+    reward_model = AutoregressiveRewardModel(peft_model, beta_r=BETA_R, tokenizer=tokenizer).eval()
+    adapter_dir = tmp_path / "adapter"
+    reward_model.save_pretrained(adapter_dir, tokenizer=tokenizer)
+    files = {path.name for path in adapter_dir.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", GENARM_CONFIG_NAME} <= files
+    assert "model.safetensors" not in files
+    assert "library_name: peft" in (adapter_dir / "README.md").read_text(encoding="utf-8")
+
+    input_ids, attention_mask, starts = padded_batch(tokenized_rows(tokenizer), "left", tokenizer.pad_token_id)
+    expected = reward_model.sequence_rewards(input_ids, attention_mask, prompt_length=starts)
+    loaded = AutoregressiveRewardModel.from_pretrained(adapter_dir)
+    assert loaded.is_peft_model and loaded.beta_r == BETA_R
+    assert torch.allclose(loaded.sequence_rewards(input_ids, attention_mask, prompt_length=starts), expected, atol=1e-6)
+    merged = loaded.merge_adapter()
+    assert not merged.is_peft_model and merged.beta_r == BETA_R
+    assert torch.allclose(merged.sequence_rewards(input_ids, attention_mask, prompt_length=starts), expected, atol=1e-5)
+    plain_base = AutoregressiveRewardModel(AutoModelForCausalLM.from_pretrained(base_dir), beta_r=BETA_R)
+    assert not torch.allclose(plain_base.sequence_rewards(input_ids, attention_mask, prompt_length=starts), expected)
+    assert hasattr(AutoPeftModelForCausalLM.from_pretrained(adapter_dir), "peft_config")
+
+
+def test_save_keeps_a_users_model_card_and_refreshes_its_own(reward_model, tokenizer, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    user_card = "---\nlicense: mit\n---\n# My reward model\n\nHand-written notes.\n"
+    (tmp_path / "README.md").write_text(user_card, encoding="utf-8")
+    adapter_model = AutoregressiveRewardModel(
+        get_peft_model(make_tiny_causal_lm(), LoraConfig(r=2, target_modules=["c_attn"])), beta_r=BETA_R
+    )
+    adapter_model.save_pretrained(tmp_path, tokenizer=tokenizer)  # PEFT edits an existing card when saving
+    assert (tmp_path / "README.md").read_text(encoding="utf-8") == user_card
+
+    own = tmp_path / "own"
+    reward_model.save_pretrained(own)
+    reward_model.metadata.metrics = {"eval_preference_accuracy": 0.75}
+    reward_model.save_pretrained(own)
+    assert "| `eval_preference_accuracy` | 0.75 |" in (own / "README.md").read_text(encoding="utf-8")
+
+    generated = (own / "README.md").read_text(encoding="utf-8")
+    edited = generated.replace("# own\n", "# own (edited by hand)\n")
+    assert edited != generated
+    (own / "README.md").write_text(edited, encoding="utf-8")
+    reward_model.save_pretrained(own)
+    assert (own / "README.md").read_text(encoding="utf-8") == edited
+    reward_model.save_pretrained(own, overwrite_model_card=True)
+    assert is_unedited_generated_card((own / "README.md").read_text(encoding="utf-8"))
+
+
+def test_metadata_round_trips_and_bad_beta_r_is_refused(tmp_path):
+    metadata = RewardModelMetadata(beta_r=0.3, base_model="org/base", datasets=["org/data"], metrics={"eval_loss": 0.5})
+    metadata.to_json_file(tmp_path / "meta.json")
+    assert RewardModelMetadata.from_json_file(tmp_path / "meta.json") == metadata
+    with pytest.raises(ValueError, match="beta_r"):
+        AutoregressiveRewardModel(make_tiny_causal_lm(), beta_r=-1.0)
+    with pytest.raises(ValueError, match="is a file"):
+        (tmp_path / "file").write_text("x")
+        AutoregressiveRewardModel(make_tiny_causal_lm()).save_pretrained(tmp_path / "file")
+
+
+def test_adapter_of_a_config_built_model_needs_and_accepts_base_model(tokenizer, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    base = make_tiny_causal_lm(seed=5)
+    reward_model = AutoregressiveRewardModel(
+        get_peft_model(base, LoraConfig(r=2, target_modules=["c_attn"], init_lora_weights=False)), beta_r=BETA_R
+    ).eval()
+    reward_model.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="pass `base_model=`"):
+        AutoregressiveRewardModel.from_pretrained(tmp_path)
+    loaded = AutoregressiveRewardModel.from_pretrained(tmp_path, base_model=make_tiny_causal_lm(seed=5))
+    input_ids, attention_mask, starts = padded_batch(tokenized_rows(tokenizer), "right", tokenizer.pad_token_id)
+    assert torch.allclose(
+        loaded.sequence_rewards(input_ids, attention_mask, prompt_length=starts),
+        reward_model.sequence_rewards(input_ids, attention_mask, prompt_length=starts),
+        atol=1e-6,
+    )

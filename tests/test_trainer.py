@@ -1,0 +1,421 @@
+"""ARMTrainer: the GenARM loss by hand, learning a preference task, exact resumption, LoRA, bad inputs."""
+
+import json
+import random
+import time
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from hf_genarm import ARMConfig, ARMTrainer, AutoregressiveRewardModel
+from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}<|endoftext|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+# Responses start with different tokens, so the implicit prompt (longest common prefix) is the explicit one.
+PAIRS = [
+    ("Question: how do I bake bread? Answer:", " mix flour, water, salt and yeast, then wait.", " the worst movie."),
+    ("Question: is the cat happy?", " The cat sat on the warm mat.", " I hate waiting in long lines at the bank."),
+    ("Life is short;", " eat dessert first.", " this is boring"),
+]
+HAPPY = ["lovely", "wonderful", "good", "kind"]
+SAD = ["awful", "boring", "worst", "bad"]
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    # Two cores, possibly shared with another job: one thread is several times faster for tiny models.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture()
+def tokenizer():
+    tokenizer = make_tiny_tokenizer()
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def make_args(tmp_path, **overrides):
+    settings = {
+        "output_dir": str(tmp_path / "run"),
+        "use_cpu": True,
+        "report_to": [],
+        "dataloader_num_workers": 0,
+        "seed": 0,
+        "data_seed": 0,
+        "disable_tqdm": True,
+        "save_strategy": "no",
+        "per_device_train_batch_size": 4,
+        "per_device_eval_batch_size": 16,
+        "logging_steps": 1,
+    }
+    settings.update(overrides)
+    return ARMConfig(**settings)
+
+
+def rows_in_format(dataset_format):
+    rows = []
+    for prompt, chosen, rejected in PAIRS:
+        if dataset_format == "explicit":
+            rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+        elif dataset_format == "implicit":
+            rows.append({"chosen": prompt + chosen, "rejected": prompt + rejected})
+        else:
+            question = [{"role": "user", "content": prompt}]
+            rows.append(
+                {
+                    "prompt": question,
+                    "chosen": [{"role": "assistant", "content": chosen.strip()}],
+                    "rejected": [{"role": "assistant", "content": rejected.strip()}],
+                }
+            )
+    return rows
+
+
+def expected_token_split(tokenizer, dataset_format, prompt, response):
+    """Prompt and response ids written out by hand for one pair half."""
+    if dataset_format == "conversational":
+        prompt_text = f"<|user|>{prompt}<|endoftext|><|assistant|>"
+        full_text = f"{prompt_text}{response.strip()}<|endoftext|>"
+        prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+        full_ids = tokenizer(full_text, add_special_tokens=False)["input_ids"]
+        eos = []
+    else:
+        prompt_ids = tokenizer(prompt)["input_ids"]
+        full_ids = tokenizer(prompt + response)["input_ids"]
+        eos = [tokenizer.eos_token_id]
+    assert full_ids[: len(prompt_ids)] == prompt_ids, "test pairs must tokenize with the prompt as a prefix"
+    return prompt_ids, full_ids[len(prompt_ids) :] + eos
+
+
+def summed_log_prob(model, prompt_ids, response_ids):
+    """sum_t log p(response_t | prompt, response_<t) from one unpadded forward pass, position by position."""
+    sequence = torch.tensor([prompt_ids + response_ids])
+    with torch.no_grad():
+        log_probs = torch.log_softmax(model(input_ids=sequence).logits[0].double(), dim=-1)
+    total = torch.zeros((), dtype=torch.float64)
+    for position in range(len(prompt_ids), sequence.shape[1]):
+        total += log_probs[position - 1, sequence[0, position]]
+    return total
+
+
+@pytest.mark.parametrize("dataset_format", ["explicit", "implicit", "conversational"])
+def test_loss_equals_hand_computation_from_per_token_log_probs(tmp_path, tokenizer, dataset_format):
+    beta_r = 0.25
+    model = make_tiny_causal_lm(seed=3).double()
+    trainer = ARMTrainer(
+        model,
+        args=make_args(tmp_path, beta_r=beta_r),
+        train_dataset=rows_in_format(dataset_format),
+        processing_class=tokenizer,
+    )
+    margins, chosen_log_probs = [], []
+    for row, (prompt, chosen, rejected) in zip(trainer.train_dataset, PAIRS):
+        prompt_ids, chosen_ids = expected_token_split(tokenizer, dataset_format, prompt, chosen)
+        _, rejected_ids = expected_token_split(tokenizer, dataset_format, prompt, rejected)
+        assert (row["prompt_ids"], row["chosen_ids"], row["rejected_ids"]) == (prompt_ids, chosen_ids, rejected_ids)
+        chosen_log_probs.append(summed_log_prob(model, prompt_ids, chosen_ids))
+        margins.append(chosen_log_probs[-1] - summed_log_prob(model, prompt_ids, rejected_ids))
+    expected_loss = torch.stack([-torch.nn.functional.logsigmoid(beta_r * margin) for margin in margins]).mean()
+
+    batch = trainer.data_collator([trainer.train_dataset[index] for index in range(len(PAIRS))])
+    assert batch["attention_mask"].sum(-1).unique().numel() > 1, "the batch must contain padding"
+    trainer.model.eval()
+    with torch.no_grad():
+        loss, rewards = trainer.compute_loss(trainer.model, batch, return_outputs=True)
+    assert abs(loss.item() - expected_loss.item()) < 1e-6
+    assert torch.allclose(rewards["chosen_rewards"], beta_r * torch.stack(chosen_log_probs), atol=1e-6, rtol=0)
+    # The decoding-side reward of the chosen sequences is the same number (computed in float32 there).
+    chosen_rows = slice(0, len(PAIRS))
+    sequence_rewards = trainer.reward_model.sequence_rewards(
+        batch["input_ids"][chosen_rows],
+        batch["attention_mask"][chosen_rows],
+        response_mask=batch["completion_mask"][chosen_rows],
+    )
+    assert torch.allclose(sequence_rewards.double(), rewards["chosen_rewards"], atol=1e-4, rtol=0)
+
+
+def mood_pairs(topics, seed, count):
+    """A task a tiny model can learn: the preferred adjective depends on the mood named in the prompt.
+
+    Every adjective is chosen as often as it is rejected, so a model that ignores the prompt scores 0.5.
+    """
+    rng = random.Random(seed)
+    rows = []
+    for index in range(count):
+        topic = topics[index % len(topics)]
+        mood = "happy" if (index // len(topics)) % 2 == 0 else "sad"
+        happy, sad = rng.choice(HAPPY), rng.choice(SAD)
+        chosen, rejected = (happy, sad) if mood == "happy" else (sad, happy)
+        rows.append(
+            {
+                "prompt": f"Mood: {mood}. Topic: the {topic}. Answer:",
+                "chosen": f" The {topic} is {chosen}.",
+                "rejected": f" The {topic} is {rejected}.",
+            }
+        )
+    return rows
+
+
+def test_training_lifts_held_out_preference_accuracy_and_logs_trl_metrics(tmp_path, tokenizer):
+    train = mood_pairs(["cat", "dog", "bread", "movie", "meeting", "weather", "food", "fire"], seed=0, count=64)
+    held_out = mood_pairs(["window", "journey", "bank", "dessert"], seed=1, count=32)
+    args = make_args(
+        tmp_path,
+        max_steps=80,
+        per_device_train_batch_size=16,
+        learning_rate=3e-3,
+        lr_scheduler_type="constant",
+        logging_steps=40,
+        eval_strategy="steps",
+        eval_steps=80,
+    )
+    trainer = ARMTrainer(
+        make_tiny_causal_lm(), args=args, train_dataset=train, eval_dataset=held_out, processing_class=tokenizer
+    )
+    before = trainer.evaluate()
+    started = time.perf_counter()
+    trainer.train()
+    training_seconds = time.perf_counter() - started
+    after = trainer.evaluate()
+
+    assert 0.3 <= before["eval_preference_accuracy"] <= 0.7
+    assert after["eval_preference_accuracy"] >= 0.95
+    assert after["eval_rewards/accuracies"] >= 0.95
+    assert after["eval_rewards/margins"] > before["eval_rewards/margins"]
+    assert training_seconds < 60
+    train_logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    for name in (
+        "rewards/chosen",
+        "rewards/rejected",
+        "rewards/accuracies",
+        "rewards/margins",
+        "logps/chosen",
+        "logps/rejected",
+    ):
+        assert name in train_logs[-1]
+        assert f"eval_{name}" in after
+    assert train_logs[-1]["rewards/chosen"] == pytest.approx(0.1 * train_logs[-1]["logps/chosen"])
+    # Each logged eval entry carries the same metrics (they were logged during training, too).
+    assert any("eval_preference_accuracy" in entry for entry in trainer.state.log_history[:-1])
+
+
+class StopAtStep(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
+        return control
+
+
+def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, tokenizer):
+    rows = mood_pairs(["cat", "dog", "bread", "fire"], seed=2, count=16)
+
+    def run(output_dir, callbacks=None, resume=None):
+        args = make_args(
+            tmp_path,
+            output_dir=str(output_dir),
+            max_steps=6,
+            save_strategy="steps",
+            save_steps=3,
+            learning_rate=1e-3,
+        )
+        trainer = ARMTrainer(
+            make_tiny_causal_lm(seed=5), args=args, train_dataset=rows, processing_class=tokenizer, callbacks=callbacks
+        )
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer
+
+    uninterrupted = run(tmp_path / "straight")
+    interrupted = run(tmp_path / "interrupted", callbacks=[StopAtStep(3)])
+    assert interrupted.state.global_step == 3
+    checkpoint = tmp_path / "interrupted" / "checkpoint-3"
+    assert (checkpoint / "model.safetensors").is_file() and (checkpoint / "genarm_config.json").is_file()
+    resumed = run(tmp_path / "interrupted", resume=str(checkpoint))
+    assert resumed.state.global_step == 6
+
+    reference = dict(uninterrupted.model.named_parameters())
+    for name, parameter in resumed.model.named_parameters():
+        assert torch.allclose(parameter, reference[name], atol=1e-6, rtol=0), name
+    initial = dict(make_tiny_causal_lm(seed=5).named_parameters())
+    assert any(not torch.allclose(parameter, initial[name]) for name, parameter in reference.items())
+
+
+def test_gradient_accumulation_matches_one_large_batch(tmp_path, tokenizer):
+    rows = mood_pairs(["cat", "dog"], seed=3, count=4)
+    weights = []
+    for batch_size, accumulation in ((4, 1), (2, 2)):
+        args = make_args(
+            tmp_path,
+            max_steps=1,
+            per_device_train_batch_size=batch_size,
+            gradient_accumulation_steps=accumulation,
+            learning_rate=1e-2,
+            max_grad_norm=0.0,
+            optim="sgd",
+        )
+        trainer = ARMTrainer(make_tiny_causal_lm(seed=1), args=args, train_dataset=rows, processing_class=tokenizer)
+        trainer.train()
+        weights.append(dict(trainer.model.named_parameters()))
+    for name, parameter in weights[0].items():
+        assert torch.allclose(parameter, weights[1][name], atol=1e-6, rtol=0), name
+
+
+def test_lora_run_saves_only_the_adapter_and_loads_and_merges_as_a_reward_model(tmp_path, tokenizer):
+    from peft import LoraConfig
+
+    base_dir = tmp_path / "base"
+    make_tiny_causal_lm(seed=4).save_pretrained(base_dir)
+    tokenizer.save_pretrained(base_dir)
+    args = make_args(tmp_path, max_steps=3, learning_rate=5e-2)
+    trainer = ARMTrainer(
+        str(base_dir),
+        args=args,
+        train_dataset=mood_pairs(["cat", "dog"], seed=4, count=8),
+        processing_class=tokenizer,
+        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"], task_type="CAUSAL_LM"),
+    )
+    trainer.train()
+    saved = tmp_path / "adapter"
+    trainer.save_model(str(saved))
+
+    files = {path.name for path in saved.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", "genarm_config.json", "README.md"} <= files
+    assert not files & {"model.safetensors", "pytorch_model.bin", "adapter_model.bin"}
+    sidecar = json.loads((saved / "genarm_config.json").read_text())
+    assert sidecar["beta_r"] == 0.1 and sidecar["base_model"] == str(base_dir)
+
+    batch = tokenizer(["Mood: happy. Topic: the cat. Answer: The cat is good."], return_tensors="pt")
+    trained = trainer.reward_model.eval().sequence_rewards(**batch, prompt_length=10)
+    loaded = AutoregressiveRewardModel.from_pretrained(saved)
+    assert loaded.is_peft_model and loaded.beta_r == 0.1
+    assert torch.allclose(loaded.sequence_rewards(**batch, prompt_length=10), trained, atol=1e-6)
+    merged = loaded.merge_adapter()
+    assert not merged.is_peft_model
+    assert torch.allclose(merged.sequence_rewards(**batch, prompt_length=10), trained, atol=1e-5)
+    base = AutoregressiveRewardModel.from_pretrained(base_dir, beta_r=0.1)
+    assert not torch.allclose(base.sequence_rewards(**batch, prompt_length=10), trained, atol=1e-4)
+
+
+def test_bad_rows_are_skipped_and_counted_and_training_still_runs(tmp_path, tokenizer):
+    rows = [
+        *mood_pairs(["cat", "dog"], seed=5, count=4),
+        {"prompt": "Q:", "chosen": " same", "rejected": " same"},
+        {"prompt": "Q:", "chosen": "", "rejected": " b"},
+        {"prompt": "Q:", "chosen": 7, "rejected": " b"},
+        {"prompt": "Question: " + "the cat sat on the mat. " * 8, "chosen": " yes", "rejected": " no"},
+    ]
+    trainer = ARMTrainer(
+        make_tiny_causal_lm(),
+        args=make_args(tmp_path, max_steps=2, max_prompt_length=32, max_length=64),
+        train_dataset=rows,
+        processing_class=tokenizer,
+    )
+    report = trainer.data_reports["train_dataset"]
+    assert report.skipped == {"chosen equals rejected": 1, "empty response": 1, "non-string value in 'chosen'": 1}
+    assert report.prompts_truncated == 1 and report.kept == 5
+    assert all(len(row["prompt_ids"]) <= 32 for row in trainer.train_dataset)
+    assert trainer.train().global_step == 2
+
+
+def test_model_can_be_an_autoregressive_reward_model_and_keeps_its_metadata(tmp_path, tokenizer):
+    reward_model = AutoregressiveRewardModel(make_tiny_causal_lm(), beta_r=0.3, tokenizer=tokenizer)
+    reward_model.metadata.datasets = ["earlier-data"]
+    trainer = ARMTrainer(
+        reward_model,
+        args=make_args(tmp_path, beta_r=0.3, max_steps=1),
+        train_dataset=str(write_jsonl(tmp_path / "pairs.jsonl", mood_pairs(["cat"], seed=6, count=4))),
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    trainer.save_model()
+    sidecar = json.loads((tmp_path / "run" / "genarm_config.json").read_text())
+    assert sidecar["beta_r"] == 0.3
+    assert sidecar["datasets"] == ["earlier-data", "pairs.jsonl"]
+    assert sidecar["tokenizer"]["vocab_size"] == len(tokenizer)
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def test_wrong_arguments_fail_early_with_the_fix(tmp_path, tokenizer):
+    rows = mood_pairs(["cat"], seed=7, count=2)
+    from transformers import TrainingArguments
+
+    with pytest.raises(TypeError, match="must be an ARMConfig"):
+        ARMTrainer(make_tiny_causal_lm(), args=TrainingArguments(output_dir=str(tmp_path)), train_dataset=rows)
+    with pytest.raises(ValueError, match="`train_dataset` is required"):
+        ARMTrainer(make_tiny_causal_lm(), args=make_args(tmp_path), processing_class=tokenizer)
+    with pytest.raises(ValueError, match="resize_token_embeddings"):
+        ARMTrainer(
+            make_tiny_causal_lm(vocab_size=300),
+            args=make_args(tmp_path),
+            train_dataset=rows,
+            processing_class=tokenizer,
+        )
+    with pytest.raises(ValueError, match="`processing_class` is required"):
+        ARMTrainer(make_tiny_causal_lm(), args=make_args(tmp_path), train_dataset=rows)
+    with pytest.raises(TypeError, match="`model` must be"):
+        ARMTrainer(object(), args=make_args(tmp_path), train_dataset=rows, processing_class=tokenizer)
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        ARMTrainer(
+            "some/model",
+            args=make_args(tmp_path, model_init_kwargs={"trust_remote_code": True}),
+            train_dataset=rows,
+            processing_class=tokenizer,
+        )
+    with pytest.raises(ValueError, match="beta_r"):
+        make_args(tmp_path, beta_r=0.0)
+    with pytest.raises(ValueError, match="truncation_mode"):
+        make_args(tmp_path, truncation_mode="middle")
+    with pytest.raises(ValueError, match="smaller than `max_length`"):
+        make_args(tmp_path, max_length=64, max_prompt_length=64)
+
+
+def test_config_parses_from_the_command_line(tmp_path):
+    from transformers import HfArgumentParser
+
+    (args,) = HfArgumentParser(ARMConfig).parse_args_into_dataclasses(
+        [
+            "--output_dir",
+            str(tmp_path),
+            "--beta_r",
+            "0.05",
+            "--truncation_mode",
+            "keep_start",
+            "--max_prompt_length",
+            "128",
+            "--model_init_kwargs",
+            '{"dtype": "float32"}',
+        ]
+    )
+    assert (args.beta_r, args.truncation_mode, args.max_prompt_length) == (0.05, "keep_start", 128)
+    assert args.model_init_kwargs == {"dtype": "float32"}
+
+
+def test_preference_accuracy_metric_loads_offline_from_the_package():
+    import evaluate
+    import numpy as np
+    from transformers import EvalPrediction
+
+    from hf_genarm.metrics import PREFERENCE_ACCURACY_PATH, compute_preference_metrics
+
+    metric = evaluate.load(PREFERENCE_ACCURACY_PATH, keep_in_memory=True)
+    result = metric.compute(chosen_rewards=[1.0, 0.5, 2.0, -1.0], rejected_rewards=[0.0, 0.5, 1.0, 3.0])
+    assert result == {"accuracy": 0.5}  # the tie counts as a miss, as in TRL's rewards/accuracies
+    rewards = np.array([[1.0, 0.0], [0.5, 0.5], [2.0, 1.0], [-1.0, 3.0]])
+    assert compute_preference_metrics(EvalPrediction(predictions=rewards, label_ids=np.zeros(4))) == {
+        "preference_accuracy": 0.5
+    }
+    with pytest.raises(ValueError, match="num_pairs, 2"):
+        compute_preference_metrics(EvalPrediction(predictions=np.zeros(4), label_ids=np.zeros(4)))
