@@ -1,25 +1,34 @@
+import dataclasses
 import json
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from hf_genarm import AutoregressiveRewardModel, GenARMLogitsProcessor
 from hf_genarm.assets import default_asset_path
 from hf_genarm.assets.build import (
+    ARM_QUICK_CONFIG,
     BASE_QUICK_CONFIG,
     CORPUS_LICENSE,
     END_OF_TEXT,
-    build_base,
+    OBJECTIVES,
+    PREFERENCES_QUICK_CONFIG,
+    REWARD_BACKBONE_QUICK_CONFIG,
+    _best_worst_pairs,
+    build_arm,
+    build_stages,
+    fortune_prompts,
     load_fortunes,
     pack_fortunes,
 )
+from hf_genarm.vocab import tokenizer_fingerprint
 
 
 @pytest.fixture(scope="module")
-def quick_base(tmp_path_factory):
-    output_dir = tmp_path_factory.mktemp("assets") / "base"
-    info = build_base(output_dir, BASE_QUICK_CONFIG, show_progress=False)
-    return output_dir, info
+def quick_base(quick_assets):
+    root, results = quick_assets
+    return root / "base", results["base"]
 
 
 def test_load_fortunes_splits_are_non_empty_and_disjoint():
@@ -86,3 +95,130 @@ def test_default_asset_path_names_the_rebuild_command():
         default_asset_path("no_such_stage/model.safetensors")
     with pytest.raises(ValueError, match="relative"):
         default_asset_path("../escape")
+
+
+# ------------------------------------------------------------------------------------- reward-model stages
+@pytest.fixture(scope="module")
+def quick_assets(tmp_path_factory):
+    """Every stage, from scratch, with the quick configs, into one output root."""
+    root = tmp_path_factory.mktemp("all-assets")
+    return root, build_stages("all", root, quick=True)
+
+
+def test_quick_build_of_all_stages_writes_a_folder_per_stage(quick_assets):
+    root, results = quick_assets
+    assert list(results) == ["base", "reward-backbone", "preferences", "arm-sentiment", "arm-topic", "total_seconds"]
+    for stage in ("base", "reward-backbone", "preferences", "arm-sentiment", "arm-topic"):
+        saved = json.loads((root / stage / "training_info.json").read_text())
+        assert saved == results[stage]
+        assert saved["total_seconds"] >= 0
+    assert results["reward-backbone"]["config"] == dataclasses.asdict(REWARD_BACKBONE_QUICK_CONFIG)
+
+
+def test_reward_backbone_reuses_the_base_tokenizer(quick_assets):
+    root, results = quick_assets
+    base_tokenizer = AutoTokenizer.from_pretrained(root / "base")
+    backbone_tokenizer = AutoTokenizer.from_pretrained(root / "reward-backbone")
+    assert tokenizer_fingerprint(backbone_tokenizer) == tokenizer_fingerprint(base_tokenizer)
+    config = json.loads((root / "reward-backbone" / "tokenizer_config.json").read_text())
+    assert "local_files_only" not in config
+    assert results["reward-backbone"]["num_parameters"] < results["base"]["num_parameters"]
+
+
+def test_preference_pairs_are_judged_best_and_worst_continuations(quick_assets):
+    root, results = quick_assets
+    openings = {
+        split: [" ".join(fortune.split()) for fortune in load_fortunes(split)] for split in ("train", "held_out")
+    }
+    for objective in OBJECTIVES:
+        for split in ("train", "held_out"):
+            rows = [json.loads(line) for line in (root / "preferences" / f"{objective}_{split}.jsonl").open()]
+            assert len(rows) == results["preferences"]["pairs"][objective][split] > 0
+            for row in rows:
+                assert set(row) == {"prompt", "chosen", "rejected", "score_chosen", "score_rejected"}
+                assert row["prompt"].startswith(END_OF_TEXT)
+                prompt = row["prompt"][len(END_OF_TEXT) :]
+                assert any(fortune.startswith(prompt + " ") for fortune in openings[split])
+                assert row["chosen"] != row["rejected"] and row["chosen"].strip() and row["rejected"].strip()
+                assert row["score_chosen"] >= row["score_rejected"]
+
+
+def test_demo_prompts_are_held_out_and_unused_by_pairs(quick_assets):
+    root, _ = quick_assets
+    demo = json.loads((root / "preferences" / "demo_prompts.json").read_text())
+    assert len(demo["prompts"]) == PREFERENCES_QUICK_CONFIG.num_demo_prompts
+    paired = {
+        json.loads(line)["prompt"][len(END_OF_TEXT) :]
+        for line in (root / "preferences" / "sentiment_held_out.jsonl").open()
+    }
+    assert not paired & set(demo["prompts"])
+    assert "BSD" in (root / "preferences" / "README.md").read_text()
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_reward_models_load_and_guide_the_base(quick_assets, objective):
+    root, results = quick_assets
+    info = results[f"arm-{objective}"]
+    assert info["steps"] == ARM_QUICK_CONFIG.max_steps
+    assert 0.0 <= info["held_out_accuracy"] <= 1.0
+    assert info["held_out_pairs"] == results["preferences"]["pairs"][objective]["held_out"]
+    folder = root / f"arm-{objective}"
+    assert (folder / "model.safetensors").is_file() and (folder / "genarm_config.json").is_file()
+    assert AutoModelForCausalLM.from_pretrained(folder).num_parameters() == info["num_parameters"]
+    reward_model = AutoregressiveRewardModel.from_pretrained(folder)
+    assert reward_model.beta_r == ARM_QUICK_CONFIG.beta_r
+    assert reward_model.metadata.metrics["eval_rewards/accuracies"] == pytest.approx(
+        info["held_out_accuracy"], abs=1e-4
+    )
+
+    tokenizer = AutoTokenizer.from_pretrained(root / "base")
+    base = AutoModelForCausalLM.from_pretrained(root / "base")
+    inputs = tokenizer([END_OF_TEXT + "A fortune", END_OF_TEXT + "Never"], return_tensors="pt", padding=True)
+    processor = GenARMLogitsProcessor(reward_model, attention_mask=inputs["attention_mask"], tokenizer=tokenizer)
+    output = base.generate(
+        **inputs, logits_processor=[processor], max_new_tokens=3, do_sample=False, pad_token_id=tokenizer.pad_token_id
+    )
+    assert output.shape == (2, inputs["input_ids"].shape[1] + 3)
+
+
+def test_fortune_prompts_take_openings_with_words_to_spare():
+    fortunes = ["One two three four five six seven", "Too short to use", "One two three four five six seven"]
+    prompts = fortune_prompts(fortunes, count=5, min_words=3, max_words=3)
+    assert prompts == ["One two three"]
+    assert fortune_prompts(load_fortunes("held_out"), count=3) == fortune_prompts(load_fortunes("held_out"), count=3)
+
+
+def test_best_worst_pairs_respect_the_margin_and_skip_empty_continuations():
+    pairs = _best_worst_pairs(
+        ["a", "b", "c"],
+        [[" x", " y", " z"], [" x", " y", " z"], [" x", "  ", " x"]],
+        [[0.1, 0.9, 0.5], [0.1, 0.2, 0.15], [0.0, 0.9, 0.5]],
+        margin=0.3,
+        bos_token=END_OF_TEXT,
+    )
+    assert pairs == [
+        {"prompt": END_OF_TEXT + "a", "chosen": " y", "rejected": " x", "score_chosen": 0.9, "score_rejected": 0.1}
+    ]
+
+
+def test_build_stages_rejects_unknown_stages(tmp_path):
+    with pytest.raises(ValueError, match="rewards"):
+        build_stages("everything", tmp_path)
+    with pytest.raises(ValueError, match="objective"):
+        build_arm("humour", tmp_path)
+
+
+def test_shipped_assets_are_small_and_the_reward_models_beat_chance():
+    from hf_genarm.assets import ASSETS_DIR
+
+    total_bytes = sum(
+        path.stat().st_size for path in ASSETS_DIR.rglob("*") if path.is_file() and "__pycache__" not in path.parts
+    )
+    assert total_bytes < 25 * 1024**2
+    base_fingerprint = tokenizer_fingerprint(AutoTokenizer.from_pretrained(default_asset_path("base")))
+    for objective in OBJECTIVES:
+        folder = default_asset_path(f"arm-{objective}")
+        info = json.loads((folder / "training_info.json").read_text())
+        assert info["held_out_accuracy"] > 0.6
+        assert json.loads((folder / "genarm_config.json").read_text())["tokenizer"] == base_fingerprint
+    assert json.loads(default_asset_path("preferences/demo_prompts.json").read_text())["prompts"]

@@ -1,0 +1,73 @@
+import argparse
+import io
+import re
+
+import pytest
+
+from hf_genarm import cli, demo
+from hf_genarm.demo import DEMO_METHODS, DemoMethod
+
+_SCORES = r"VADER [+-]\d\.\d\d  topic [+-]\d\.\d\d  \.\.\."
+_SUMMARY_ROW = r"[+-]\d\.\d{3}\s+[+-]\d\.\d{3}\s+\d+\.\d\s+[01]\.\d\d\s+\d+\.\d\d$"
+
+
+@pytest.fixture(scope="module")
+def demo_output():
+    stream = io.StringIO()
+    status = demo.main(argparse.Namespace(prompts=2, max_new_tokens=12, beta=1.0, seed=0), stream=stream)
+    return status, stream.getvalue()
+
+
+def test_demo_exits_with_status_zero(demo_output):
+    status, output = demo_output
+    assert status == 0
+    assert output.startswith("Loading")
+
+
+def test_demo_prints_every_method_with_numeric_scores_for_each_prompt(demo_output):
+    _, output = demo_output
+    blocks = re.findall(r"^\[(\d)/2\] ", output, flags=re.MULTILINE)
+    assert blocks == ["1", "2"]
+    for method in DEMO_METHODS:
+        rows = re.findall(rf"^  {re.escape(method.name)}\s+{_SCORES}", output, flags=re.MULTILINE)
+        assert len(rows) == 2, method.name
+
+
+def test_demo_summary_has_a_row_of_numbers_per_method_and_the_wall_time(demo_output):
+    _, output = demo_output
+    summary = output[output.index("Summary (") :]
+    assert "2 prompts, 12 new tokens" in summary
+    for method in DEMO_METHODS:
+        row = re.search(rf"^  {re.escape(method.name)}  .*$", summary, flags=re.MULTILINE)
+        assert row is not None, method.name
+        assert re.search(_SUMMARY_ROW, row.group(0)), row.group(0)
+    assert re.search(r"Wall time \d+\.\d s", summary)
+
+
+def test_demo_is_reproducible_with_the_same_seed(demo_output):
+    _, output = demo_output
+    stream = io.StringIO()
+    demo.main(argparse.Namespace(prompts=2, max_new_tokens=12, beta=1.0, seed=0), stream=stream)
+    without_timings = re.compile(r"\s+\d+\.\d\d$|Wall time.*", flags=re.MULTILINE)
+    assert without_timings.sub("", stream.getvalue()) == without_timings.sub("", output)
+
+
+def test_demo_runs_from_the_command_line(capsys):
+    assert cli.main(["demo", "--prompts", "1", "--max-new-tokens", "6", "--beta", "2"]) == 0
+    output = capsys.readouterr().out
+    assert "1 prompts, 6 new tokens" in output
+    assert "beta 2" in output
+    for method in DEMO_METHODS:
+        assert f"  {method.describe(beta=2.0)}  " in output
+
+
+def test_demo_refuses_more_prompts_than_it_ships():
+    with pytest.raises(ValueError, match="prompts"):
+        demo.main(argparse.Namespace(prompts=10_000), stream=io.StringIO())
+
+
+def test_demo_method_describes_its_weights():
+    assert DemoMethod("base").describe(beta=1.0) == "-"
+    assert DemoMethod("both", {"sentiment": 1.0, "topic": 0.5}).describe(beta=0.5) == "sentiment x2 + topic x1"
+    assert DEMO_METHODS[0].alphas == {}
+    assert {objective for method in DEMO_METHODS for objective in method.alphas} == {"sentiment", "topic"}
