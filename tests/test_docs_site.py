@@ -75,6 +75,23 @@ def test_home_page_shows_quick_start_and_its_images_load(browser, site_url):
     page.close()
 
 
+def test_a_tutorial_renders_its_code(browser, site_url):
+    page = load(browser, f"{site_url}/tutorials/guide-a-base-model/")
+    text = page.inner_text("article")
+    assert "Offline, on the embedded models" in text
+    assert 'AutoregressiveRewardModel.from_pretrained(default_asset_path("arm-sentiment"))' in text
+    assert all(image["ok"] for image in images_state(page))
+    page.close()
+
+
+def test_the_token_reward_heatmap_image_loads(browser, site_url):
+    page = load(browser, f"{site_url}/how-to/token-rewards/")
+    images = images_state(page)
+    assert any("token-rewards.png" in image["src"] for image in images), images
+    assert all(image["ok"] for image in images), images
+    page.close()
+
+
 def test_a_guide_page_renders_code_and_math(browser, site_url):
     page = load(browser, f"{site_url}/concepts/")
     text = page.inner_text("article")
