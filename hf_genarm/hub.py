@@ -182,6 +182,18 @@ def read_user_model_card(folder: str | os.PathLike) -> bytes | None:
 
     Returns:
         `bytes` or `None`: the user's card, or `None` when there is none or it is an unedited hf-genarm card.
+
+    Examples:
+
+    ```python
+    >>> import pathlib, tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> read_user_model_card(folder) is None
+    True
+    >>> _ = (folder / "README.md").write_text("# My own notes")
+    >>> read_user_model_card(folder)
+    b'# My own notes'
+    ```
     """
     path = os.path.join(folder, MODEL_CARD_NAME)
     if not os.path.isfile(path):
@@ -215,6 +227,18 @@ def write_model_card(
 
     Returns:
         `bool`: whether the generated card was written.
+
+    Examples:
+
+    ```python
+    >>> import pathlib, tempfile
+    >>> from hf_genarm import RewardModelMetadata
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> write_model_card(folder, RewardModelMetadata(beta_r=0.1))
+    True
+    >>> "genarm" in (folder / "README.md").read_text()
+    True
+    ```
     """
     path = os.path.join(folder, MODEL_CARD_NAME)
     if user_card is not None and not overwrite:
