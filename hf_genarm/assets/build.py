@@ -632,8 +632,9 @@ class PreferenceBuildConfig:
         > Parameters that control the pairs
 
         topic (`str`, *optional*, defaults to `DEFAULT_TOPIC`): The `TopicJudge` topic.
-        sentiment_margin (`float`, *optional*, defaults to `0.3`): Least VADER compound difference between the
-            best (chosen) and worst (rejected) continuation of a prompt for the pair to be kept.
+        sentiment_margin (`float`, *optional*, defaults to `0.5`): Least VADER compound difference between the
+            best (chosen) and worst (rejected) continuation of a prompt for the pair to be kept (0.3 kept a third
+            more pairs, but the reward model trained on them ranked held-out pairs worse).
         topic_margin (`float`, *optional*, defaults to `0.08`): Least cosine difference for a topic pair.
         seed (`int`, *optional*, defaults to `0`): Seed of the prompt lengths and of sampling.
 
@@ -656,7 +657,7 @@ class PreferenceBuildConfig:
     top_p: float = 0.95
     generation_batch_size: int = 64
     topic: str = DEFAULT_TOPIC
-    sentiment_margin: float = 0.3
+    sentiment_margin: float = 0.5
     topic_margin: float = 0.08
     seed: int = 0
 
@@ -698,7 +699,7 @@ def fortune_prompts(
     Examples:
 
     ```python
-    >>> fortune_prompts(["A  journey of a thousand\nmiles begins with a step.", "Too short."], 5, 4, 4)
+    >>> fortune_prompts(["A  journey of a thousand\\nmiles begins with a step.", "Too short."], 5, 4, 4)
     ['A journey of a']
     ```
     """
