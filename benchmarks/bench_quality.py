@@ -1,0 +1,929 @@
+"""Quality of GenARM against its baselines on held-out prompts, judged by independent judges, in one run.
+
+Everything runs on the embedded demo assets (`hf_genarm/assets/`): the fortune base LM, the small reward
+backbone, the judged preference pairs and the `arm-sentiment` / `arm-topic` autoregressive reward models.
+Objective: positive sentiment, judged by VADER (`hf_genarm.judges.SentimentJudge`); the topic ARM and the
+MiniLM topic judge only enter the alpha sweep.
+
+The run trains three comparison models on the same sentiment training pairs as `arm-sentiment`:
+
+* a sequence-classifier reward model (`GPT2ForSequenceClassification`, `num_labels=1`) initialised from the
+  same reward backbone as the ARM, Bradley-Terry loss, plain PyTorch loop (ARGS's reward model);
+* a base-sized ARM: the base itself fine-tuned with `ARMTrainer` with the `arm-sentiment` recipe (equal-size
+  GenARM; fewer epochs, to fit the time budget);
+* the training-time reference: the base fine-tuned with TRL's `DPOTrainer` (optional `bench` extra).
+
+Then it decodes the held-out prompts with every method (same sampling settings, same seeds), and reports
+
+* mean judge score with a 95% cluster-bootstrap interval (resampling prompts),
+* win rate against base sampling by the judge (same prompt, same sample index; ties count one half),
+* perplexity of the outputs (prompt given) under the base model,
+* wall time per 128 generated tokens (decoding steps x rows kept, the reward passes included),
+
+plus the held-out pair accuracy of every reward model, an alpha sweep over the two ARMs scored by both judges
+(plotted as a front with `hf_genarm.visualize.plot_tradeoff`), and the targets of issue 4, met or missed.
+
+Usage::
+
+    python benchmarks/bench_quality.py --write-docs   # full run (~10 min on 2 CPU cores), writes the docs page
+    python benchmarks/bench_quality.py --quick --assets-dir /tmp/a   # smoke test on quick assets, < 1 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import itertools
+import math
+import os
+import pathlib
+import platform
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import transformers
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2ForSequenceClassification, PrinterCallback
+
+from hf_genarm import ARMConfig, ARMTrainer, AutoregressiveRewardModel, GenARMLogitsProcessor, plot_tradeoff
+from hf_genarm.assets import ASSETS_DIR, default_asset_path
+from hf_genarm.baselines import ARGSLogitsProcessor, best_of_n
+from hf_genarm.data import prepare_preference_dataset
+from hf_genarm.judges import SentimentJudge, TopicJudge
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+DOCS_PAGE = REPO_ROOT / "docs" / "benchmarks_quality.md"
+FRONT_PNG = REPO_ROOT / "docs" / "assets" / "quality_front.png"
+# The ARM stage's own limits (`ARMBuildConfig`): every model here sees the pairs exactly as the ARMs did.
+MAX_LENGTH, MAX_PROMPT_LENGTH = 96, 32
+BOOTSTRAP_RESAMPLES = 2000
+
+
+@dataclass
+class Settings:
+    """Sizes of one run; `--quick` shrinks all of them."""
+
+    prompts: int = 48
+    samples: int = 2
+    max_new_tokens: int = 32
+    batch_prompts: int = 16
+    betas: tuple[float, ...] = (2.0, 1.0, 0.5, 0.25)
+    best_of: tuple[int, ...] = (4, 16)
+    args_top_k: int = 10
+    args_weight: float = 1.0
+    sweep_alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    sweep_beta: float = 0.5
+    arm_epochs: float = 2.0
+    dpo_epochs: float = 2.0
+    dpo_learning_rate: float = 2e-4
+    dpo_beta: float = 0.1
+    max_train_steps: int = -1
+    top_p: float = 0.95
+
+
+QUICK = Settings(
+    prompts=6,
+    max_new_tokens=8,
+    batch_prompts=6,
+    betas=(1.0, 0.5),
+    sweep_alphas=(0.0, 0.5, 1.0),
+    arm_epochs=1.0,
+    dpo_epochs=1.0,
+    max_train_steps=3,
+)
+
+
+@dataclass
+class MethodResult:
+    name: str
+    reward_model: str
+    completions: list[list[str]]
+    seconds: float
+    generated_tokens: int
+    scores: dict[str, list[list[float]]] = field(default_factory=dict)
+    perplexity: float = float("nan")
+
+    @property
+    def seconds_per_128_tokens(self) -> float:
+        return self.seconds / max(1, self.generated_tokens) * 128
+
+
+# ------------------------------------------------------------------------------------------------- assets
+def asset_path(assets_dir: pathlib.Path | None, name: str) -> pathlib.Path:
+    if assets_dir is None:
+        return default_asset_path(name)
+    path = assets_dir / name
+    if not path.exists():
+        raise FileNotFoundError(f"Asset {name!r} is missing under {assets_dir}.")
+    return path
+
+
+def held_out_prompts(preferences_dir: pathlib.Path, count: int, bos_token: str) -> list[str]:
+    """Unique prompts of the held-out pairs (sentiment first, then topic), then the demo prompts, with BOS."""
+    import json
+
+    prompts: list[str] = []
+    for name in ("sentiment_held_out.jsonl", "topic_held_out.jsonl"):
+        with (preferences_dir / name).open(encoding="utf-8") as handle:
+            prompts += [json.loads(line)["prompt"] for line in handle if line.strip()]
+    demo = json.loads((preferences_dir / "demo_prompts.json").read_text(encoding="utf-8"))["prompts"]
+    prompts += [bos_token + prompt for prompt in demo]
+    unique = list(dict.fromkeys(prompts))
+    if len(unique) < count:
+        print(f"note: only {len(unique)} held-out prompts available, using all of them")
+    return unique[:count]
+
+
+def read_pairs(path: pathlib.Path) -> list[dict]:
+    import json
+
+    with path.open(encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle if line.strip()]
+    return [{key: row[key] for key in ("prompt", "chosen", "rejected")} for row in rows]
+
+
+# ------------------------------------------------------------------------------------------------- scoring
+def _right_padded(sequences: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(sequence) for sequence in sequences)
+    input_ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        input_ids[row, : len(sequence)] = torch.tensor(sequence)
+        mask[row, : len(sequence)] = 1
+    return input_ids, mask
+
+
+@torch.no_grad()
+def arm_rewards(
+    reward_model: AutoregressiveRewardModel, examples: Sequence[tuple[list[int], list[int]]], pad: int
+) -> torch.Tensor:
+    """`beta_r * sum log pi_r(response | prompt)` of each `(prompt_ids, response_ids)`."""
+    rewards = []
+    for start in range(0, len(examples), 64):
+        chunk = examples[start : start + 64]
+        input_ids, mask = _right_padded([prompt + response for prompt, response in chunk], pad)
+        response_mask = torch.zeros_like(mask)
+        for row, (prompt, response) in enumerate(chunk):
+            response_mask[row, len(prompt) : len(prompt) + len(response)] = 1
+        rewards.append(reward_model.sequence_rewards(input_ids, mask, response_mask=response_mask))
+    return torch.cat(rewards) if rewards else torch.zeros(0)
+
+
+def classifier_logits(model: GPT2ForSequenceClassification, sequences: Sequence[list[int]], pad: int) -> torch.Tensor:
+    input_ids, mask = _right_padded(sequences, pad)
+    return model(input_ids=input_ids, attention_mask=mask).logits[:, 0].float()
+
+
+@torch.no_grad()
+def classifier_rewards(model: GPT2ForSequenceClassification, sequences: Sequence[list[int]], pad: int) -> torch.Tensor:
+    return torch.cat([classifier_logits(model, sequences[i : i + 64], pad) for i in range(0, len(sequences), 64)])
+
+
+def pair_accuracy(score: Callable[[list[tuple[list[int], list[int]]]], torch.Tensor], pairs) -> float:
+    """Share of pairs whose chosen response gets a strictly higher reward than the rejected one."""
+    chosen = score([(row["prompt_ids"], row["chosen_ids"]) for row in pairs])
+    rejected = score([(row["prompt_ids"], row["rejected_ids"]) for row in pairs])
+    return float((chosen > rejected).float().mean())
+
+
+def split_prompt(tokenizer, prompts: Sequence[str], completions: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+    """Token ids of each prompt and completion, split where the tokenizations of prompt and prompt+completion part."""
+    examples = []
+    for prompt, completion in zip(prompts, completions, strict=True):
+        prompt_ids = tokenizer(prompt)["input_ids"]
+        full = tokenizer(prompt + completion)["input_ids"]
+        start = next((i for i, (a, b) in enumerate(zip(prompt_ids, full)) if a != b), min(len(prompt_ids), len(full)))
+        examples.append((full[:start], full[start:]))
+    return examples
+
+
+@torch.no_grad()
+def perplexity_under(model, tokenizer, prompts: Sequence[str], completions: Sequence[str]) -> float:
+    """exp of the mean NLL per completion token under `model`, each completion given its prompt."""
+    examples = [ex for ex in split_prompt(tokenizer, prompts, completions) if ex[1]]
+    if not examples:
+        return float("nan")
+    total_nll, total_tokens = 0.0, 0
+    for start in range(0, len(examples), 64):
+        chunk = examples[start : start + 64]
+        input_ids, mask = _right_padded([prompt + response for prompt, response in chunk], tokenizer.pad_token_id)
+        logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), input_ids[:, 1:], reduction="none")
+        scored = torch.zeros_like(nll, dtype=torch.bool)
+        for row, (prompt, response) in enumerate(chunk):
+            scored[row, len(prompt) - 1 : len(prompt) - 1 + len(response)] = True
+        total_nll += float(nll[scored].sum())
+        total_tokens += int(scored.sum())
+    return math.exp(total_nll / total_tokens)
+
+
+def bootstrap_mean(values: list[list[float]], seed: int) -> tuple[float, float, float]:
+    """Mean over all samples and a 95% percentile interval, resampling prompts (their samples stay together)."""
+    per_prompt = torch.tensor(values, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(seed)
+    picks = torch.randint(0, per_prompt.shape[0], (BOOTSTRAP_RESAMPLES, per_prompt.shape[0]), generator=generator)
+    means = per_prompt[picks].mean(dim=(1, 2))
+    low, high = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return float(per_prompt.mean()), low, high
+
+
+def distinct_bigrams(completions: list[list[str]]) -> float:
+    """Unique word bigrams / all word bigrams over a method's completions: low values flag repetitive text."""
+    bigrams = [pair for texts in completions for text in texts for pair in itertools.pairwise(text.split())]
+    return len(set(bigrams)) / len(bigrams) if bigrams else float("nan")
+
+
+def win_values(scores: list[list[float]], baseline: list[list[float]]) -> list[list[float]]:
+    return [
+        [1.0 if s > b else 0.5 if s == b else 0.0 for s, b in zip(row, base_row, strict=True)]
+        for row, base_row in zip(scores, baseline, strict=True)
+    ]
+
+
+# ------------------------------------------------------------------------------------------------- training
+def _disable_dropout(model: torch.nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+
+
+def train_classifier(backbone_dir, train_pairs, settings: Settings, recipe: dict, pad: int, seed: int):
+    """Bradley-Terry sequence classifier from the reward backbone: `-log sigmoid(r(chosen) - r(rejected))`."""
+    torch.manual_seed(seed)
+    model = GPT2ForSequenceClassification.from_pretrained(backbone_dir, num_labels=1)
+    model.config.pad_token_id = pad
+    _disable_dropout(model)
+    model.train()
+    batch_size = 32
+    steps_per_epoch = math.ceil(len(train_pairs) / batch_size)
+    total_steps = max(1, round(recipe["num_train_epochs"] * steps_per_epoch))
+    if settings.max_train_steps > 0:
+        total_steps = min(total_steps, settings.max_train_steps)
+    warmup = max(1, round(recipe["warmup_ratio"] * total_steps))
+    # The ARM's own recipe (AdamW, epochs, peak rate, warm-up, cosine), so the two reward models differ only by loss.
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe["learning_rate"], weight_decay=recipe["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: (
+            (step + 1) / warmup
+            if step < warmup
+            else 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
+        ),
+    )
+    order_generator = torch.Generator().manual_seed(seed)
+    order, cursor = torch.randperm(len(train_pairs), generator=order_generator).tolist(), 0
+    for _ in range(total_steps):
+        if cursor >= len(order):
+            order, cursor = torch.randperm(len(train_pairs), generator=order_generator).tolist(), 0
+        batch = [train_pairs[index] for index in order[cursor : cursor + batch_size]]
+        cursor += batch_size
+        sequences = [row["prompt_ids"] + row["chosen_ids"] for row in batch]
+        sequences += [row["prompt_ids"] + row["rejected_ids"] for row in batch]
+        rewards = classifier_logits(model, sequences, pad)
+        loss = -torch.nn.functional.logsigmoid(rewards[: len(batch)] - rewards[len(batch) :]).mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    return model.eval(), total_steps
+
+
+def arm_recipe(arm_dir: pathlib.Path) -> dict:
+    """The settings the `arm-sentiment` asset was trained with (its `training_info.json`), or the stage defaults."""
+    import json
+
+    recipe = {"beta_r": 0.1, "learning_rate": 1e-3, "warmup_ratio": 0.1, "weight_decay": 0.0, "num_train_epochs": 6.0}
+    info_path = arm_dir / "training_info.json"
+    if info_path.exists():
+        config = json.loads(info_path.read_text(encoding="utf-8")).get("config", {})
+        recipe.update({key: config[key] for key in recipe if key in config})
+    return recipe
+
+
+def train_base_size_arm(base_dir, tokenizer, train_pairs, settings: Settings, recipe: dict, seed: int):
+    """An ARM of the base's own size: the base fine-tuned with `ARMTrainer` (all weights), the small ARM's recipe."""
+    with tempfile.TemporaryDirectory() as scratch:
+        args = ARMConfig(
+            output_dir=scratch,
+            beta_r=recipe["beta_r"],
+            num_train_epochs=settings.arm_epochs,
+            max_steps=settings.max_train_steps,
+            per_device_train_batch_size=32,
+            learning_rate=recipe["learning_rate"],
+            lr_scheduler_type="cosine",
+            warmup_steps=recipe["warmup_ratio"],
+            max_length=MAX_LENGTH,
+            max_prompt_length=MAX_PROMPT_LENGTH,
+            eval_strategy="no",
+            logging_strategy="no",
+            save_strategy="no",
+            report_to=[],
+            use_cpu=True,
+            seed=seed,
+            data_seed=seed,
+            disable_tqdm=True,
+        )
+        trainer = ARMTrainer(
+            model=AutoModelForCausalLM.from_pretrained(base_dir),
+            args=args,
+            train_dataset=train_pairs,
+            processing_class=tokenizer,
+        )
+        trainer.remove_callback(PrinterCallback)
+        result = trainer.train()
+    return trainer.reward_model.eval(), result.global_step
+
+
+def train_dpo(base_dir, tokenizer, train_pairs, settings: Settings, seed: int):
+    """The base fine-tuned with TRL's DPOTrainer on the same pairs; returns (policy, reference, steps)."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    with tempfile.TemporaryDirectory() as scratch:
+        args = DPOConfig(
+            output_dir=scratch,
+            beta=settings.dpo_beta,
+            num_train_epochs=settings.dpo_epochs,
+            max_steps=settings.max_train_steps,
+            per_device_train_batch_size=32,
+            learning_rate=settings.dpo_learning_rate,
+            lr_scheduler_type="cosine",
+            warmup_steps=0.1,
+            max_length=MAX_LENGTH,
+            eval_strategy="no",
+            logging_strategy="no",
+            save_strategy="no",
+            report_to=[],
+            use_cpu=True,
+            seed=seed,
+            data_seed=seed,
+            disable_tqdm=True,
+        )
+        trainer = DPOTrainer(
+            model=AutoModelForCausalLM.from_pretrained(base_dir),
+            ref_model=AutoModelForCausalLM.from_pretrained(base_dir),
+            args=args,
+            train_dataset=Dataset.from_list(train_pairs),
+            processing_class=tokenizer,
+        )
+        trainer.remove_callback(PrinterCallback)
+        result = trainer.train()
+    return trainer.model.eval(), trainer.ref_model.eval(), result.global_step
+
+
+# ------------------------------------------------------------------------------------------------- decoding
+def sampling_kwargs(settings: Settings, tokenizer) -> dict:
+    return {
+        "do_sample": True,
+        "temperature": 1.0,
+        "top_p": settings.top_p,
+        "top_k": 0,
+        "max_new_tokens": settings.max_new_tokens,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
+@torch.no_grad()
+def sample_batch(model, tokenizer, batch, settings: Settings, seed: int, make_processors=None):
+    """`samples` completions of each prompt of `batch`: (completions per prompt, seconds, generated tokens)."""
+    inputs = tokenizer(batch, return_tensors="pt", padding=True)
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+    processors = make_processors(inputs["attention_mask"]) if make_processors else []
+    output = model.generate(
+        **inputs,
+        logits_processor=processors,
+        num_return_sequences=settings.samples,
+        **sampling_kwargs(settings, tokenizer),
+    )
+    seconds = time.perf_counter() - started
+    new_tokens = output[:, inputs["input_ids"].shape[1] :]
+    texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    completions = [texts[i * settings.samples : (i + 1) * settings.samples] for i in range(len(batch))]
+    return completions, seconds, new_tokens.numel()
+
+
+@torch.no_grad()
+def best_of_n_batch(base, tokenizer, batch, settings: Settings, seed: int, n: int, rerankers: Sequence[Callable]):
+    """Best-of-n for each (prompt, sample) of `batch`, once per reranker, all reranking the same candidates.
+
+    Returns one `(completions per prompt, seconds, tokens)` per reranker; its seconds are the sampling plus its own
+    scoring, its tokens those of the kept rows (`max_new_tokens` each: a batch of n rows rarely stops early).
+    """
+    rows = [prompt for prompt in batch for _ in range(settings.samples)]
+    expanded = [prompt for prompt in rows for _ in range(n)]
+    scoring_seconds = {}
+
+    def first_reranker(completions):
+        started = time.perf_counter()
+        scores = rerankers[0](expanded, completions)
+        scoring_seconds["first"] = time.perf_counter() - started
+        return scores
+
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+    output = best_of_n(
+        base, tokenizer, rows, first_reranker, n, include_prompt=False, **sampling_kwargs(settings, tokenizer)
+    )
+    total = time.perf_counter() - started
+    results = [(output.completions, total)]
+    flat = [text for candidates in output.candidates for text in candidates]
+    for rerank in rerankers[1:]:
+        started = time.perf_counter()
+        scores = torch.as_tensor(rerank(expanded, flat)).reshape(len(rows), n)
+        chosen = [output.candidates[row][int(scores[row].argmax())] for row in range(len(rows))]
+        results.append((chosen, total - scoring_seconds["first"] + time.perf_counter() - started))
+    per_prompt = settings.samples
+    return [
+        (
+            [chosen[i * per_prompt : (i + 1) * per_prompt] for i in range(len(batch))],
+            seconds,
+            len(rows) * settings.max_new_tokens,
+        )
+        for chosen, seconds in results
+    ]
+
+
+# ------------------------------------------------------------------------------------------------- report
+def quiet_libraries() -> None:
+    """Keep the output to the benchmark's own lines: no progress bars, deprecation notices or trainer logs."""
+    import logging
+    import warnings
+
+    import datasets
+
+    datasets.disable_progress_bars()
+    # TRL warns once per boundary where a fortune prompt's last token merges with its continuation; expected here.
+    logging.getLogger("trl").setLevel(logging.ERROR)
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def machine_description(threads: int) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    except OSError:
+        load = "n/a"
+    versions = f"torch {torch.__version__}, transformers {transformers.__version__}"
+    try:
+        import trl
+
+        versions += f", trl {trl.__version__}"
+    except ImportError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} visible cores shared with other jobs (load average at start {load}), "
+        f"{threads} torch thread(s), float32 CPU, Python {platform.python_version()}, {versions}"
+    )
+
+
+def fmt(value: float, digits: int = 3) -> str:
+    return "n/a" if value != value else f"{value:.{digits}f}"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, help="Held-out prompts (default 64; 6 with --quick).")
+    parser.add_argument("--samples", type=int, help="Samples per prompt (default 2).")
+    parser.add_argument("--max-new-tokens", type=int, help="Tokens per completion (default 32; 8 with --quick).")
+    parser.add_argument("--quick", action="store_true", help="Tiny sizes and a few training steps: a smoke test.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-dpo", action="store_true", help="Leave out the TRL DPOTrainer reference.")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is steadiest on a shared box).")
+    parser.add_argument(
+        "--assets-dir", type=pathlib.Path, help=f"Root of the demo assets (default: the package's, {ASSETS_DIR})."
+    )
+    parser.add_argument(
+        "--write-docs",
+        action="store_true",
+        help=f"Write {DOCS_PAGE.relative_to(REPO_ROOT)} and {FRONT_PNG.relative_to(REPO_ROOT)}.",
+    )
+    args = parser.parse_args(argv)
+    settings = copy.deepcopy(QUICK if args.quick else Settings())
+    for name in ("prompts", "samples", "max_new_tokens"):
+        if getattr(args, name) is not None:
+            setattr(settings, name, getattr(args, name))
+    torch.set_num_threads(args.threads)
+    quiet_libraries()
+    random.seed(args.seed)
+    run_started = time.perf_counter()
+    machine = machine_description(args.threads)
+    command = "python benchmarks/bench_quality.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    print(f"machine: {machine}")
+
+    base_dir = asset_path(args.assets_dir, "base")
+    backbone_dir = asset_path(args.assets_dir, "reward-backbone")
+    preferences_dir = asset_path(args.assets_dir, "preferences")
+    tokenizer = AutoTokenizer.from_pretrained(base_dir, padding_side="left")
+    pad = tokenizer.pad_token_id
+    base = AutoModelForCausalLM.from_pretrained(base_dir).eval()
+    arms = {
+        objective: AutoregressiveRewardModel.from_pretrained(asset_path(args.assets_dir, f"arm-{objective}")).eval()
+        for objective in ("sentiment", "topic")
+    }
+    train_rows = read_pairs(preferences_dir / "sentiment_train.jsonl")
+    held_out_rows = read_pairs(preferences_dir / "sentiment_held_out.jsonl")
+    limits = {"max_length": MAX_LENGTH, "max_prompt_length": MAX_PROMPT_LENGTH}
+    train_pairs = list(prepare_preference_dataset(train_rows, tokenizer, **limits)[0])
+    held_out_pairs = list(prepare_preference_dataset(held_out_rows, tokenizer, name="eval_dataset", **limits)[0])
+    prompts = held_out_prompts(preferences_dir, settings.prompts, tokenizer.bos_token)
+    judges = {"sentiment": SentimentJudge(), "topic": TopicJudge()}
+    num_params = {"base": base.num_parameters(), "arm": arms["sentiment"].model.num_parameters()}
+    print(
+        f"{len(prompts)} held-out prompts x {settings.samples} samples, {settings.max_new_tokens} new tokens; "
+        f"{len(train_pairs)} training / {len(held_out_pairs)} held-out sentiment pairs; base "
+        f"{num_params['base'] / 1e6:.2f}M params, ARM {num_params['arm'] / 1e6:.2f}M"
+    )
+
+    # ---- reward models trained here on the same pairs
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    recipe = arm_recipe(asset_path(args.assets_dir, "arm-sentiment"))
+    classifier, classifier_steps = train_classifier(backbone_dir, train_pairs, settings, recipe, pad, args.seed)
+    timings["sequence classifier"] = time.perf_counter() - started
+    print(f"sequence classifier: {classifier_steps} steps in {timings['sequence classifier']:.0f}s")
+    started = time.perf_counter()
+    big_arm, big_arm_steps = train_base_size_arm(base_dir, tokenizer, train_rows, settings, recipe, args.seed)
+    timings["base-size ARM"] = time.perf_counter() - started
+    print(f"base-size ARM: {big_arm_steps} steps in {timings['base-size ARM']:.0f}s")
+    dpo_policy = dpo_reference = None
+    dpo_note = "skipped with --skip-dpo"
+    if not args.skip_dpo:
+        try:
+            started = time.perf_counter()
+            dpo_policy, dpo_reference, dpo_steps = train_dpo(base_dir, tokenizer, train_rows, settings, args.seed)
+            timings["DPO"] = time.perf_counter() - started
+            dpo_note = f"TRL DPOTrainer, {dpo_steps} steps in {timings['DPO']:.0f}s"
+        except Exception as error:  # The reference is optional: report why it is missing and go on.
+            dpo_note = f"TRL DPOTrainer could not run here: {type(error).__name__}: {error}"
+        print(dpo_note)
+
+    def arm_score(model):
+        return lambda examples: arm_rewards(model, examples, pad)
+
+    def classifier_score(examples):
+        return classifier_rewards(classifier, [prompt + response for prompt, response in examples], pad)
+
+    accuracy_rows = [
+        (
+            "ARM `arm-sentiment` (GenARM)",
+            num_params["arm"],
+            pair_accuracy(arm_score(arms["sentiment"]), held_out_pairs),
+        ),
+        (
+            "sequence classifier, Bradley-Terry (ARGS RM)",
+            classifier.num_parameters(),
+            pair_accuracy(classifier_score, held_out_pairs),
+        ),
+        (
+            "base-size ARM (base fine-tuned with ARMTrainer)",
+            num_params["base"],
+            pair_accuracy(arm_score(big_arm), held_out_pairs),
+        ),
+    ]
+    if dpo_policy is not None:
+        policy_arm, reference_arm = AutoregressiveRewardModel(dpo_policy), AutoregressiveRewardModel(dpo_reference)
+
+        def dpo_implicit(examples):
+            return arm_rewards(policy_arm, examples, pad) - arm_rewards(reference_arm, examples, pad)
+
+        accuracy_rows.append(
+            ("DPO implicit reward (base-size)", num_params["base"], pair_accuracy(dpo_implicit, held_out_pairs))
+        )
+
+    # ---- decoding: methods interleaved batch by batch (alternating order), so machine noise hits all alike
+    def genarm(reward_models, alpha, beta):
+        return lambda mask: [
+            GenARMLogitsProcessor(reward_models, alpha=alpha, beta=beta, attention_mask=mask, tokenizer=tokenizer)
+        ]
+
+    def plain(model=base, make_processors=None):
+        return lambda batch, seed: [sample_batch(model, tokenizer, batch, settings, seed, make_processors)]
+
+    def rerank_arm(prompt_texts, completions):
+        return arm_rewards(arms["sentiment"], split_prompt(tokenizer, prompt_texts, completions), pad)
+
+    def rerank_classifier(prompt_texts, completions):
+        sequences = [p + r for p, r in split_prompt(tokenizer, prompt_texts, completions)]
+        return classifier_rewards(classifier, sequences, pad)
+
+    small_label = f"ARM {num_params['arm'] / 1e6:.2f}M"
+    big_label = f"base-size ARM {num_params['base'] / 1e6:.2f}M"
+    methods = [([("base (sampling)", "-")], plain())]
+    methods += [
+        ([(f"GenARM β={beta:g}", small_label)], plain(make_processors=genarm(arms["sentiment"], 1.0, beta)))
+        for beta in settings.betas
+    ]
+    methods += [
+        ([(f"GenARM equal-size β={beta:g}", big_label)], plain(make_processors=genarm(big_arm, 1.0, beta)))
+        for beta in settings.betas
+    ]
+    methods += [
+        (
+            [(f"best-of-{n}", small_label), (f"best-of-{n}", "classifier RM")],
+            lambda batch, seed, n=n: best_of_n_batch(
+                base, tokenizer, batch, settings, seed, n, [rerank_arm, rerank_classifier]
+            ),
+        )
+        for n in settings.best_of
+    ]
+
+    def args_processors(mask):
+        return [
+            ARGSLogitsProcessor(classifier, weight=settings.args_weight, top_k=settings.args_top_k, attention_mask=mask)
+        ]
+
+    methods.append(
+        (
+            [(f"ARGS k={settings.args_top_k} w={settings.args_weight:g}", "classifier RM")],
+            plain(make_processors=args_processors),
+        )
+    )
+    if dpo_policy is not None:
+        methods.append(([("DPO policy (sampling)", "- (fine-tuned base)")], plain(model=dpo_policy)))
+
+    results = [MethodResult(name, label, [], 0.0, 0) for labels, _ in methods for name, label in labels]
+    slots = {(result.name, result.reward_model): result for result in results}
+    batches = [
+        prompts[start : start + settings.batch_prompts] for start in range(0, len(prompts), settings.batch_prompts)
+    ]
+    sample_batch(base, tokenizer, prompts[:2], settings, args.seed)  # warm-up of the generate() machinery
+    decoding_started = time.perf_counter()
+    for batch_index, batch in enumerate(batches):
+        for labels, decode in methods if batch_index % 2 == 0 else methods[::-1]:
+            for key, (completions, seconds, tokens) in zip(labels, decode(batch, args.seed + batch_index)):
+                slot = slots[key]
+                slot.completions += completions
+                slot.seconds += seconds
+                slot.generated_tokens += tokens
+        print(f"decoded batch {batch_index + 1}/{len(batches)} ({time.perf_counter() - decoding_started:.0f}s)")
+
+    for result in results:
+        flat_prompts = [prompt for prompt in prompts for _ in range(settings.samples)]
+        flat = [text for texts in result.completions for text in texts]
+        scores = judges["sentiment"]([text.strip() for text in flat])
+        result.scores["sentiment"] = [scores[i : i + settings.samples] for i in range(0, len(scores), settings.samples)]
+        result.perplexity = perplexity_under(base, tokenizer, flat_prompts, flat)
+
+    # ---- alpha sweep over the two ARMs
+    sweep = []
+    for alpha in settings.sweep_alphas:
+        weights = [alpha, 1.0 - alpha]
+        processors = genarm([arms["sentiment"], arms["topic"]], weights, settings.sweep_beta)
+        flat = []
+        for batch_index, batch in enumerate(batches):
+            completions, _, _ = sample_batch(base, tokenizer, batch, settings, args.seed + batch_index, processors)
+            flat += [text.strip() for texts in completions for text in texts]
+        sweep.append((alpha, *(sum(judge(flat)) / len(flat) for judge in judges.values())))
+    print(f"α sweep done ({len(settings.sweep_alphas)} points)")
+    base_flat = [text.strip() for texts in results[0].completions for text in texts]
+    base_topic = sum(judges["topic"](base_flat)) / len(base_flat)
+
+    # ---- tables
+    base_scores = results[0].scores["sentiment"]
+    main_rows, summary = [], {}
+    for result in results:
+        mean, low, high = bootstrap_mean(result.scores["sentiment"], args.seed)
+        win, win_low, win_high = bootstrap_mean(win_values(result.scores["sentiment"], base_scores), args.seed)
+        summary[(result.name, result.reward_model)] = {
+            "win": win,
+            "mean": mean,
+            "perplexity": result.perplexity,
+            "seconds": result.seconds_per_128_tokens,
+        }
+        main_rows.append(
+            (
+                result.name,
+                result.reward_model,
+                f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]",
+                "-" if result is results[0] else f"{100 * win:.1f}% [{100 * win_low:.0f}, {100 * win_high:.0f}]",
+                fmt(result.perplexity, 1),
+                fmt(distinct_bigrams(result.completions), 2),
+                fmt(result.seconds_per_128_tokens, 3),
+            )
+        )
+    main_table = markdown_table(
+        (
+            "method",
+            "reward model",
+            "VADER mean [95% CI]",
+            "win rate vs base [95% CI]",
+            "PPL under base",
+            "distinct-2",
+            "s / 128 tokens",
+        ),
+        main_rows,
+    )
+    accuracy_table = markdown_table(
+        ("reward model", "params", "held-out pair accuracy"),
+        [(name, f"{params / 1e6:.2f}M", f"{100 * accuracy:.1f}%") for name, params, accuracy in accuracy_rows],
+    )
+    sweep_table = markdown_table(
+        ("α sentiment / α topic", "VADER mean", "topic (MiniLM) mean"),
+        [("base (no guidance)", f"{summary_mean(base_scores):+.3f}", f"{base_topic:+.3f}")]
+        + [(f"{alpha:g} / {1 - alpha:g}", f"{s:+.3f}", f"{t:+.3f}") for alpha, s, t in sweep],
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        front_path = FRONT_PNG if args.write_docs else pathlib.Path(scratch) / "front.png"
+        plot_tradeoff(
+            [(s, t) for _, s, t in sweep] + [(summary_mean(base_scores), base_topic)],
+            [f"α={alpha:g}" for alpha, _, _ in sweep] + ["base"],
+            front_path,
+            series=["GenARM, two ARMs"] * len(sweep) + ["base sampling"],
+            xlabel="sentiment (VADER compound, mean)",
+            ylabel="topic (MiniLM cosine, mean)",
+            title=f"GenARM α sweep, β={settings.sweep_beta:g}, {len(prompts)} held-out prompts",
+        )
+    targets = check_targets(accuracy_rows, summary, settings, sweep, dpo_policy is not None)
+    total_seconds = time.perf_counter() - run_started
+
+    by_label = {label: value for (label, _), value in summary.items()}
+    weak_rows = []
+    for beta in settings.betas:
+        small, big = by_label[f"GenARM β={beta:g}"], by_label[f"GenARM equal-size β={beta:g}"]
+        weak_rows.append(
+            (
+                f"{beta:g}",
+                f"{100 * small['win']:.1f}% / {small['mean']:+.3f} / {small['seconds']:.3f}",
+                f"{100 * big['win']:.1f}% / {big['mean']:+.3f} / {big['seconds']:.3f}",
+            )
+        )
+    weak_table = markdown_table(
+        (
+            "β (α=1)",
+            f"{small_label} guiding the base: win / VADER / s per 128",
+            f"{big_label} guiding the base: win / VADER / s per 128",
+        ),
+        weak_rows,
+    )
+    example_methods = [
+        results[0],
+        *(
+            r
+            for r in results[1:]
+            if r.name.startswith(("GenARM β=1", "GenARM equal-size β=1", "ARGS", "best-of-16", "DPO"))
+        ),
+    ]
+    examples = []
+    for index in range(min(3, len(prompts))):
+        lines = [f"Prompt: `{prompts[index].removeprefix(tokenizer.bos_token)!r}`", ""]
+        for result in example_methods:
+            lines.append(f"- {result.name} ({result.reward_model}): `{result.completions[index][0]!r}`")
+        examples.append("\n".join(lines))
+    report = "\n\n".join(
+        [
+            "### Held-out pair accuracy (sentiment pairs)\n\n" + accuracy_table,
+            "### Sentiment objective, judged by VADER\n\n" + main_table,
+            "### Weak-to-strong: a quarter-size ARM against a base-size ARM\n\n" + weak_table,
+            f"### α sweep over `arm-sentiment` and `arm-topic` (β={settings.sweep_beta:g})\n\n" + sweep_table,
+            "### Targets\n\n" + "\n".join(f"- {line}" for line in targets),
+            "### Example outputs (first sample of the first prompts)\n\n" + "\n\n".join(examples),
+        ]
+    )
+    print()
+    print(report)
+    print(f"\nDPO: {dpo_note}")
+    print(f"total wall time {total_seconds / 60:.1f} min")
+    if args.write_docs:
+        steps = {"sequence classifier": classifier_steps, "base-size ARM": big_arm_steps}
+        assets_label = "hf_genarm/assets" if args.assets_dir is None else str(args.assets_dir)
+        write_docs(
+            command, machine, settings, prompts, report, dpo_note, recipe, steps, timings, total_seconds, assets_label
+        )
+        print(f"wrote {DOCS_PAGE} and {FRONT_PNG}")
+
+
+def summary_mean(values: list[list[float]]) -> float:
+    flat = [value for row in values for value in row]
+    return sum(flat) / len(flat)
+
+
+def check_targets(accuracy_rows, summary, settings: Settings, sweep, has_dpo: bool) -> list[str]:
+    lines = []
+    arm_accuracy, classifier_accuracy = accuracy_rows[0][2], accuracy_rows[1][2]
+    gap = 100 * (arm_accuracy - classifier_accuracy)
+    lines.append(
+        f"ARM accuracy within 2 points of the classifier: {'MET' if abs(gap) <= 2 else 'MISSED'} "
+        f"(ARM {100 * arm_accuracy:.1f}% vs classifier {100 * classifier_accuracy:.1f}%, {gap:+.1f} points)"
+    )
+    by_label = {label: value for (label, _), value in summary.items()}
+    genarm = {beta: by_label[f"GenARM β={beta:g}"] for beta in settings.betas}
+    best_beta = max(genarm, key=lambda beta: genarm[beta]["win"])
+    best = genarm[best_beta]
+    lines.append(
+        f"GenARM win rate >= 70% at some β: {'MET' if best['win'] >= 0.7 else 'MISSED'} "
+        f"(best {100 * best['win']:.1f}% at β={best_beta:g}, {100 * (best['win'] - 0.7):+.1f} points)"
+    )
+    args_entry = next(value for (label, _), value in summary.items() if label.startswith("ARGS"))
+    beating = [
+        beta
+        for beta, value in genarm.items()
+        if value["win"] > args_entry["win"] and args_entry["seconds"] / value["seconds"] >= 5
+    ]
+    speedups = ", ".join(
+        f"β={beta:g}: {args_entry['seconds'] / value['seconds']:.1f}x" for beta, value in genarm.items()
+    )
+    lines.append(
+        f"GenARM beats ARGS-k{settings.args_top_k}'s win rate while >= 5x faster: "
+        f"{'MET at β=' + ', '.join(f'{b:g}' for b in beating) if beating else 'MISSED'} "
+        f"(ARGS win rate {100 * args_entry['win']:.1f}%, best GenARM {100 * best['win']:.1f}%; "
+        f"ARGS time / GenARM time {speedups})"
+    )
+    equal = {label: value for (label, _), value in summary.items() if label.startswith("GenARM equal-size")}
+    best_equal_label = max(equal, key=lambda label: equal[label]["win"])
+    if has_dpo:
+        dpo = next(value for (label, _), value in summary.items() if label.startswith("DPO"))
+        difference = 100 * (equal[best_equal_label]["win"] - dpo["win"])
+        lines.append(
+            f"equal-size GenARM within 5 points of DPO's win rate: {'MET' if difference >= -5 else 'MISSED'} "
+            f"(best {best_equal_label}: {100 * equal[best_equal_label]['win']:.1f}% vs DPO {100 * dpo['win']:.1f}%, "
+            f"{difference:+.1f} points)"
+        )
+    else:
+        lines.append("equal-size GenARM within 5 points of DPO's win rate: NOT MEASURED (no DPO run)")
+    sentiments, topics = [s for _, s, _ in sweep], [t for _, _, t in sweep]
+    sentiment_ok = all(b >= a for a, b in itertools.pairwise(sentiments))
+    topic_ok = all(b <= a for a, b in itertools.pairwise(topics))
+    lines.append(
+        f"α sweep monotone in both judges: {'MET' if sentiment_ok and topic_ok else 'MISSED'} "
+        f"(VADER {'monotone' if sentiment_ok else 'not monotone'} as α_sentiment rises: "
+        f"{', '.join(f'{s:+.3f}' for s in sentiments)}; topic {'monotone' if topic_ok else 'not monotone'}: "
+        f"{', '.join(f'{t:+.3f}' for t in topics)})"
+    )
+    return lines
+
+
+def write_docs(
+    command, machine, settings: Settings, prompts, report, dpo_note, recipe, steps, timings, total_seconds, assets_label
+) -> None:
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    training = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in timings.items())
+    page = f"""# Quality benchmark: GenARM against best-of-N, ARGS and DPO
+
+Produced by `benchmarks/bench_quality.py` in one run; every number below comes from that run.
+
+<!-- skip-test: shell command -->
+```bash
+{command}
+```
+
+- Machine: {machine}.
+- Run: {stamp}, total wall time {total_seconds / 60:.1f} min (training here: {training}).
+- Assets (`{assets_label}`): the fortune base LM, the reward backbone (a quarter of the base's parameters)
+  and the `arm-sentiment` / `arm-topic` ARMs trained on its pairs judged by VADER and MiniLM.
+- Prompts: {len(prompts)} held-out prompts (openings of held-out fortunes that no model trained on) x
+  {settings.samples} samples, {settings.max_new_tokens} new tokens, sampling with temperature 1, top-p
+  {settings.top_p}, the same seed per batch for every method.
+
+## How to read the tables
+
+- **VADER mean**: mean compound sentiment of the completions (prompt excluded), in [-1, 1]; the interval
+  is a 95% percentile bootstrap over prompts (a prompt's samples are resampled together).
+- **Win rate vs base**: share of (prompt, sample index) where the method's completion scores higher than
+  base sampling's, ties counting one half (VADER gives many neutral texts exactly 0, so ties are common).
+- **PPL under base**: perplexity of the completions given their prompts under the base model (re-tokenized
+  text), a proxy for fluency / distance from the base.
+- **s / 128 tokens**: wall time of decoding (reward passes and reranking included) per 128 generated tokens,
+  {settings.batch_prompts} prompts x {settings.samples} samples per `generate()` call; for best-of-N only the
+  returned rows count, so N samples are paid per kept completion. The machine is shared: timings are noisy.
+- **Reward models**: GenARM uses the `arm-sentiment` ARM (α=1) or an ARM of the base's own size: the base
+  fine-tuned here with `ARMTrainer` on the same pairs with the `arm-sentiment` recipe (β_r={recipe["beta_r"]:g},
+  lr {recipe["learning_rate"]:g}, cosine) but {settings.arm_epochs:g} epochs ({steps["base-size ARM"]} steps), to
+  fit the time budget; best-of-N reranks
+  the same candidates by the ARM's sequence reward (`beta_r * sum log pi_r`) or by the classifier; ARGS
+  (stochastic, k={settings.args_top_k}, w={settings.args_weight:g}) uses a `GPT2ForSequenceClassification` reward
+  model (`num_labels=1`) initialised from the same reward backbone as the ARM and trained here on the same pairs
+  with a Bradley-Terry loss and the ARM's own recipe ({recipe["num_train_epochs"]:g} epochs, lr
+  {recipe["learning_rate"]:g}, cosine), {steps["sequence classifier"]} steps.
+- **DPO**: {dpo_note}; β={settings.dpo_beta:g}, {settings.dpo_epochs:g} epochs, lr {settings.dpo_learning_rate:g}.
+- **Weak-to-strong**: the `GenARM β=...` rows are a reward model of a quarter of the base's size guiding the
+  base; the `GenARM equal-size` rows the base-sized ARM.
+
+{report}
+
+![α sweep front](assets/quality_front.png)
+"""
+    DOCS_PAGE.write_text(page, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
