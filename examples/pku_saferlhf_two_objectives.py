@@ -17,7 +17,7 @@ Usage:
     python examples/pku_saferlhf_two_objectives.py --tiny --output-dir /tmp/arm-pku    # offline, a few seconds
 
 At real scale it downloads the model(s) and the dataset, and wants a GPU (bf16 when supported). `--tiny` uses
-`hf_genarm.testing`'s tiny tokenizer and random tiny models with a few PKU-SafeRLHF-style rows, trains each ARM
+the embedded fortune-cookie GPT-2 assets (base and reward backbone) with a few PKU-SafeRLHF-style rows, trains each ARM
 3 steps on CPU and generates a few tokens per slider value, offline.
 """
 
@@ -32,7 +32,7 @@ from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_genarm import ARMConfig, ARMTrainer, GenARMLogitsProcessor
-from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
+from hf_genarm.assets import default_asset_path
 
 PROMPT_TEMPLATE = "BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:"
 OBJECTIVES = {"helpful": "better_response_id", "harmless": "safer_response_id"}
@@ -89,7 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--base", default=None, help="Base model to guide (defaults to --model); same tokenizer.")
     parser.add_argument("--dataset", default="PKU-Alignment/PKU-SafeRLHF")
     parser.add_argument("--output-dir", default="arm-pku-saferlhf", help="ARMs go to <dir>/helpful, <dir>/harmless.")
-    parser.add_argument("--tiny", action="store_true", help="Offline smoke test with tiny random models.")
+    parser.add_argument("--tiny", action="store_true", help="Offline smoke test on the embedded fortune-cookie models.")
     parser.add_argument("--train-samples", type=int, default=None, help="Use only the first N training rows.")
     parser.add_argument("--max-steps", type=int, default=-1, help="-1: train for --epochs.")
     parser.add_argument("--epochs", type=float, default=1.0)
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict[float, list[str]]:
     # ------------------------------------------------------------------ data and tokenizer
     if args.tiny:
         torch.set_num_threads(1)  # tiny models run fastest on one thread; more just spin on shared cores
-        tokenizer = make_tiny_tokenizer()
+        tokenizer = AutoTokenizer.from_pretrained(default_asset_path("base"), padding_side="left")
         train_rows, test_rows = Dataset.from_list(TINY_ROWS), Dataset.from_list(TINY_ROWS[: args.num_prompts])
     else:
         from datasets import load_dataset
@@ -154,12 +154,14 @@ def main(argv: list[str] | None = None) -> dict[float, list[str]]:
             use_cpu=not use_gpu,
         )
         trainer = ARMTrainer(
-            make_tiny_causal_lm("qwen2", seed=0) if args.tiny else args.model,
+            str(default_asset_path("reward-backbone")) if args.tiny else args.model,
             args=config,
             train_dataset=preference_pairs(train_rows, label),
             processing_class=tokenizer,
             peft_config=LoraConfig(
-                r=args.lora_r, lora_alpha=2 * args.lora_r, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]
+                r=args.lora_r,
+                lora_alpha=2 * args.lora_r,
+                target_modules=["c_attn"] if args.tiny else ["q_proj", "k_proj", "v_proj", "o_proj"],
             ),
         )
         print(f"Training the {objective} ARM on `{label}`")
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> dict[float, list[str]]:
 
     # ------------------------------------------------------------------ decode with an alpha sweep
     if args.tiny:
-        base = make_tiny_causal_lm("llama", seed=1)
+        base = AutoModelForCausalLM.from_pretrained(default_asset_path("base")).eval()
     else:
         dtype = torch.bfloat16 if bf16 else torch.float32
         base = AutoModelForCausalLM.from_pretrained(args.base or args.model, dtype=dtype)

@@ -32,7 +32,7 @@ from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_genarm import ARMConfig, ARMTrainer, GenARMLogitsProcessor
-from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
+from hf_genarm.assets import default_asset_path
 
 # A minimal chat template for the tiny tokenizer, which ships without one; <|endoftext|> ends each turn.
 TINY_CHAT_TEMPLATE = (
@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--base", default=None, help="Chat model to guide (defaults to --model); same tokenizer.")
     parser.add_argument("--dataset", default="HuggingFaceH4/ultrafeedback_binarized")
     parser.add_argument("--output-dir", default="arm-ultrafeedback")
-    parser.add_argument("--tiny", action="store_true", help="Offline smoke test with tiny random models.")
+    parser.add_argument("--tiny", action="store_true", help="Offline smoke test on the embedded fortune-cookie models.")
     parser.add_argument("--train-samples", type=int, default=None, help="Use only the first N training pairs.")
     parser.add_argument("--eval-samples", type=int, default=1000)
     parser.add_argument("--max-steps", type=int, default=-1, help="-1: train for --epochs.")
@@ -100,9 +100,9 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
     # ------------------------------------------------------------------ data, tokenizer and ARM backbone
     if args.tiny:
         torch.set_num_threads(1)  # tiny models run fastest on one thread; more just spin on shared cores
-        tokenizer = make_tiny_tokenizer()
+        tokenizer = AutoTokenizer.from_pretrained(default_asset_path("base"), padding_side="left")
         tokenizer.chat_template = TINY_CHAT_TEMPLATE
-        arm_backbone = make_tiny_causal_lm("qwen2", seed=0)
+        arm_backbone = str(default_asset_path("reward-backbone"))
         train_rows, eval_rows, test_rows = TINY_ROWS, None, TINY_ROWS[: args.num_prompts]
     else:
         from datasets import load_dataset
@@ -143,7 +143,9 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
         eval_dataset=eval_rows,
         processing_class=tokenizer,
         peft_config=LoraConfig(
-            r=args.lora_r, lora_alpha=2 * args.lora_r, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]
+            r=args.lora_r,
+            lora_alpha=2 * args.lora_r,
+            target_modules=["c_attn"] if args.tiny else ["q_proj", "k_proj", "v_proj", "o_proj"],
         ),
     )
     trainer.train()
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
 
     # ------------------------------------------------------------------ guide the base chat model
     if args.tiny:
-        base = make_tiny_causal_lm("llama", seed=1)
+        base = AutoModelForCausalLM.from_pretrained(default_asset_path("base")).eval()
     else:
         dtype = torch.bfloat16 if bf16 else torch.float32
         base = AutoModelForCausalLM.from_pretrained(args.base or args.model, dtype=dtype)
