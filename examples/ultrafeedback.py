@@ -19,8 +19,8 @@ Usage:
     python examples/ultrafeedback.py --tiny --output-dir /tmp/arm-uf     # offline smoke test, a few seconds
 
 At real scale it downloads the model(s) and the dataset, and wants a GPU (bf16 when supported). `--tiny` uses
-`hf_genarm.testing`'s tiny tokenizer (given a small Jinja chat template, since it has none) and random tiny
-models with a few UltraFeedback-style rows, trains 3 steps on CPU and generates a few tokens, offline.
+the embedded fortune-cookie GPT-2 assets (their tokenizer gets a small Jinja chat template, since it has none)
+with a few UltraFeedback-style rows, trains 3 steps on CPU and generates a few tokens, offline.
 """
 
 from __future__ import annotations
