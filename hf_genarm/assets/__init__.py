@@ -1,9 +1,15 @@
-"""Small demo assets shipped inside the package: a base language model trained on FreeBSD fortunes.
+"""Small demo assets shipped inside the package, all trained offline on FreeBSD fortunes.
+
+* `base/`: a 2.6M-parameter GPT-2 and its tokenizer (`AutoModelForCausalLM.from_pretrained` loads it);
+* `reward-backbone/`: a 0.64M-parameter GPT-2 with the same tokenizer, the reward models' starting point;
+* `preferences/`: preference pairs sampled from the base and ranked by VADER sentiment and by MiniLM topic
+  closeness, and held-out demo prompts;
+* `arm-sentiment/`, `arm-topic/`: autoregressive reward models trained with `ARMTrainer` on those pairs
+  (`AutoregressiveRewardModel.from_pretrained` loads them).
 
 The assets are produced by `python -m hf_genarm.assets.build`, one stage at a time; each stage writes a
-folder named after itself under [`ASSETS_DIR`][hf_genarm.assets.ASSETS_DIR] (for example `base/`, a GPT-2
-and its tokenizer, loadable with `AutoModelForCausalLM.from_pretrained`). This module only locates them
-and imports nothing heavy; the build code lives in `hf_genarm.assets.build`.
+folder named after itself under [`ASSETS_DIR`][hf_genarm.assets.ASSETS_DIR]. See `README.md` beside them.
+This module only locates them and imports nothing heavy; the build code lives in `hf_genarm.assets.build`.
 """
 
 from __future__ import annotations
