@@ -42,19 +42,10 @@ TINY_CORPUS = [
 
 @functools.lru_cache(maxsize=4)
 def _trained_tokenizer_json(vocab_size: int) -> str:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    # The same byte-level BPE recipe as the embedded assets' tokenizer, trained on the tiny corpus.
+    from .assets.build import train_fortune_tokenizer
 
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[END_OF_TEXT],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(TINY_CORPUS, trainer=trainer)
-    return tokenizer.to_str()
+    return train_fortune_tokenizer(TINY_CORPUS, vocab_size=vocab_size).backend_tokenizer.to_str()
 
 
 def make_tiny_tokenizer(vocab_size: int = 400, padding_side: str = "left") -> PreTrainedTokenizerFast:
