@@ -42,6 +42,9 @@ class RewardModelStream:
         self.cache: DynamicCache | None = None
         self.attention_mask: torch.Tensor | None = None
         self.prompt_width = 0
+        # While no row holds padding, the model gets no mask (its causal default is the same thing) and
+        # positions are a plain range: this skips the mask bookkeeping of every layer at each step.
+        self._unpadded = True
 
     def start(
         self, prompt_ids: torch.LongTensor, prompt_mask: torch.Tensor, rows: int
@@ -54,6 +57,7 @@ class RewardModelStream:
         self.cache = DynamicCache(config=self._config)
         self.prompt_width = prompt_ids.shape[1]
         self.attention_mask = prompt_mask.to(self.device, torch.long)[:, :0]
+        self._unpadded = True
         return prompt_ids.to(self.device), prompt_mask
 
     def release(self) -> None:
@@ -78,16 +82,19 @@ class RewardModelStream:
         new_ids = new_ids.to(self.device)
         if new_mask is None:
             new_mask = torch.ones_like(new_ids)
-        self.attention_mask = torch.cat([self.attention_mask, new_mask.to(self.device, torch.long)], dim=1)
-        positions = positions_from_attention_mask(self.attention_mask)[:, -new_ids.shape[1] :]
+        else:
+            new_mask = new_mask.to(self.device, torch.long)
+            self._unpadded = self._unpadded and bool(new_mask.all())
+        self.attention_mask = torch.cat([self.attention_mask, new_mask], dim=1)
+        total, fed = self.attention_mask.shape[1], new_ids.shape[1]
         kwargs = {self._cache_argument: self.cache}
         if self._supports_logits_to_keep:
             kwargs["logits_to_keep"] = 1
-        outputs = self.model(
-            input_ids=new_ids,
-            attention_mask=self.attention_mask,
-            position_ids=positions,
-            use_cache=True,
-            **kwargs,
-        )
+        if self._unpadded:
+            kwargs["attention_mask"] = None
+            kwargs["position_ids"] = torch.arange(total - fed, total, device=self.device).expand(new_ids.shape[0], -1)
+        else:
+            kwargs["attention_mask"] = self.attention_mask
+            kwargs["position_ids"] = positions_from_attention_mask(self.attention_mask)[:, -fed:]
+        outputs = self.model(input_ids=new_ids, use_cache=True, **kwargs)
         return outputs.logits[:, -1].float()
