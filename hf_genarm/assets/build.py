@@ -306,6 +306,14 @@ class BaseBuildConfig:
         seed (`int`, *optional*, defaults to `0`): Seed of initialisation and batch order.
         max_train_fortunes (`int`, *optional*): Use only this many training fortunes (quick builds).
         max_held_out_fortunes (`int`, *optional*): Evaluate on only this many held-out fortunes.
+
+    Examples:
+
+    ```python
+    >>> config = BaseBuildConfig(max_steps=3, max_train_fortunes=64)
+    >>> config.n_layer, config.max_steps
+    (4, 3)
+    ```
     """
 
     vocab_size: int = 4096
