@@ -10,7 +10,7 @@ The run trains three comparison models on the same sentiment training pairs as `
 * a sequence-classifier reward model (`GPT2ForSequenceClassification`, `num_labels=1`) initialised from the
   same reward backbone as the ARM, Bradley-Terry loss, plain PyTorch loop (ARGS's reward model);
 * a base-sized ARM: the base itself fine-tuned with `ARMTrainer` with the `arm-sentiment` recipe (equal-size
-  GenARM; fewer epochs, to fit the time budget);
+  GenARM; a fixed step budget shared with DPO, to fit the time budget);
 * the training-time reference: the base fine-tuned with TRL's `DPOTrainer` (optional `bench` extra).
 
 Then it decodes the held-out prompts with every method (same sampling settings, same seeds), and reports
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import datetime
 import itertools
 import math
@@ -52,6 +53,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2ForSequenceCla
 
 from hf_genarm import ARMConfig, ARMTrainer, AutoregressiveRewardModel, GenARMLogitsProcessor, plot_tradeoff
 from hf_genarm.assets import ASSETS_DIR, default_asset_path
+from hf_genarm.assets.build import ARMBuildConfig
 from hf_genarm.baselines import ARGSLogitsProcessor, best_of_n
 from hf_genarm.data import prepare_preference_dataset
 from hf_genarm.judges import SentimentJudge, TopicJudge
@@ -81,8 +83,6 @@ class Settings:
     # own in the main table). At β=0.5 the topic ARM alone (weight 2) pushes the text off-distribution and the
     # MiniLM score falls again at α_topic=1, so the front folds back.
     sweep_beta: float = 2.0
-    arm_epochs: float = 2.0
-    dpo_epochs: float = 2.0
     dpo_learning_rate: float = 2e-4
     dpo_beta: float = 0.1
     max_train_steps: int = -1
@@ -98,8 +98,6 @@ QUICK = Settings(
     batch_prompts=6,
     betas=(1.0, 0.5),
     sweep_alphas=(0.0, 0.5, 1.0),
-    arm_epochs=1.0,
-    dpo_epochs=1.0,
     max_train_steps=3,
 )
 
@@ -301,10 +299,12 @@ def train_classifier(backbone_dir, train_pairs, settings: Settings, recipe: dict
 
 
 def arm_recipe(arm_dir: pathlib.Path) -> dict:
-    """The settings the `arm-sentiment` asset was trained with (its `training_info.json`), or the stage defaults."""
+    """The settings the `arm-sentiment` asset was trained with (its `training_info.json`), or `ARMBuildConfig`'s."""
     import json
 
-    recipe = {"beta_r": 0.1, "learning_rate": 1e-3, "warmup_ratio": 0.1, "weight_decay": 0.0, "num_train_epochs": 6.0}
+    defaults = dataclasses.asdict(ARMBuildConfig())
+    keys = ("beta_r", "learning_rate", "warmup_ratio", "weight_decay", "num_train_epochs")
+    recipe = {key: defaults[key] for key in keys}
     info_path = arm_dir / "training_info.json"
     if info_path.exists():
         config = json.loads(info_path.read_text(encoding="utf-8")).get("config", {})
@@ -312,33 +312,37 @@ def arm_recipe(arm_dir: pathlib.Path) -> dict:
     return recipe
 
 
-def base_size_steps(settings: Settings) -> int:
-    """Optimizer steps of the base-size ARM and of DPO: `max_train_steps` when set, else `base_size_steps`."""
-    return settings.max_train_steps if settings.max_train_steps > 0 else settings.base_size_steps
+def base_size_training_arguments(scratch: str, settings: Settings, seed: int) -> dict:
+    """`TrainingArguments` shared by the base-size ARM and DPO: the same step budget, batch, schedule and quiet run.
+
+    The budget is `max_train_steps` when set, else `base_size_steps` (steps of 32 pairs).
+    """
+    return {
+        "output_dir": scratch,
+        "max_steps": settings.max_train_steps if settings.max_train_steps > 0 else settings.base_size_steps,
+        "per_device_train_batch_size": 32,
+        "lr_scheduler_type": "cosine",
+        "max_length": MAX_LENGTH,
+        "eval_strategy": "no",
+        "logging_strategy": "no",
+        "save_strategy": "no",
+        "report_to": [],
+        "use_cpu": True,
+        "seed": seed,
+        "data_seed": seed,
+        "disable_tqdm": True,
+    }
 
 
 def train_base_size_arm(base_dir, tokenizer, train_pairs, settings: Settings, recipe: dict, seed: int):
     """An ARM of the base's own size: the base fine-tuned with `ARMTrainer` (all weights), the small ARM's recipe."""
     with tempfile.TemporaryDirectory() as scratch:
         args = ARMConfig(
-            output_dir=scratch,
             beta_r=recipe["beta_r"],
-            num_train_epochs=settings.arm_epochs,
-            max_steps=base_size_steps(settings),
-            per_device_train_batch_size=32,
             learning_rate=recipe["learning_rate"],
-            lr_scheduler_type="cosine",
             warmup_steps=recipe["warmup_ratio"],
-            max_length=MAX_LENGTH,
             max_prompt_length=MAX_PROMPT_LENGTH,
-            eval_strategy="no",
-            logging_strategy="no",
-            save_strategy="no",
-            report_to=[],
-            use_cpu=True,
-            seed=seed,
-            data_seed=seed,
-            disable_tqdm=True,
+            **base_size_training_arguments(scratch, settings, seed),
         )
         trainer = ARMTrainer(
             model=AutoModelForCausalLM.from_pretrained(base_dir),
@@ -358,23 +362,10 @@ def train_dpo(base_dir, tokenizer, train_pairs, settings: Settings, seed: int):
 
     with tempfile.TemporaryDirectory() as scratch:
         args = DPOConfig(
-            output_dir=scratch,
             beta=settings.dpo_beta,
-            num_train_epochs=settings.dpo_epochs,
-            max_steps=base_size_steps(settings),
-            per_device_train_batch_size=32,
             learning_rate=settings.dpo_learning_rate,
-            lr_scheduler_type="cosine",
             warmup_steps=0.1,
-            max_length=MAX_LENGTH,
-            eval_strategy="no",
-            logging_strategy="no",
-            save_strategy="no",
-            report_to=[],
-            use_cpu=True,
-            seed=seed,
-            data_seed=seed,
-            disable_tqdm=True,
+            **base_size_training_arguments(scratch, settings, seed),
         )
         trainer = DPOTrainer(
             model=AutoModelForCausalLM.from_pretrained(base_dir),

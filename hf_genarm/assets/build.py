@@ -616,11 +616,11 @@ JUDGE_LICENSES = {
 }
 
 
-PAIRINGS = ("all", "best-worst")
 _PAIRING_DESCRIPTIONS = {
     "all": "every two distinct continuations form a pair (`chosen` the better-scored one, `rejected` the other)",
     "best-worst": "`chosen` is the best and `rejected` the worst continuation",
 }
+PAIRINGS = tuple(_PAIRING_DESCRIPTIONS)
 
 
 @dataclasses.dataclass(frozen=True)
