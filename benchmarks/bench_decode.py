@@ -15,6 +15,7 @@ Usage::
 
     python benchmarks/bench_decode.py                # full table (a few minutes on 2 CPU cores)
     python benchmarks/bench_decode.py --repeats 1 --new-tokens 16 --batch-sizes 1   # smoke run
+    python benchmarks/bench_decode.py --profile-weak-step   # where one weak-reward-model step spends its time
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import statistics
 import time
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LogitsProcessor
+from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel, LogitsProcessor
 
 from hf_genarm import GenARMLogitsProcessor
 from hf_genarm.modeling import positions_from_attention_mask
@@ -92,6 +93,27 @@ def memory_after_calls(base, reward_model, prompt, calls_checkpoints=(10, 100)) 
     return readings
 
 
+def profile_cached_step(model: torch.nn.Module, prompt_length: int, steps: int = 50) -> None:
+    """Print the share of CPU time per operator over `steps` cached one-token forward passes at batch 1."""
+    from torch.profiler import profile
+
+    prompt = torch.randint(1, VOCAB, (1, prompt_length), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        cache = DynamicCache(config=model.config)
+        model(input_ids=prompt, cache=cache, use_cache=True)
+        token = torch.tensor([[5]])
+        for _ in range(10):  # warm-up
+            model(input_ids=token, cache=cache, use_cache=True, logits_to_keep=1)
+        with profile() as profiler:
+            for _ in range(steps):
+                model(input_ids=token, cache=cache, use_cache=True, logits_to_keep=1)
+    events = profiler.key_averages()
+    total = sum(event.self_cpu_time_total for event in events)
+    print(f"one cached step of the weak reward model at batch 1: {total / steps / 1e3:.2f} ms of operator time")
+    for event in sorted(events, key=lambda event: -event.self_cpu_time_total)[:6]:
+        print(f"  {event.key:<50} {100 * event.self_cpu_time_total / total:5.1f} %  ({event.count} calls)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -99,8 +121,14 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--prompt-length", type=int, default=32)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument(
+        "--profile-weak-step", action="store_true", help="Only profile one cached step of the weak reward model."
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.profile_weak_step:
+        profile_cached_step(build_gpt2(layers=4, width=320, heads=5, seed=2), args.prompt_length)
+        return
 
     base = build_gpt2(layers=8, width=512, heads=8, seed=0)
     reward_model = build_gpt2(layers=8, width=512, heads=8, seed=1)
