@@ -5,7 +5,8 @@ Compares, with random GPT-2-style models (~30M parameters, float32, CPU by defau
 * base alone, reward model alone (each a plain ``generate()``),
 * GenARM with the processor's KV cache (one incremental reward pass per token),
 * GenARM without a reward-model cache (the reward model re-reads the whole prefix every step),
-* weak-to-strong: a reward model of about a quarter of the base's parameters,
+* weak-to-strong: a reward model of about a quarter of the base's parameters guiding the base, next to that
+  weak reward model alone (so that base + weak reward model, the physical limit, is printed beside it),
 
 and the process memory after 10 and after 100 successive ``generate()`` calls with one processor.
 Configurations are interleaved within each repetition and the median is reported, so that the machine's
@@ -16,6 +17,7 @@ Usage::
     python benchmarks/bench_decode.py                # full table (a few minutes on 2 CPU cores)
     python benchmarks/bench_decode.py --repeats 1 --new-tokens 16 --batch-sizes 1   # smoke run
     python benchmarks/bench_decode.py --profile-weak-step   # where one weak-reward-model step spends its time
+    python benchmarks/bench_decode.py --batch-sizes 8 --new-tokens 128 --columns base "weak reward model" weak-to-strong
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from hf_genarm import GenARMLogitsProcessor
 from hf_genarm.modeling import positions_from_attention_mask
 
 VOCAB = 8192
+COLUMNS = ("base", "reward model", "GenARM cached", "GenARM recompute", "weak reward model", "weak-to-strong")
 
 
 def build_gpt2(layers: int, width: int, heads: int, seed: int) -> GPT2LMHeadModel:
@@ -122,6 +125,13 @@ def main() -> None:
     parser.add_argument("--prompt-length", type=int, default=32)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument(
+        "--columns",
+        nargs="+",
+        choices=COLUMNS,
+        default=list(COLUMNS),
+        help="Configurations to time (default: all; the ratios of the table need them all).",
+    )
+    parser.add_argument(
         "--profile-weak-step", action="store_true", help="Only profile one cached step of the weak reward model."
     )
     args = parser.parse_args()
@@ -140,7 +150,7 @@ def main() -> None:
         f"torch {torch.__version__}, {args.threads} threads, float32 CPU, greedy"
     )
 
-    columns = ("base", "reward model", "GenARM cached", "GenARM recompute", "weak-to-strong")
+    columns = [name for name in COLUMNS if name in args.columns]
     rows = []
     for batch in args.batch_sizes:
         for new_tokens in args.new_tokens:
@@ -151,6 +161,7 @@ def main() -> None:
                 "reward model": (reward_model, list),
                 "GenARM cached": (base, lambda: [GenARMLogitsProcessor(reward_model, alpha=1.0)]),
                 "GenARM recompute": (base, lambda: [RecomputingGenARM(reward_model, alpha=1.0, beta=1.0)]),
+                "weak reward model": (small_reward_model, list),
                 "weak-to-strong": (base, lambda: [GenARMLogitsProcessor(small_reward_model, alpha=1.0)]),
             }
             timings = {name: [] for name in columns}
@@ -162,20 +173,25 @@ def main() -> None:
             medians = {name: statistics.median(values) for name, values in timings.items()}
             rows.append((batch, new_tokens, medians))
             print(f"  batch {batch}, {new_tokens} tokens: " + ", ".join(f"{k} {v:.2f}s" for k, v in medians.items()))
+            print("    every repeat: " + "; ".join(f"{k} " + " ".join(f"{v:.2f}" for v in values) for k, values in timings.items()))
 
+    if len(columns) < len(COLUMNS):
+        return
     print()
     print(
-        "| batch | new tokens | base s | RM s | cached s | recompute s | w2s s "
-        "| cached / (base + RM) | w2s / base | recompute / cached |"
+        "| batch | new tokens | base s | RM s | cached s | recompute s | weak RM s | w2s s "
+        "| cached / (base + RM) | recompute / cached | weak RM / base | w2s / (base + weak RM) | w2s / base |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for batch, new_tokens, m in rows:
         print(
             f"| {batch} | {new_tokens} | {m['base']:.2f} | {m['reward model']:.2f} | {m['GenARM cached']:.2f} "
-            f"| {m['GenARM recompute']:.2f} | {m['weak-to-strong']:.2f} "
+            f"| {m['GenARM recompute']:.2f} | {m['weak reward model']:.2f} | {m['weak-to-strong']:.2f} "
             f"| {m['GenARM cached'] / (m['base'] + m['reward model']):.3f} "
-            f"| {m['weak-to-strong'] / m['base']:.3f} "
-            f"| {m['GenARM recompute'] / m['GenARM cached']:.2f} |"
+            f"| {m['GenARM recompute'] / m['GenARM cached']:.2f} "
+            f"| {m['weak reward model'] / m['base']:.3f} "
+            f"| {m['weak-to-strong'] / (m['base'] + m['weak reward model']):.3f} "
+            f"| {m['weak-to-strong'] / m['base']:.3f} |"
         )
     prompt = torch.randint(1, VOCAB, (2, args.prompt_length), generator=torch.Generator().manual_seed(1))
     memory = memory_after_calls(base, reward_model, prompt)

@@ -11,6 +11,7 @@ import inspect
 import torch
 from transformers import DynamicCache
 
+from ._growing_cache import growing_dynamic_cache
 from .modeling import AutoregressiveRewardModel, positions_from_attention_mask
 
 
@@ -54,7 +55,8 @@ class RewardModelStream:
             prompt_ids, prompt_mask = self.own_prompt_ids, self.own_prompt_mask
             prompt_ids = prompt_ids.repeat_interleave(rows // prompt_ids.shape[0], dim=0)
             prompt_mask = prompt_mask.repeat_interleave(rows // prompt_mask.shape[0], dim=0)
-        self.cache = DynamicCache(config=self._config)
+        # Full-attention layers write into preallocated buffers: no copy of the whole cache at every step.
+        self.cache = growing_dynamic_cache(self._config)
         self.prompt_width = prompt_ids.shape[1]
         self.attention_mask = prompt_mask.to(self.device, torch.long)[:, :0]
         self._unpadded = True

@@ -442,3 +442,16 @@ def test_processor_state_does_not_grow_across_calls(tokenizer):
     gc.collect()
     cache = processor._streams[0].cache
     assert cache.get_seq_length() == inputs["input_ids"].shape[1] + 3
+
+
+def test_long_generation_past_the_cache_spare_room_equals_brute_force(tokenizer):
+    # The reward model's cache preallocates 256 positions beyond the prompt; decoding past them reallocates it,
+    # and beam sampling reorders the rows before and after.
+    base = make_tiny_causal_lm(seed=5, hidden_size=48, max_positions=512)
+    reward_model = make_tiny_causal_lm(seed=6, max_positions=512)
+    inputs = left_padded(tokenizer, PROMPTS[:2])
+    recorder = Recorder(GenARMLogitsProcessor(reward_model, alpha=0.5, attention_mask=inputs["attention_mask"]))
+    torch.manual_seed(2)
+    generate(base, inputs, recorder, max_new_tokens=270, min_new_tokens=270, do_sample=True, num_beams=2)
+    assert len(recorder.calls) == 270
+    assert_every_step_matches(recorder, [reward_model], torch.tensor([[0.5]]), inputs["attention_mask"])
