@@ -23,10 +23,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import gc
 import os
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel, LogitsProcessor
@@ -36,6 +39,23 @@ from hf_genarm.modeling import positions_from_attention_mask
 
 VOCAB = 8192
 COLUMNS = ("base", "reward model", "GenARM cached", "GenARM recompute", "weak reward model", "weak-to-strong")
+
+
+# Each ratio is computed within each repetition (whose configurations ran one after the other) and the median
+# over repetitions is reported: slow drifts of the machine's speed cancel within a repetition.
+RATIOS: dict[str, Callable[[dict[str, float]], float]] = {
+    "cached / (base + RM)": lambda t: t["GenARM cached"] / (t["base"] + t["reward model"]),
+    "recompute / cached": lambda t: t["GenARM recompute"] / t["GenARM cached"],
+    "weak RM / base": lambda t: t["weak reward model"] / t["base"],
+    "w2s / (base + weak RM)": lambda t: t["weak-to-strong"] / (t["base"] + t["weak reward model"]),
+    "w2s / base": lambda t: t["weak-to-strong"] / t["base"],
+}
+
+
+def paired_ratio(timings: dict[str, list[float]], ratio: Callable[[dict[str, float]], float]) -> float:
+    """Median over repetitions of `ratio` computed from one repetition's timings."""
+    repeats = len(next(iter(timings.values())))
+    return statistics.median(ratio({name: values[i] for name, values in timings.items()}) for i in range(repeats))
 
 
 def build_gpt2(layers: int, width: int, heads: int, seed: int) -> GPT2LMHeadModel:
@@ -80,18 +100,22 @@ def timed_generate(model, prompt, new_tokens, processors=()) -> float:
 
 
 def resident_memory_mib() -> float:
+    """Resident set size after a garbage collection, with freed heap pages handed back to the OS where glibc can."""
+    gc.collect()
+    # Not glibc: the reading then includes heap pages the allocator keeps for reuse.
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     with open(f"/proc/{os.getpid()}/statm") as handle:
         pages = int(handle.read().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def memory_after_calls(base, reward_model, prompt, calls_checkpoints=(10, 100)) -> dict[int, float]:
+def memory_after_calls(base, reward_model, prompt, calls_checkpoints=(10, 100, 200)) -> dict[int, float]:
     processor = GenARMLogitsProcessor(reward_model, alpha=1.0, beta=1.0)
     readings = {}
     for call in range(1, max(calls_checkpoints) + 1):
         timed_generate(base, prompt, 16, [processor])
         if call in calls_checkpoints:
-            gc.collect()
             readings[call] = resident_memory_mib()
     return readings
 
@@ -171,34 +195,29 @@ def main() -> None:
                     model, make_processors = runs[name]
                     timings[name].append(timed_generate(model, prompt, new_tokens, make_processors()))
             medians = {name: statistics.median(values) for name, values in timings.items()}
-            rows.append((batch, new_tokens, medians))
+            rows.append((batch, new_tokens, medians, timings))
             print(f"  batch {batch}, {new_tokens} tokens: " + ", ".join(f"{k} {v:.2f}s" for k, v in medians.items()))
-            print("    every repeat: " + "; ".join(f"{k} " + " ".join(f"{v:.2f}" for v in values) for k, values in timings.items()))
+            print(
+                "    every repeat: "
+                + "; ".join(f"{k} " + " ".join(f"{v:.2f}" for v in vs) for k, vs in timings.items())
+            )
 
     if len(columns) < len(COLUMNS):
         return
     print()
-    print(
-        "| batch | new tokens | base s | RM s | cached s | recompute s | weak RM s | w2s s "
-        "| cached / (base + RM) | recompute / cached | weak RM / base | w2s / (base + weak RM) | w2s / base |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for batch, new_tokens, m in rows:
-        print(
-            f"| {batch} | {new_tokens} | {m['base']:.2f} | {m['reward model']:.2f} | {m['GenARM cached']:.2f} "
-            f"| {m['GenARM recompute']:.2f} | {m['weak reward model']:.2f} | {m['weak-to-strong']:.2f} "
-            f"| {m['GenARM cached'] / (m['base'] + m['reward model']):.3f} "
-            f"| {m['GenARM recompute'] / m['GenARM cached']:.2f} "
-            f"| {m['weak reward model'] / m['base']:.3f} "
-            f"| {m['weak-to-strong'] / (m['base'] + m['weak reward model']):.3f} "
-            f"| {m['weak-to-strong'] / m['base']:.3f} |"
-        )
+    print("| batch | new tokens | " + " | ".join(f"{name} s" for name in COLUMNS) + " | " + " | ".join(RATIOS) + " |")
+    print("|---" * (2 + len(COLUMNS) + len(RATIOS)) + "|")
+    for batch, new_tokens, medians, timings in rows:
+        seconds = [f"{medians[name]:.2f}" for name in COLUMNS]
+        ratios = [f"{paired_ratio(timings, ratio):.3f}" for ratio in RATIOS.values()]
+        print(f"| {batch} | {new_tokens} | " + " | ".join(seconds + ratios) + " |")
     prompt = torch.randint(1, VOCAB, (2, args.prompt_length), generator=torch.Generator().manual_seed(1))
     memory = memory_after_calls(base, reward_model, prompt)
     print()
     print(
-        f"Resident memory with one processor reused: after 10 generate() calls {memory[10]:.1f} MiB, "
-        f"after 100 calls {memory[100]:.1f} MiB (difference {memory[100] - memory[10]:+.1f} MiB)"
+        f"Resident memory with one processor reused: after 10 generate() calls {memory[10]:.2f} MiB, "
+        f"after 100 calls {memory[100]:.2f} MiB (difference {memory[100] - memory[10]:+.2f} MiB), "
+        f"after 200 calls {memory[200]:.2f} MiB (difference to 100 calls {memory[200] - memory[100]:+.2f} MiB)"
     )
 
 
