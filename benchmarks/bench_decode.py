@@ -17,6 +17,7 @@ Usage::
     python benchmarks/bench_decode.py                # full table (a few minutes on 2 CPU cores)
     python benchmarks/bench_decode.py --repeats 1 --new-tokens 16 --batch-sizes 1   # smoke run
     python benchmarks/bench_decode.py --profile-weak-step   # where one weak-reward-model step spends its time
+    python benchmarks/bench_decode.py --compare-reward-cache   # the processor's KV cache against DynamicCache
     python benchmarks/bench_decode.py --batch-sizes 8 --new-tokens 128 --columns base "weak reward model" weak-to-strong
 """
 
@@ -141,6 +142,44 @@ def profile_cached_step(model: torch.nn.Module, prompt_length: int, steps: int =
         print(f"  {event.key:<50} {100 * event.self_cpu_time_total / total:5.1f} %  ({event.count} calls)")
 
 
+def compare_reward_cache(model: torch.nn.Module, prompt_length: int, repeats: int) -> None:
+    """Print the time of cached one-token steps on transformers' `DynamicCache` and on the processor's cache."""
+    from hf_genarm._growing_cache import growing_dynamic_cache
+
+    caches = {
+        "DynamicCache (torch.cat each step)": lambda: DynamicCache(config=model.config),
+        "processor's cache (preallocated)": lambda: growing_dynamic_cache(model.config),
+    }
+    print(
+        "| batch | steps | " + " | ".join(f"{name} s" for name in caches) + " | preallocated / cat | max logit diff |"
+    )
+    print("|---|---|---|---|---|---|")
+    for batch in (1, 8):
+        prompt = torch.randint(1, VOCAB, (batch, prompt_length), generator=torch.Generator().manual_seed(0))
+        steps = 256 - prompt_length
+        timings = {name: [] for name in caches}
+        logits = {}
+        for _ in range(repeats):
+            for name, make_cache in caches.items():
+                with torch.no_grad():
+                    cache = make_cache()
+                    model(input_ids=prompt, cache=cache, use_cache=True, logits_to_keep=1)
+                    token = torch.full((batch, 1), 5)
+                    started = time.perf_counter()
+                    for step in range(steps):
+                        positions = torch.full((batch, 1), prompt_length + step)
+                        output = model(
+                            input_ids=token, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1
+                        )
+                    timings[name].append(time.perf_counter() - started)
+                logits[name] = output.logits
+        first, second = (statistics.median(timings[name]) for name in caches)
+        ratio = statistics.median(b / a for a, b in zip(*timings.values()))
+        reference, preallocated = logits.values()
+        difference = (reference - preallocated).abs().max().item()
+        print(f"| {batch} | {steps} | {first:.3f} | {second:.3f} | {ratio:.3f} | {difference:.1e} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -158,10 +197,18 @@ def main() -> None:
     parser.add_argument(
         "--profile-weak-step", action="store_true", help="Only profile one cached step of the weak reward model."
     )
+    parser.add_argument(
+        "--compare-reward-cache",
+        action="store_true",
+        help="Only time the weak reward model's cached steps on transformers' DynamicCache and on the processor's.",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.profile_weak_step:
         profile_cached_step(build_gpt2(layers=4, width=320, heads=5, seed=2), args.prompt_length)
+        return
+    if args.compare_reward_cache:
+        compare_reward_cache(build_gpt2(layers=4, width=320, heads=5, seed=2), args.prompt_length, args.repeats)
         return
 
     base = build_gpt2(layers=8, width=512, heads=8, seed=0)
