@@ -8,7 +8,7 @@ Compares, with random GPT-2-style models (~30M parameters, float32, CPU by defau
 * weak-to-strong: a reward model of about a quarter of the base's parameters guiding the base, next to that
   weak reward model alone (so that base + weak reward model, the physical limit, is printed beside it),
 
-and the process memory after 10 and after 100 successive ``generate()`` calls with one processor.
+and the process memory after 10, 100 and 200 successive ``generate()`` calls with one processor.
 Configurations are interleaved within each repetition and the median is reported, so that the machine's
 noise hits every column alike.
 
@@ -74,6 +74,11 @@ def build_gpt2(layers: int, width: int, heads: int, seed: int) -> GPT2LMHeadMode
         vocab_size=VOCAB, n_layer=layers, n_embd=width, n_head=heads, n_positions=1024, bos_token_id=0, eos_token_id=0
     )
     return GPT2LMHeadModel(config).eval()
+
+
+def build_weak_reward_model() -> GPT2LMHeadModel:
+    """The weak-to-strong reward model: about a quarter of the base's parameters."""
+    return build_gpt2(layers=4, width=320, heads=5, seed=2)
 
 
 def parameter_count(model: torch.nn.Module) -> int:
@@ -214,15 +219,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.profile_weak_step:
-        profile_cached_step(build_gpt2(layers=4, width=320, heads=5, seed=2), args.prompt_length)
+        profile_cached_step(build_weak_reward_model(), args.prompt_length)
         return
     if args.compare_reward_cache:
-        compare_reward_cache(build_gpt2(layers=4, width=320, heads=5, seed=2), args.prompt_length, args.repeats)
+        compare_reward_cache(build_weak_reward_model(), args.prompt_length, args.repeats)
         return
 
     base = build_gpt2(layers=8, width=512, heads=8, seed=0)
     reward_model = build_gpt2(layers=8, width=512, heads=8, seed=1)
-    small_reward_model = build_gpt2(layers=4, width=320, heads=5, seed=2)
+    small_reward_model = build_weak_reward_model()
     print(
         f"base {parameter_count(base) / 1e6:.1f}M params, reward model {parameter_count(reward_model) / 1e6:.1f}M, "
         f"weak reward model {parameter_count(small_reward_model) / 1e6:.1f}M "

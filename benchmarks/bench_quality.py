@@ -93,6 +93,11 @@ class Settings:
     base_size_steps: int = 160
     top_p: float = 0.95
 
+    @property
+    def base_size_budget(self) -> int:
+        """Training steps of every base-size model: `max_train_steps` when set, else `base_size_steps`."""
+        return self.max_train_steps if self.max_train_steps > 0 else self.base_size_steps
+
 
 QUICK = Settings(
     prompts=6,
@@ -320,13 +325,10 @@ def arm_recipe(arm_dir: pathlib.Path) -> dict:
 
 
 def base_size_training_arguments(scratch: str, settings: Settings, seed: int) -> dict:
-    """`TrainingArguments` shared by the base-size ARM and DPO: the same step budget, batch, schedule and quiet run.
-
-    The budget is `max_train_steps` when set, else `base_size_steps` (steps of 32 pairs).
-    """
+    """`TrainingArguments` shared by the base-size ARM and DPO: the same step budget, batch, schedule and quiet run."""
     return {
         "output_dir": scratch,
-        "max_steps": settings.max_train_steps if settings.max_train_steps > 0 else settings.base_size_steps,
+        "max_steps": settings.base_size_budget,
         "per_device_train_batch_size": 32,
         "lr_scheduler_type": "cosine",
         "max_length": MAX_LENGTH,
@@ -576,7 +578,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"base-size ARM: {big_arm_steps} steps in {timings['base-size ARM']:.0f}s")
     started = time.perf_counter()
     big_classifier, big_classifier_steps = train_classifier(
-        base_dir, train_pairs, settings, recipe, pad, args.seed, steps=settings.base_size_steps
+        base_dir, train_pairs, settings, recipe, pad, args.seed, steps=settings.base_size_budget
     )
     timings["base-size classifier"] = time.perf_counter() - started
     print(f"base-size classifier: {big_classifier_steps} steps in {timings['base-size classifier']:.0f}s")
@@ -864,20 +866,14 @@ def check_targets(accuracy_rows, summary, settings: Settings, sweep, has_dpo: bo
         )
         + ")"
     )
-    equal = {
-        beta: by_label[f"GenARM equal-size β={beta:g}"]
-        for beta in settings.betas
-        if f"GenARM equal-size β={beta:g}" in by_label
-    }
+    equal = {beta: by_label[f"GenARM equal-size β={beta:g}"] for beta in settings.betas}
     args_label = f"ARGS k={settings.args_top_k} w={settings.args_weight:g}"
     # Each ARGS run against the GenARM runs whose reward model is of the same size as its classifier.
     for classifier_label, genarm_runs, size in (
         (SMALL_CLASSIFIER_LABEL, genarm, "reward models of a quarter of the base's size"),
         (BIG_CLASSIFIER_LABEL, equal, "reward models of the base's size"),
     ):
-        args_entry = summary.get((args_label, classifier_label))
-        if args_entry is None or not genarm_runs:
-            continue
+        args_entry = summary[(args_label, classifier_label)]
         beating = [
             beta
             for beta, value in genarm_runs.items()

@@ -49,11 +49,9 @@ class GrowingCacheLayer(DynamicLayer):
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         self.device = key_states.device
-        capacity = key_states.shape[-2] + self.spare
-        self._key_buffer = key_states.new_empty((*key_states.shape[:-2], capacity, key_states.shape[-1]))
-        self._value_buffer = value_states.new_empty((*value_states.shape[:-2], capacity, value_states.shape[-1]))
         self._length = 0
-        self._refresh_views()
+        empty = slice(0, 0)
+        self._replace_buffers(key_states[..., empty, :], value_states[..., empty, :], key_states.shape[-2] + self.spare)
         self.is_initialized = True
 
     def _refresh_views(self) -> None:
@@ -61,7 +59,7 @@ class GrowingCacheLayer(DynamicLayer):
         self.values = self._value_buffer[..., : self._length, :]
 
     def _replace_buffers(self, keys: torch.Tensor, values: torch.Tensor, capacity: int) -> None:
-        """Hold `keys` / `values` (the filled part, any batch size) in new buffers of `capacity` positions."""
+        """Hold `keys` / `values` (the filled part) in new buffers of `capacity` positions."""
         self._key_buffer = keys.new_empty((*keys.shape[:-2], capacity, keys.shape[-1]))
         self._value_buffer = values.new_empty((*values.shape[:-2], capacity, values.shape[-1]))
         self._key_buffer[..., : self._length, :] = keys
