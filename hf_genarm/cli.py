@@ -22,7 +22,7 @@ __all__ = ["build_parser", "main", "run_demo"]
 PROG = "hf-genarm"
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
-_DATA_FILE_TYPES = (".jsonl", ".json", ".csv")
+_DATA_FILE_TYPES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".csv")
 _SAVED_DATASET_FILES = ("dataset_dict.json", "state.json")
 _MODEL_FILES = ("config.json", "adapter_config.json")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
@@ -232,8 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset",
         required=True,
         metavar="SOURCE",
-        help="Preference pairs: a .jsonl/.json/.csv file, a folder saved with Dataset.save_to_disk, or a Hub "
-        "dataset id.",
+        help="Preference pairs: a .jsonl/.json file (optionally .gz), a .csv file, a folder saved with "
+        "Dataset.save_to_disk, or a Hub dataset id.",
     )
     data.add_argument("--split", metavar="NAME", default="train", help="Split of a Hub dataset or a saved DatasetDict.")
     data.add_argument(
@@ -470,7 +470,7 @@ def _validate_score(args: argparse.Namespace) -> None:
 def _check_dataset_source(value: str, option: str) -> None:
     if os.path.isfile(value):
         if not value.lower().endswith(_DATA_FILE_TYPES):
-            raise UsageError(f"{option}: {value} is not a .jsonl, .json or .csv file")
+            raise UsageError(f"{option}: {value} is not a .jsonl, .json (optionally .gz) or .csv file")
         return
     if os.path.isdir(value):
         if not any(os.path.isfile(os.path.join(value, name)) for name in _SAVED_DATASET_FILES):

@@ -9,7 +9,8 @@ Three dataset layouts are accepted, as TRL's `DPOTrainer` accepts them:
   chat template (the prompt with the generation prompt added; an implicit prompt is the longest common run of
   leading messages).
 
-Each may come as a `datasets.Dataset`, a JSON Lines (or JSON array) file, or a list of dicts.
+Each may come as a `datasets.Dataset`, a JSON Lines (or JSON array) file, gzip-compressed or not (`.gz`), or a
+list of dicts.
 `prepare_preference_dataset` turns it into rows of `prompt_ids`, `chosen_ids` and `rejected_ids`; rows that
 cannot train (identical responses, empty responses, missing or non-string values, ...) are skipped, counted by
 reason and logged, and over-long prompts are truncated and counted. `PreferenceCollator` pads a list of such
@@ -18,6 +19,7 @@ rows into one batch holding the chosen sequences followed by the rejected ones, 
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from collections import Counter
@@ -140,8 +142,12 @@ def _row_problem(row: Mapping[str, Any], columns: Sequence[str]) -> tuple[str | 
 
 
 def _read_json_rows(path: str) -> list[Any]:
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:
+            text = handle.read()
+    except gzip.BadGzipFile:
+        raise ValueError(f"{path} ends in .gz but is not gzip-compressed; rename it or compress it.") from None
     stripped = text.lstrip()
     if stripped.startswith("["):
         try:
@@ -218,7 +224,7 @@ def _load_preference_data(data: Any, name: str = "train_dataset") -> Dataset:
     Args:
         data (`datasets.Dataset`, `str`, `os.PathLike` or `list[dict]`):
             The data. A path must point to a `.jsonl` file (one JSON object per line) or a `.json` file holding
-            an array of objects.
+            an array of objects, either of them optionally gzip-compressed (`.jsonl.gz`, `.json.gz`).
         name (`str`, *optional*, defaults to `"train_dataset"`): Name used in error messages.
 
     Returns:
@@ -243,7 +249,9 @@ def _load_preference_data(data: Any, name: str = "train_dataset") -> Dataset:
     if isinstance(data, (str, os.PathLike)):
         path = os.fspath(data)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"`{name}` is the path {path!r}, which is not a file; pass a .jsonl or .json file.")
+            raise FileNotFoundError(
+                f"`{name}` is the path {path!r}, which is not a file; pass a .jsonl or .json file (optionally .gz)."
+            )
         return _rows_to_dataset(_read_json_rows(path), name)
     if isinstance(data, (list, tuple)):
         return _rows_to_dataset(data, name)
@@ -422,7 +430,7 @@ def prepare_preference_dataset(
     Args:
         data (`datasets.Dataset`, `str`, `os.PathLike` or `list[dict]`):
             The pairs: a dataset, a path to a `.jsonl` file (one JSON object per line) or a `.json` file holding
-            an array of objects, or a list of dicts.
+            an array of objects (either optionally gzip-compressed, `.gz`), or a list of dicts.
         tokenizer (`PreTrainedTokenizerBase`): Tokenizer of the reward model. It needs an EOS token, and a chat
             template for conversational data.
         max_length (`int` or `None`, *optional*, defaults to `1024`):

@@ -17,11 +17,14 @@ from hf_genarm.assets.build import (
     REWARD_BACKBONE_QUICK_CONFIG,
     PreferenceBuildConfig,
     _preference_pairs,
+    _write_pairs,
     build_arm,
     build_stages,
     fortune_prompts,
     load_fortunes,
     pack_fortunes,
+    preference_pairs_path,
+    read_preference_pairs,
 )
 from hf_genarm.vocab import tokenizer_fingerprint
 
@@ -99,13 +102,6 @@ def test_default_asset_path_names_the_rebuild_command():
 
 
 # ------------------------------------------------------------------------------------- reward-model stages
-@pytest.fixture(scope="module")
-def quick_assets(tmp_path_factory):
-    """Every stage, from scratch, with the quick configs, into one output root."""
-    root = tmp_path_factory.mktemp("all-assets")
-    return root, build_stages("all", root, quick=True)
-
-
 def test_quick_build_of_all_stages_writes_a_folder_per_stage(quick_assets):
     root, results = quick_assets
     assert list(results) == ["base", "reward-backbone", "preferences", "arm-sentiment", "arm-topic", "total_seconds"]
@@ -133,7 +129,7 @@ def test_preference_pairs_are_judged_best_and_worst_continuations(quick_assets):
     }
     for objective in OBJECTIVES:
         for split in ("train", "held_out"):
-            rows = [json.loads(line) for line in (root / "preferences" / f"{objective}_{split}.jsonl").open()]
+            rows = read_preference_pairs(preference_pairs_path(root / "preferences", objective, split))
             assert len(rows) == results["preferences"]["pairs"][objective][split] > 0
             for row in rows:
                 assert set(row) == {"prompt", "chosen", "rejected", "score_chosen", "score_rejected"}
@@ -148,10 +144,8 @@ def test_demo_prompts_are_held_out_and_unused_by_pairs(quick_assets):
     root, _ = quick_assets
     demo = json.loads((root / "preferences" / "demo_prompts.json").read_text())
     assert len(demo["prompts"]) == PREFERENCES_QUICK_CONFIG.num_demo_prompts
-    paired = {
-        json.loads(line)["prompt"][len(END_OF_TEXT) :]
-        for line in (root / "preferences" / "sentiment_held_out.jsonl").open()
-    }
+    held_out_pairs = read_preference_pairs(preference_pairs_path(root / "preferences", "sentiment", "held_out"))
+    paired = {row["prompt"][len(END_OF_TEXT) :] for row in held_out_pairs}
     assert not paired & set(demo["prompts"])
     assert "BSD" in (root / "preferences" / "README.md").read_text()
 
@@ -241,4 +235,21 @@ def test_shipped_assets_are_small_and_the_reward_models_beat_chance():
         info = json.loads((folder / "training_info.json").read_text())
         assert info["held_out_accuracy"] > 0.6
         assert json.loads((folder / "genarm_config.json").read_text())["tokenizer"] == base_fingerprint
+        # The card's snippet loads the shipped folder by its path in the repository, not the builder's machine.
+        assert f'from_pretrained("hf_genarm/assets/arm-{objective}")' in (folder / "README.md").read_text()
     assert json.loads(default_asset_path("preferences/demo_prompts.json").read_text())["prompts"]
+
+
+def test_pair_files_are_gzip_without_time_stamp_or_name_and_read_back(tmp_path):
+    rows = [
+        {"prompt": "<|endoftext|>A", "chosen": " good ☺", "rejected": " bad", "score_chosen": 1, "score_rejected": 0}
+    ]
+    path = preference_pairs_path(tmp_path, "sentiment", "train")
+    _write_pairs(path, rows)
+    header = path.read_bytes()[:10]
+    assert header[:2] == b"\x1f\x8b" and header[3] == 0 and header[4:8] == bytes(4)  # no FNAME flag, mtime 0
+    assert read_preference_pairs(path) == rows
+    with pytest.raises(ValueError, match="objective"):
+        preference_pairs_path(tmp_path, "humour", "train")
+    with pytest.raises(ValueError, match="split"):
+        preference_pairs_path(tmp_path, "topic", "test")

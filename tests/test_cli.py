@@ -1,5 +1,6 @@
 """The `hf-genarm` command, run in-process on tiny models saved to a temporary folder."""
 
+import gzip
 import json
 import shlex
 import sys
@@ -148,7 +149,10 @@ BAD_ARGUMENTS = {
     "push bad repo id": ("push --reward-model {saved}/arm --repo-id 'bad id!'", "--repo-id: Repo id must use"),
     "push without repo": ("push --reward-model {saved}/arm", "required: --repo-id"),
     "train missing dataset": (TRAIN + "--dataset {tmp}/pairs.jsonl", "--dataset: no such file or folder"),
-    "train unsupported data file": (TRAIN + "--dataset {tmp}/prompts.txt", "not a .jsonl, .json or .csv file"),
+    "train unsupported data file": (
+        TRAIN + "--dataset {tmp}/prompts.txt",
+        "not a .jsonl, .json (optionally .gz) or .csv file",
+    ),
     "train folder not a dataset": (TRAIN + "--dataset {saved}/arm", "not a folder written by Dataset.save_to_disk"),
     "train lora options without lora": (
         TRAIN + "--dataset {tmp}/bad.jsonl --lora-r 4 --lora-target-modules c_attn",
@@ -355,10 +359,13 @@ def test_train_saves_a_reward_model(capsys, saved, tmp_path, lora):
         {"prompt": "Question: how are you? Answer:", "chosen": " Good, thank you!", "rejected": " I hate it."},
         {"prompt": "Question: the weather? Answer:", "chosen": " Lovely and sunny.", "rejected": " The worst."},
     ] * 2
-    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(pair) + "\n" for pair in pairs))
+    # The LoRA run reads the same pairs gzip-compressed, as the embedded assets ship them.
+    data_file = tmp_path / ("pairs.jsonl.gz" if lora else "pairs.jsonl")
+    text = "".join(json.dumps(pair) + "\n" for pair in pairs)
+    data_file.write_bytes(gzip.compress(text.encode("utf-8")) if lora else text.encode("utf-8"))
     command_line = (
-        "train --model {saved}/base --dataset {tmp}/pairs.jsonl --output-dir {tmp}/arm --beta-r 0.2 --max-steps 2 "
-        "--batch-size 2 --learning-rate 1e-3 --max-length 64"
+        "train --model {saved}/base --dataset {tmp}/" + data_file.name + " --output-dir {tmp}/arm --beta-r 0.2 "
+        "--max-steps 2 --batch-size 2 --learning-rate 1e-3 --max-length 64"
     )
     if lora:
         command_line += " --lora --lora-r 4 --lora-alpha 8 --lora-target-modules c_attn"

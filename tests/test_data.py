@@ -1,5 +1,6 @@
 """Preference data preparation: TRL formats in, tokenized pairs out, bad rows skipped and counted."""
 
+import gzip
 import json
 import logging
 
@@ -82,11 +83,26 @@ def test_dataset_jsonl_and_list_inputs_give_the_same_rows(tokenizer, tmp_path):
     ]
     path = tmp_path / "pairs.jsonl"
     path.write_text("\n".join(json.dumps(row) for row in rows) + "\n", encoding="utf-8")
+    compressed_lines = tmp_path / "pairs.jsonl.gz"
+    compressed_lines.write_bytes(gzip.compress(path.read_bytes()))
+    compressed_array = tmp_path / "pairs.json.gz"
+    compressed_array.write_bytes(gzip.compress(json.dumps(rows).encode("utf-8")))
     from_list, _ = prepare_preference_dataset(rows, tokenizer)
     from_file, _ = prepare_preference_dataset(path, tokenizer)
     from_dataset, _ = prepare_preference_dataset(Dataset.from_list(rows), tokenizer)
-    assert from_list.to_list() == from_file.to_list() == from_dataset.to_list()
+    from_gzip_lines, _ = prepare_preference_dataset(compressed_lines, tokenizer)
+    from_gzip_array, _ = prepare_preference_dataset(str(compressed_array), tokenizer)
+    expected = from_list.to_list()
+    assert from_file.to_list() == from_dataset.to_list() == expected
+    assert from_gzip_lines.to_list() == from_gzip_array.to_list() == expected
     assert len(from_list) == 2
+
+
+def test_a_gz_file_that_is_not_gzip_is_a_clear_error(tokenizer, tmp_path):
+    path = tmp_path / "pairs.jsonl.gz"
+    path.write_text(json.dumps({"chosen": "a", "rejected": "b"}) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"pairs.jsonl.gz ends in .gz but is not gzip-compressed"):
+        prepare_preference_dataset(path, tokenizer)
 
 
 def test_missing_columns_are_a_clear_error(tokenizer):

@@ -451,14 +451,14 @@ def test_card_lists_beta_r_base_model_data_and_citation():
     metadata = RewardModelMetadata(
         beta_r=0.05,
         base_model="org/base-model",
-        datasets=["org/prefs", "local.jsonl"],
+        datasets=["org/prefs", "local.jsonl", "pairs.jsonl.gz"],
         metrics={"eval_rewards/accuracies": 0.8125},
         tokenizer={"vocab_size": 400, "vocab_sha256": "ab" * 32, "special_tokens": {}},
     )
     card = create_model_card(metadata, model_name="my-arm", repo_id="org/my-arm")
     assert card.data.base_model == "org/base-model" and card.data.datasets == ["org/prefs"]
     text = card.text
-    assert "`org/prefs`, `local.jsonl`" in text and "| `eval_rewards/accuracies` | 0.8125 |" in text
+    assert "`org/prefs`, `local.jsonl`, `pairs.jsonl.gz`" in text and "| `eval_rewards/accuracies` | 0.8125 |" in text
     assert "400 tokens" in text and "@inproceedings{xu2025genarm" in text
     assert is_unedited_generated_card(str(card))
     assert not is_unedited_generated_card(str(card).replace("my-arm", "your-arm"))

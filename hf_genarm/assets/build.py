@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import gzip
 import itertools
 import json
 import math
@@ -85,6 +86,8 @@ __all__ = [
     "load_fortunes",
     "main",
     "pack_fortunes",
+    "preference_pairs_path",
+    "read_preference_pairs",
     "train_fortune_tokenizer",
 ]
 
@@ -630,7 +633,9 @@ class PreferenceBuildConfig:
     Args:
         > Parameters that control the prompts
 
-        num_train_prompts (`int`, *optional*, defaults to `6000`): Prompts from training fortunes.
+        num_train_prompts (`int`, *optional*, defaults to `12000`): Prompts from training fortunes, at most; the
+            fortunes give 10,892 distinct openings, so the default takes them all (with 6,000, half as many
+            pairs, the sentiment ARM ranked held-out pairs 84.1 % right against 91.2 %).
         num_held_out_prompts (`int`, *optional*, defaults to `400`): Prompts from held-out fortunes, for the
             held-out pairs.
         num_demo_prompts (`int`, *optional*, defaults to `40`): Further held-out prompts for the demo.
@@ -656,8 +661,9 @@ class PreferenceBuildConfig:
             prompt whose scores differ by the margin as a pair (up to 6 pairs from 4 samples); `"best-worst"` keeps
             only the best against the worst. The sentiment ARM ranks held-out pairs better the more pairs it
             trains on, hence `"all"`.
-        topic_pairing (`str`, *optional*, defaults to `"best-worst"`): The same for the topic pairs; `"all"` would
-            take the shipped assets over their 25 MB budget.
+        topic_pairing (`str`, *optional*, defaults to `"best-worst"`): The same for the topic pairs (chosen when
+            the pair files were stored uncompressed and `"all"` would have taken the shipped assets over their
+            25 MB budget).
         seed (`int`, *optional*, defaults to `0`): Seed of the prompt lengths and of sampling.
 
     Examples:
@@ -668,7 +674,7 @@ class PreferenceBuildConfig:
     ```
     """
 
-    num_train_prompts: int = 6000
+    num_train_prompts: int = 12000
     num_held_out_prompts: int = 400
     num_demo_prompts: int = 40
     min_prompt_words: int = 3
@@ -837,15 +843,61 @@ def _preference_pairs(
     return pairs
 
 
-def _write_jsonl(path: pathlib.Path, rows: Sequence[dict]) -> None:
-    with path.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+def preference_pairs_path(preferences_dir: str | pathlib.Path, objective: str, split: str) -> pathlib.Path:
+    """Path of the judged pairs of one objective and split in a `preferences` folder (gzip JSON Lines).
+
+    Args:
+        preferences_dir (`str` or `pathlib.Path`): The folder, e.g. `ASSETS_DIR / "preferences"`.
+        objective (`str`): `"sentiment"` or `"topic"`.
+        split (`str`): `"train"` or `"held_out"`.
+
+    Returns:
+        `pathlib.Path`: `preferences_dir / f"{objective}_{split}.jsonl.gz"`, which `ARMTrainer`, `hf-genarm train`
+        and `read_preference_pairs` read as they are.
+
+    Examples:
+
+    ```python
+    >>> preference_pairs_path("prefs", "sentiment", "train").name
+    'sentiment_train.jsonl.gz'
+    ```
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"`objective` must be one of {OBJECTIVES}, got {objective!r}.")
+    if split not in ("train", "held_out"):
+        raise ValueError(f"`split` must be 'train' or 'held_out', got {split!r}.")
+    return pathlib.Path(preferences_dir) / f"{objective}_{split}.jsonl.gz"
 
 
-def _read_jsonl(path: pathlib.Path) -> list[dict]:
-    with path.open(encoding="utf-8") as handle:
+def read_preference_pairs(path: str | pathlib.Path) -> list[dict]:
+    """Rows of a pairs file written by the `preferences` stage (gzip JSON Lines, or plain JSON Lines).
+
+    Args:
+        path (`str` or `pathlib.Path`): The file, e.g. from `preference_pairs_path`.
+
+    Returns:
+        `list[dict]`: one dict per pair, with `prompt`, `chosen`, `rejected`, `score_chosen` and `score_rejected`.
+
+    Examples:
+
+    ```python
+    >>> from hf_genarm.assets import ASSETS_DIR
+    >>> rows = read_preference_pairs(preference_pairs_path(ASSETS_DIR / "preferences", "topic", "held_out"))
+    >>> sorted(rows[0])
+    ['chosen', 'prompt', 'rejected', 'score_chosen', 'score_rejected']
+    ```
+    """
+    path = pathlib.Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+def _write_pairs(path: pathlib.Path, rows: Sequence[dict]) -> None:
+    # No file name or time stamp in the gzip header, so that a rebuild writes the same bytes.
+    with path.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as compressed:
+        for row in rows:
+            compressed.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 _PREFERENCES_README = """\
@@ -854,9 +906,9 @@ _PREFERENCES_README = """\
 Made by `python -m hf_genarm.assets.build --stage preferences` (see `training_info.json` for the exact
 settings, counts and timings).
 
-* Prompts: the first {min_words} to {max_words} words of FreeBSD fortunes; `*_train.jsonl` from the training
-  split, `*_held_out.jsonl` and `demo_prompts.json` from the held-out split (the base and the reward models
-  never trained on those fortunes).
+* Prompts: the first {min_words} to {max_words} words of FreeBSD fortunes; `*_train.jsonl.gz` from the
+  training split, `*_held_out.jsonl.gz` and `demo_prompts.json` from the held-out split (the base and the
+  reward models never trained on those fortunes).
 * For each prompt the embedded base model (`../base`) sampled {samples} continuations of at most {tokens}
   tokens (temperature {temperature}, top-p {top_p}).
 * Each continuation (without its prompt) was scored by two judges from `hf_genarm.judges`:
@@ -865,7 +917,9 @@ settings, counts and timings).
 * Pairs, per prompt: sentiment: {sentiment_pairing}; topic: {topic_pairing}. A pair is kept when its two
   scores differ by at least {sentiment_margin} (sentiment) or {topic_margin} (topic).
 
-Rows are `{{"prompt", "chosen", "rejected", "score_chosen", "score_rejected"}}`, the explicit-prompt format
+The pair files are gzip-compressed JSON Lines (`zcat` shows them; `ARMTrainer`, `hf-genarm train` and
+`hf_genarm.assets.build.read_preference_pairs` read them as they are). Rows are
+`{{"prompt", "chosen", "rejected", "score_chosen", "score_rejected"}}`, the explicit-prompt format
 that `ARMTrainer` and TRL read. The prompt starts with `<|endoftext|>`, the document separator the models
 were trained with, so the rows are exactly what the reward models were trained on; `chosen` and `rejected`
 are the continuations, each starting with its space. `demo_prompts.json` holds prompts without it.
@@ -887,7 +941,8 @@ def build_preferences(
 ) -> dict:
     """Sample continuations from the base model, judge them, and save the judged preference pairs.
 
-    Writes `sentiment_train.jsonl`, `sentiment_held_out.jsonl`, `topic_train.jsonl`, `topic_held_out.jsonl`,
+    Writes `sentiment_train.jsonl.gz`, `sentiment_held_out.jsonl.gz`, `topic_train.jsonl.gz`,
+    `topic_held_out.jsonl.gz` (gzip JSON Lines, see `preference_pairs_path`),
     `demo_prompts.json` (held-out prompts no pair uses), a `README.md` and `training_info.json`.
 
     Args:
@@ -955,7 +1010,7 @@ def build_preferences(
                 tokenizer.bos_token,
                 config.pairing(objective),
             )
-            _write_jsonl(output_dir / f"{objective}_{split}.jsonl", pairs)
+            _write_pairs(preference_pairs_path(output_dir, objective, split), pairs)
             pair_counts[objective][split] = len(pairs)
     demo = {
         "description": "Openings of held-out FreeBSD fortunes (BSD-3-Clause) for `hf-genarm demo`; prepend "
@@ -1086,6 +1141,7 @@ def build_arm(
     True
     ```
     """
+    from ..hub import write_model_card
     from ..modeling import AutoregressiveRewardModel, RewardModelMetadata
     from ..trainer import ARMConfig, ARMTrainer
 
@@ -1096,12 +1152,13 @@ def build_arm(
     backbone_dir = pathlib.Path(backbone_dir) if backbone_dir is not None else ASSETS_DIR / "reward-backbone"
     preferences_dir = pathlib.Path(preferences_dir) if preferences_dir is not None else ASSETS_DIR / "preferences"
     started = time.perf_counter()
-    train_pairs = _read_jsonl(preferences_dir / f"{objective}_train.jsonl")
-    held_out_pairs = _read_jsonl(preferences_dir / f"{objective}_held_out.jsonl")
+    train_file = preference_pairs_path(preferences_dir, objective, "train")
+    train_pairs = read_preference_pairs(train_file)
+    held_out_pairs = read_preference_pairs(preference_pairs_path(preferences_dir, objective, "held_out"))
     tokenizer = _load_asset_tokenizer(backbone_dir)
     metadata = RewardModelMetadata(
         base_model="hf_genarm/assets/reward-backbone",
-        datasets=[f"hf_genarm/assets/preferences/{objective}_train.jsonl"],
+        datasets=[f"hf_genarm/assets/preferences/{train_file.name}"],
     )
     reward_model = AutoregressiveRewardModel(
         AutoModelForCausalLM.from_pretrained(backbone_dir), beta_r=config.beta_r, tokenizer=tokenizer, metadata=metadata
@@ -1148,6 +1205,10 @@ def build_arm(
         ]
         after = trainer.evaluate()
         trainer.reward_model.save_pretrained(output_dir, tokenizer=tokenizer)
+    if output_dir.resolve() == (ASSETS_DIR / stage).resolve():
+        # The card's usage snippet names the folder; for the shipped copy, its path in the repository rather
+        # than on the machine that built it.
+        write_model_card(output_dir, trainer.reward_model.metadata, overwrite=True, repo_id=f"hf_genarm/assets/{stage}")
     info = {
         "stage": stage,
         "objective": objective,

@@ -1,0 +1,75 @@
+"""The quality benchmark runs end to end on the quick assets, and its target checks read the right numbers."""
+
+import importlib.util
+import logging
+import pathlib
+import sys
+import warnings
+
+import datasets
+import pytest
+import torch
+import transformers
+
+BENCH_PATH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "bench_quality.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_quality", BENCH_PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def test_median_ratio_pairs_each_repetition(bench):
+    repetitions = [{"a": 10.0, "b": 2.0}, {"a": 3.0, "b": 1.0}, {"a": 8.0, "b": 1.0}]
+    assert bench.median_ratio(repetitions, "a", "b") == 5.0  # ratios 5, 3, 8; not median(a) / median(b) = 8
+
+
+def test_args_target_needs_both_a_higher_win_rate_and_the_speed_ratio(bench):
+    settings = bench.Settings()
+    args_entry = {"win": 0.70, "seconds": 1.0}
+    genarm_runs = {2.0: {"win": 0.65, "seconds": 0.2}, 1.0: {"win": 0.90, "seconds": 0.2}}
+    met, evidence = bench.args_line(args_entry, genarm_runs, 5.2, settings)
+    assert met and "GenARM ahead at β=1;" in evidence and "5.20x" in evidence
+    assert not bench.args_line(args_entry, genarm_runs, 4.9, settings)[0]
+    behind = {beta: {**value, "win": 0.6} for beta, value in genarm_runs.items()}
+    met, evidence = bench.args_line(args_entry, behind, 9.0, settings)
+    assert not met and "ahead at β=none" in evidence
+
+
+@pytest.fixture
+def restore_global_settings():
+    """The benchmark sets torch's threads and quiets the libraries for its run; undo that for the other tests."""
+    threads, verbosity = torch.get_num_threads(), transformers.logging.get_verbosity()
+    trl_level = logging.getLogger("trl").level
+    with warnings.catch_warnings():
+        yield
+    torch.set_num_threads(threads)
+    transformers.logging.set_verbosity(verbosity)
+    transformers.logging.enable_progress_bar()
+    datasets.enable_progress_bars()
+    logging.getLogger("trl").setLevel(trl_level)
+
+
+def test_quick_run_reports_every_section_and_target(bench, quick_assets, capsys, restore_global_settings):
+    root, _ = quick_assets
+    bench.main(["--quick", "--assets-dir", str(root), "--skip-dpo"])
+    out = capsys.readouterr().out
+    for heading in (
+        "### Held-out pair accuracy",
+        "### Speed: 8 new tokens per row",
+        "### Targets (the paper's settings)",
+        "### Also measured, in other settings than the paper's",
+    ):
+        assert heading in out
+    targets = out.split("### Targets (the paper's settings)")[1].split("###")[0]
+    lines = [line for line in targets.splitlines() if line.startswith("- ")]
+    assert len(lines) == 5
+    assert all(any(word in line for word in ("MET", "MISSED", "NOT MEASURED")) for line in lines)
+    assert "ARGS time / GenARM time at 8 tokens per row" in targets
