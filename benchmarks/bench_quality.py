@@ -81,7 +81,9 @@ class Settings:
     betas: tuple[float, ...] = (2.0, 1.0, 0.5, 0.25)
     best_of: tuple[int, ...] = (4, 16)
     args_top_k: int = 10
-    args_weight: float = 1.0
+    # ARGS's reward weight w multiplies a sequence reward in Bradley-Terry units, GenARM's 1/β a per-token
+    # log-probability (about 1 / (β β_r) = 20 / β such units per token here), so w gets a grid of its own.
+    args_weights: tuple[float, ...] = (1.0, 4.0, 16.0)
     sweep_alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     # The sweep runs at the β where one ARM alone keeps the text fluent (PPL under the base below base sampling's
     # own in the main table). At β=0.5 the topic ARM alone (weight 2) pushes the text off-distribution and the
@@ -114,6 +116,7 @@ QUICK = Settings(
     max_train_steps=3,
     speed_tokens=8,
     speed_repeats=1,
+    args_weights=(1.0, 4.0),
 )
 
 
@@ -719,14 +722,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         for n in settings.best_of
     ]
 
-    def args_processors(model):
-        return lambda mask: [
-            ARGSLogitsProcessor(model, weight=settings.args_weight, top_k=settings.args_top_k, attention_mask=mask)
-        ]
+    def args_processors(model, weight):
+        return lambda mask: [ARGSLogitsProcessor(model, weight=weight, top_k=settings.args_top_k, attention_mask=mask)]
 
-    args_label = f"ARGS k={settings.args_top_k} w={settings.args_weight:g}"
-    methods.append(([(args_label, SMALL_CLASSIFIER_LABEL)], plain(make_processors=args_processors(classifier))))
-    methods.append(([(args_label, BIG_CLASSIFIER_LABEL)], plain(make_processors=args_processors(big_classifier))))
+    for classifier_label, model in ((SMALL_CLASSIFIER_LABEL, classifier), (BIG_CLASSIFIER_LABEL, big_classifier)):
+        methods += [
+            ([(args_label(settings, weight), classifier_label)], plain(make_processors=args_processors(model, weight)))
+            for weight in settings.args_weights
+        ]
     if dpo_policy is not None:
         methods.append(([("DPO policy (sampling)", "- (fine-tuned base)")], plain(model=dpo_policy)))
 
@@ -765,20 +768,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         sweep.append((alpha, *(sum(judge(flat)) / len(flat) for judge in judges.values())))
     print(f"α sweep done ({len(settings.sweep_alphas)} points)")
 
-    # ---- speed in the issue's unit: every row writes `speed_tokens` tokens, the methods interleaved
+    # ---- speed in the issue's unit: every row writes `speed_tokens` tokens, the methods interleaved; ARGS's
+    # weight only scales numbers, so one weight stands for all
+    speed_weight = settings.args_weights[0]
     speed_keys = {
         "base": ("base (sampling)", "-"),
         "genarm": ("GenARM", small_label),
         "genarm_equal": ("GenARM equal-size", big_label),
-        "args": (args_label, SMALL_CLASSIFIER_LABEL),
-        "args_equal": (args_label, BIG_CLASSIFIER_LABEL),
+        "args": (args_label(settings, speed_weight), SMALL_CLASSIFIER_LABEL),
+        "args_equal": (args_label(settings, speed_weight), BIG_CLASSIFIER_LABEL),
     }
     speed_processors = {
         "base": None,
         "genarm": genarm(arms["sentiment"], 1.0, settings.betas[0]),
         "genarm_equal": genarm(big_arm, 1.0, settings.betas[0]),
-        "args": args_processors(classifier),
-        "args_equal": args_processors(big_classifier),
+        "args": args_processors(classifier, speed_weight),
+        "args_equal": args_processors(big_classifier, speed_weight),
     }
     speed, speed_repetitions = time_at_fixed_length(base, tokenizer, batches[0], settings, args.seed, speed_processors)
     speed_ratios = {
@@ -883,14 +888,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         ),
         weak_rows,
     )
-    example_methods = [
-        results[0],
-        *(
-            r
-            for r in results[1:]
-            if r.name.startswith(("GenARM β=1", "GenARM equal-size β=1", "ARGS", "best-of-16", "DPO"))
-        ),
-    ]
+    shown = {"GenARM β=1", "GenARM equal-size β=1", args_label(settings, settings.args_weights[0]), "best-of-16"}
+    example_methods = [results[0], *(r for r in results[1:] if r.name in shown or r.name.startswith("DPO"))]
     examples = []
     for index in range(min(3, len(prompts))):
         lines = [f"Prompt: `{prompts[index].removeprefix(tokenizer.bos_token)!r}`", ""]
@@ -940,19 +939,30 @@ def accuracy_line(arm_row, classifier_row) -> tuple[bool, str]:
     )
 
 
-def args_line(args_entry, genarm_runs, speed_ratio: float, settings: Settings) -> tuple[bool, str]:
-    """Whether some GenARM run beats ARGS's win rate while ARGS takes >= 5x its time, and the evidence."""
-    beating = [beta for beta, value in genarm_runs.items() if value["win"] > args_entry["win"]]
+def args_label(settings: Settings, weight: float) -> str:
+    return f"ARGS k={settings.args_top_k} w={weight:g}"
+
+
+def args_line(args_runs, genarm_runs, speed_ratio: float, settings: Settings) -> tuple[bool, str]:
+    """Whether some GenARM run beats ARGS's best win rate over its weights while ARGS takes >= 5x its time.
+
+    `args_runs` maps ARGS's weight w, `genarm_runs` GenARM's β, to the run's summary (`win`, `seconds`).
+    """
+    best_weight = max(args_runs, key=lambda weight: args_runs[weight]["win"])
+    best_args = args_runs[best_weight]
+    beating = [beta for beta, value in genarm_runs.items() if value["win"] > best_args["win"]]
     best_beta = max(genarm_runs, key=lambda beta: genarm_runs[beta]["win"])
     met = bool(beating) and speed_ratio >= 5
     short_run = ", ".join(
-        f"β={beta:g}: {args_entry['seconds'] / value['seconds']:.1f}x" for beta, value in genarm_runs.items()
+        f"β={beta:g}: {best_args['seconds'] / value['seconds']:.1f}x" for beta, value in genarm_runs.items()
     )
+    every_weight = ", ".join(f"w={weight:g} {100 * value['win']:.1f}%" for weight, value in args_runs.items())
     return met, (
-        f"ARGS win rate {100 * args_entry['win']:.1f}%, best GenARM {100 * genarm_runs[best_beta]['win']:.1f}% at "
-        f"β={best_beta:g}, GenARM ahead at β={', '.join(f'{b:g}' for b in beating) or 'none'}; ARGS time / GenARM "
-        f"time at {settings.speed_tokens} tokens per row {speed_ratio:.2f}x (in the {settings.max_new_tokens}-token "
-        f"quality runs: {short_run})"
+        f"ARGS's best win rate {100 * best_args['win']:.1f}% at w={best_weight:g} ({every_weight}), best GenARM "
+        f"{100 * genarm_runs[best_beta]['win']:.1f}% at β={best_beta:g}, GenARM ahead at "
+        f"β={', '.join(f'{b:g}' for b in beating) or 'none'}; ARGS time / GenARM time at {settings.speed_tokens} "
+        f"tokens per row {speed_ratio:.2f}x (in the {settings.max_new_tokens}-token quality runs, ARGS w="
+        f"{best_weight:g}: {short_run})"
     )
 
 
@@ -995,13 +1005,16 @@ def check_targets(
         + ")"
     )
     equal = {beta: by_label[f"GenARM equal-size β={beta:g}"] for beta in settings.betas}
-    args_label = f"ARGS k={settings.args_top_k} w={settings.args_weight:g}"
-    met, evidence = args_line(summary[(args_label, BIG_CLASSIFIER_LABEL)], equal, speed_ratios["base"], settings)
+
+    def args_runs(classifier_label):
+        return {weight: summary[(args_label(settings, weight), classifier_label)] for weight in settings.args_weights}
+
+    met, evidence = args_line(args_runs(BIG_CLASSIFIER_LABEL), equal, speed_ratios["base"], settings)
     targets.append(
         f"GenARM beats ARGS-k{settings.args_top_k}'s win rate while >= 5x faster (reward models of the base's size, "
         f"as in the paper): {verdict(met)} ({evidence})"
     )
-    met, evidence = args_line(summary[(args_label, SMALL_CLASSIFIER_LABEL)], genarm, speed_ratios["quarter"], settings)
+    met, evidence = args_line(args_runs(SMALL_CLASSIFIER_LABEL), genarm, speed_ratios["quarter"], settings)
     also.append(
         f"GenARM beats ARGS-k{settings.args_top_k}'s win rate while >= 5x faster, reward models of a quarter of the "
         f"base's size: {verdict(met)} ({evidence})"
@@ -1034,6 +1047,8 @@ def write_docs(
 ) -> None:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     training = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in timings.items())
+    weights = ", ".join(f"{weight:g}" for weight in settings.args_weights)
+    per_token = 1 / recipe["beta_r"]
     page = f"""# Quality benchmark: GenARM against best-of-N, ARGS and DPO
 
 Produced by `benchmarks/bench_quality.py` in one run; every number below comes from that run.
@@ -1072,12 +1087,15 @@ Produced by `benchmarks/bench_quality.py` in one run; every number below comes f
 - **Reward models**: GenARM uses the `arm-sentiment` ARM (α=1) or an ARM of the base's own size: the base
   fine-tuned here with `ARMTrainer` on the same pairs with the `arm-sentiment` recipe (β_r={recipe["beta_r"]:g},
   lr {recipe["learning_rate"]:g}, cosine) but {steps["base-size ARM"]} steps of 32 pairs, the same budget as DPO, to
-  fit the time budget; best-of-N reranks
-  the same candidates by the ARM's sequence reward (`beta_r * sum log pi_r`) or by the classifier; ARGS
-  (stochastic, k={settings.args_top_k}, w={settings.args_weight:g}) uses a `GPT2ForSequenceClassification` reward
-  model (`num_labels=1`) initialised from the same reward backbone as the ARM and trained here on the same pairs
-  with a Bradley-Terry loss and the ARM's own recipe ({recipe["num_train_epochs"]:g} epochs, lr
-  {recipe["learning_rate"]:g}, cosine), {steps["sequence classifier"]} steps.
+  fit the time budget; best-of-N reranks the same candidates by the ARM's sequence reward
+  (`beta_r * sum log pi_r`) or by the classifier; ARGS (stochastic, k={settings.args_top_k}) uses a
+  `GPT2ForSequenceClassification` reward model (`num_labels=1`) initialised from the same reward backbone as the
+  ARM and trained here on the same pairs with a Bradley-Terry loss and the ARM's own recipe
+  ({recipe["num_train_epochs"]:g} epochs, lr {recipe["learning_rate"]:g}, cosine), {steps["sequence classifier"]}
+  steps.
+- **ARGS's weight w** gets its own grid ({weights}): w scales a sequence reward in Bradley-Terry units, while
+  GenARM's 1/β scales a per-token log-probability, about 1 / (β β_r) = {per_token:g} / β such units per token.
+  The targets compare GenARM with ARGS's best weight.
 - **DPO**: {dpo_note} (32 pairs per step); β={settings.dpo_beta:g}, lr {settings.dpo_learning_rate:g}, cosine.
 - **Weak-to-strong**: the `GenARM β=...` rows are a reward model of a quarter of the base's size guiding the
   base; the `GenARM equal-size` rows the base-sized ARM.

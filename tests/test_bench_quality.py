@@ -31,15 +31,16 @@ def test_median_ratio_pairs_each_repetition(bench):
     assert bench.median_ratio(repetitions, "a", "b") == 5.0  # ratios 5, 3, 8; not median(a) / median(b) = 8
 
 
-def test_args_target_needs_both_a_higher_win_rate_and_the_speed_ratio(bench):
+def test_args_target_takes_args_best_weight_and_needs_the_speed_ratio(bench):
     settings = bench.Settings()
-    args_entry = {"win": 0.70, "seconds": 1.0}
+    args_runs = {1.0: {"win": 0.55, "seconds": 1.0}, 4.0: {"win": 0.70, "seconds": 1.0}}
     genarm_runs = {2.0: {"win": 0.65, "seconds": 0.2}, 1.0: {"win": 0.90, "seconds": 0.2}}
-    met, evidence = bench.args_line(args_entry, genarm_runs, 5.2, settings)
-    assert met and "GenARM ahead at β=1;" in evidence and "5.20x" in evidence
-    assert not bench.args_line(args_entry, genarm_runs, 4.9, settings)[0]
+    met, evidence = bench.args_line(args_runs, genarm_runs, 5.2, settings)
+    assert met and "best win rate 70.0% at w=4 (w=1 55.0%, w=4 70.0%)" in evidence
+    assert "GenARM ahead at β=1;" in evidence and "5.20x" in evidence
+    assert not bench.args_line(args_runs, genarm_runs, 4.9, settings)[0]
     behind = {beta: {**value, "win": 0.6} for beta, value in genarm_runs.items()}
-    met, evidence = bench.args_line(args_entry, behind, 9.0, settings)
+    met, evidence = bench.args_line(args_runs, behind, 9.0, settings)
     assert not met and "ahead at β=none" in evidence
 
 
