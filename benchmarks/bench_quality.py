@@ -26,8 +26,9 @@ plus the held-out pair accuracy of every reward model, an alpha sweep over the t
 
 Usage::
 
-    python benchmarks/bench_quality.py --write-docs   # full run (~15 min on 2 CPU cores), writes the docs page
-    python benchmarks/bench_quality.py --quick --assets-dir /tmp/a   # smoke test on quick assets, < 1 min
+    python benchmarks/bench_quality.py --write-docs   # full run (~18 min on 2 CPU cores), writes the docs page
+    python -m hf_genarm.assets.build --stage all --quick --output-dir /tmp/a   # quick assets, ~15 s
+    python benchmarks/bench_quality.py --quick --assets-dir /tmp/a   # smoke test on them, < 1 min
 """
 
 from __future__ import annotations
