@@ -93,7 +93,7 @@ class Settings:
     dpo_learning_rate: float = 2e-4
     dpo_beta: float = 0.1
     max_train_steps: int = -1
-    # The base-size ARM and DPO each get this many steps of 32 pairs (about half an epoch): the same budget for
+    # The base-size ARM and DPO each get this many steps of 32 pairs (about a quarter of an epoch): the same budget for
     # both, and a run that fits in about 15 minutes on 2 cores.
     base_size_steps: int = 160
     top_p: float = 0.95
@@ -978,7 +978,7 @@ def check_targets(
 
     The paper compares an ARM and a classifier trained to the end on the same backbone, and ARGS and GenARM with
     reward models of the base's size; those settings give the targets. The base-size accuracy (a step budget
-    shared with DPO, a third of an epoch) and ARGS with quarter-size reward models are reported beside them.
+    shared with DPO, about a quarter of an epoch) and ARGS with quarter-size reward models are reported beside them.
     """
     targets, also = [], []
     met, evidence = accuracy_line(accuracy_rows[0], accuracy_rows[1])
