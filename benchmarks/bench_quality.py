@@ -94,7 +94,7 @@ class Settings:
     dpo_beta: float = 0.1
     max_train_steps: int = -1
     # The base-size ARM and DPO each get this many steps of 32 pairs (about a quarter of an epoch): the same budget for
-    # both, and a run that fits in about 15 minutes on 2 cores.
+    # both, and a run that fits in about 18 minutes on 2 cores.
     base_size_steps: int = 160
     top_p: float = 0.95
     # The speed comparison: every row writes exactly this many tokens (the unit, and the paper's
