@@ -36,6 +36,7 @@ import gzip
 import itertools
 import json
 import math
+import os
 import pathlib
 import random
 import re
@@ -887,10 +888,9 @@ def read_preference_pairs(path: str | pathlib.Path) -> list[dict]:
     ['chosen', 'prompt', 'rejected', 'score_chosen', 'score_rejected']
     ```
     """
-    path = pathlib.Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    from ..data import _read_json_rows
+
+    return _read_json_rows(os.fspath(path))
 
 
 def _write_pairs(path: pathlib.Path, rows: Sequence[dict]) -> None:
