@@ -411,18 +411,19 @@ def sampling_kwargs(settings: Settings, tokenizer) -> dict:
 
 
 @torch.no_grad()
-def sample_batch(model, tokenizer, batch, settings: Settings, seed: int, make_processors=None):
-    """`samples` completions of each prompt of `batch`: (completions per prompt, seconds, generated tokens)."""
+def sample_batch(model, tokenizer, batch, settings: Settings, seed: int, make_processors=None, fixed_length=False):
+    """`samples` completions of each prompt of `batch`: (completions per prompt, seconds, generated tokens).
+
+    With `fixed_length`, every row writes exactly `max_new_tokens` tokens (`min_new_tokens`, no early end).
+    """
     inputs = tokenizer(batch, return_tensors="pt", padding=True)
+    kwargs = sampling_kwargs(settings, tokenizer)
+    if fixed_length:
+        kwargs["min_new_tokens"] = settings.max_new_tokens
     torch.manual_seed(seed)
     started = time.perf_counter()
     processors = make_processors(inputs["attention_mask"]) if make_processors else []
-    output = model.generate(
-        **inputs,
-        logits_processor=processors,
-        num_return_sequences=settings.samples,
-        **sampling_kwargs(settings, tokenizer),
-    )
+    output = model.generate(**inputs, logits_processor=processors, num_return_sequences=settings.samples, **kwargs)
     seconds = time.perf_counter() - started
     new_tokens = output[:, inputs["input_ids"].shape[1] :]
     texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
@@ -430,21 +431,15 @@ def sample_batch(model, tokenizer, batch, settings: Settings, seed: int, make_pr
     return completions, seconds, new_tokens.numel()
 
 
-@torch.no_grad()
 def seconds_per_128_fixed_length(model, tokenizer, batch, settings: Settings, seed: int, make_processors=None) -> float:
     """Wall time per 128 tokens of one `generate()` call in which every row writes `speed_tokens` tokens."""
-    inputs = tokenizer(batch, return_tensors="pt", padding=True)
     length = settings.speed_tokens
-    kwargs = sampling_kwargs(settings, tokenizer) | {"max_new_tokens": length, "min_new_tokens": length}
-    torch.manual_seed(seed)
-    started = time.perf_counter()
-    processors = make_processors(inputs["attention_mask"]) if make_processors else []
-    output = model.generate(**inputs, logits_processor=processors, num_return_sequences=settings.samples, **kwargs)
-    seconds = time.perf_counter() - started
-    new_tokens = output.shape[1] - inputs["input_ids"].shape[1]
-    if new_tokens != length:
-        raise RuntimeError(f"generate() wrote {new_tokens} tokens per row, not the {length} asked for.")
-    return seconds / (output.shape[0] * length) * 128
+    at_length = dataclasses.replace(settings, max_new_tokens=length)
+    _, seconds, tokens = sample_batch(model, tokenizer, batch, at_length, seed, make_processors, fixed_length=True)
+    rows = len(batch) * settings.samples
+    if tokens != rows * length:
+        raise RuntimeError(f"generate() wrote {tokens} tokens over {rows} rows, not the {length} per row asked for.")
+    return seconds / tokens * 128
 
 
 def time_at_fixed_length(
