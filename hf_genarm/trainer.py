@@ -75,14 +75,10 @@ class ARMConfig(TrainingArguments):
     dataclass of `TrainingArguments`, it works with `transformers.HfArgumentParser` on the command line.
 
     Parameters:
-        > Parameters that control the loss
-
         beta_r (`float`, *optional*, defaults to `0.1`):
             Reward scale: the reward of a response is `beta_r * sum_t log pi_r(y_t | x, y_<t)` and the loss is
             `-log sigmoid(beta_r * (sum log pi_r(chosen) - sum log pi_r(rejected)))`. The GenARM paper trains with
             `0.1`. It is saved in `genarm_config.json` with the model.
-
-        > Parameters that control the data preprocessing
 
         max_length (`int` or `None`, *optional*, defaults to `1024`):
             Longest prompt + response in tokens. Longer responses are cut at the end (counted in the data report);
@@ -96,8 +92,6 @@ class ARMConfig(TrainingArguments):
             `"keep_start"`.
         dataset_num_proc (`int`, *optional*):
             Number of processes used to tokenize the datasets (`datasets.Dataset.map`).
-
-        > Parameters that control the model
 
         model_init_kwargs (`dict[str, Any]`, *optional*):
             Keyword arguments for `AutoModelForCausalLM.from_pretrained` (e.g. `{"dtype": "bfloat16"}`), used when
