@@ -1,16 +1,37 @@
-"""hf-genarm: GenARM reward-guided generation with Autoregressive Reward Models for the Hugging Face stack."""
+"""hf-genarm: GenARM reward-guided generation with Autoregressive Reward Models for the Hugging Face stack.
 
-__version__ = "0.1.0"
+Public names are resolved lazily, as transformers resolves its own: `from hf_genarm import GenARMLogitsProcessor`
+imports the processor and the reward model only, never the trainer, `datasets`, plotting, the CLI or the demo.
+"""
 
-from .data import PreferenceCollator, PreferenceDataReport, prepare_preference_dataset
-from .hub import push_reward_model
-from .logits_process import GenARMLogitsProcessor
-from .metrics import compute_preference_metrics, load_preference_accuracy
-from .modeling import AutoregressiveRewardModel, RewardModelMetadata
-from .trainer import ARMConfig, ARMTrainer
-from .visualize import plot_tradeoff, save_token_reward_heatmap_png, score_text, token_reward_heatmap_html
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+# Public name -> submodule that defines it.
+_LAZY_NAMES = {
+    "ARMConfig": "trainer",
+    "ARMTrainer": "trainer",
+    "AutoregressiveRewardModel": "modeling",
+    "GenARMLogitsProcessor": "logits_process",
+    "PreferenceCollator": "data",
+    "PreferenceDataReport": "data",
+    "RewardModelMetadata": "modeling",
+    "compute_preference_metrics": "metrics",
+    "load_preference_accuracy": "metrics",
+    "plot_tradeoff": "visualize",
+    "prepare_preference_dataset": "data",
+    "push_reward_model": "hub",
+    "save_token_reward_heatmap_png": "visualize",
+    "score_text": "visualize",
+    "token_reward_heatmap_html": "visualize",
+}
 
 __all__ = [
+    "__version__",
     "ARMConfig",
     "ARMTrainer",
     "AutoregressiveRewardModel",
@@ -18,7 +39,6 @@ __all__ = [
     "PreferenceCollator",
     "PreferenceDataReport",
     "RewardModelMetadata",
-    "__version__",
     "compute_preference_metrics",
     "load_preference_accuracy",
     "plot_tradeoff",
@@ -28,3 +48,25 @@ __all__ = [
     "score_text",
     "token_reward_heatmap_html",
 ]
+
+if TYPE_CHECKING:
+    from .data import PreferenceCollator, PreferenceDataReport, prepare_preference_dataset
+    from .hub import push_reward_model
+    from .logits_process import GenARMLogitsProcessor
+    from .metrics import compute_preference_metrics, load_preference_accuracy
+    from .modeling import AutoregressiveRewardModel, RewardModelMetadata
+    from .trainer import ARMConfig, ARMTrainer
+    from .visualize import plot_tradeoff, save_token_reward_heatmap_png, score_text, token_reward_heatmap_html
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY_NAMES.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
+    globals()[name] = value  # resolve once; later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
