@@ -31,7 +31,6 @@ _LAZY_NAMES = {
 }
 
 __all__ = [
-    "__version__",
     "ARMConfig",
     "ARMTrainer",
     "AutoregressiveRewardModel",
@@ -39,6 +38,7 @@ __all__ = [
     "PreferenceCollator",
     "PreferenceDataReport",
     "RewardModelMetadata",
+    "__version__",
     "compute_preference_metrics",
     "load_preference_accuracy",
     "plot_tradeoff",
