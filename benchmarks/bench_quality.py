@@ -2,7 +2,7 @@
 
 Everything runs on the embedded demo assets (`hf_genarm/assets/`): the fortune base LM, the small reward
 backbone, the judged preference pairs and the `arm-sentiment` / `arm-topic` autoregressive reward models.
-Objective: positive sentiment, judged by VADER (`hf_genarm.judges.SentimentJudge`); the topic ARM and the
+Objective: positive sentiment, judged by VADER (`hf_genarm.demo.judges.SentimentJudge`); the topic ARM and the
 MiniLM topic judge only enter the alpha sweep.
 
 The run trains three comparison models on the same sentiment training pairs as `arm-sentiment`:
@@ -59,7 +59,7 @@ from hf_genarm.assets import ASSETS_DIR, default_asset_path
 from hf_genarm.assets.build import ARMBuildConfig, preference_pairs_path, read_preference_pairs
 from hf_genarm.baselines import ARGSLogitsProcessor, best_of_n
 from hf_genarm.data import prepare_preference_dataset
-from hf_genarm.judges import SentimentJudge, TopicJudge
+from hf_genarm.demo.judges import SentimentJudge, TopicJudge
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS_PAGE = REPO_ROOT / "docs" / "benchmarks_quality.md"

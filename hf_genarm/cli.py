@@ -216,15 +216,27 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(handler=handler)
         return command
 
+    from .demo import DEMO_DEFAULTS
+
     demo = add_command("demo", "Run the offline demo on the embedded fortune-cookie models.", _DEMO_EPILOG, run_demo)
-    demo.add_argument("--prompts", type=_positive_int, default=4, metavar="N", help="Number of demo prompts.")
     demo.add_argument(
-        "--max-new-tokens", type=_positive_int, default=48, metavar="N", help="Tokens generated per prompt."
+        "--prompts", type=_positive_int, default=DEMO_DEFAULTS.prompts, metavar="N", help="Number of demo prompts."
     )
     demo.add_argument(
-        "--beta", type=_positive_float, default=1.0, metavar="BETA", help="KL strength: reward weight is alpha / beta."
+        "--max-new-tokens",
+        type=_positive_int,
+        default=DEMO_DEFAULTS.max_new_tokens,
+        metavar="N",
+        help="Tokens generated per prompt.",
     )
-    demo.add_argument("--seed", type=int, default=0, metavar="N", help="Random seed.")
+    demo.add_argument(
+        "--beta",
+        type=_positive_float,
+        default=DEMO_DEFAULTS.beta,
+        metavar="BETA",
+        help="KL strength: reward weight is alpha / beta.",
+    )
+    demo.add_argument("--seed", type=int, default=DEMO_DEFAULTS.seed, metavar="N", help="Random seed.")
 
     train = add_command("train", "Train an autoregressive reward model on preference pairs.", _TRAIN_EPILOG, _run_train)
     data = train.add_argument_group("data")

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from hf_genarm import cli, demo
-from hf_genarm.demo import DEMO_METHODS, DemoMethod
+from hf_genarm.demo import DEMO_DEFAULTS, DEMO_METHODS, DemoMethod, DemoOptions
 
 _SCORES = r"VADER [+-]\d\.\d\d  topic [+-]\d\.\d\d  \.\.\."
 _SUMMARY_ROW = r"[+-]\d\.\d{3}\s+[+-]\d\.\d{3}\s+\d+\.\d\s+[01]\.\d\d\s+\d+\.\d\d$"
@@ -71,3 +71,15 @@ def test_demo_method_describes_its_weights():
     assert DemoMethod("both", {"sentiment": 1.0, "topic": 0.5}).describe(beta=0.5) == "sentiment x2 + topic x1"
     assert DEMO_METHODS[0].alphas == {}
     assert {objective for method in DEMO_METHODS for objective in method.alphas} == {"sentiment", "topic"}
+
+
+def test_the_command_line_and_the_library_share_the_demo_defaults():
+    parsed = cli.build_parser().parse_args(["demo"])
+    assert DemoOptions(parsed.prompts, parsed.max_new_tokens, parsed.beta, parsed.seed) == DEMO_DEFAULTS
+
+
+def test_demo_options_fill_missing_values_from_the_defaults(monkeypatch):
+    seen = []
+    monkeypatch.setattr("hf_genarm.demo._runner.run_demo", lambda options, stream: seen.append(options) or 0)
+    assert demo.main(argparse.Namespace(prompts=3, beta=None)) == 0
+    assert seen == [DemoOptions(prompts=3, max_new_tokens=DEMO_DEFAULTS.max_new_tokens)]

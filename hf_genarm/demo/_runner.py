@@ -1,25 +1,7 @@
-"""`hf-genarm demo`: GenARM guidance on the embedded fortune-cookie models, offline, in well under a minute.
-
-The demo loads the models that ship with the package (see `hf_genarm/assets/README.md`): a 2.6M-parameter
-GPT-2 trained on FreeBSD fortunes, and two autoregressive reward models of a quarter of its size, one
-trained to prefer positive sentiment (VADER) and one to prefer text about computers (MiniLM similarity).
-For each held-out prompt it samples a continuation from the base alone and under GenARM guidance by each
-reward model (and both together), all with the same seed, prints them side by side with the two judges'
-scores, then a summary table of mean scores per method.
-
-Every method samples among the base model's `DEMO_BASE_TOP_K` most likely next tokens, which GenARM
-reweights by `sum_i (alpha_i / beta) * log pi_r_i`, then applies top-p. The restriction matters for these
-tiny reward models: trained on preference pairs alone, they leave much of their probability on byte tokens
-that never occur in the fortunes, and the unrestricted product would pick those.
-
-The judges are the ones whose preferences the reward models were trained on, so the table shows whether
-guidance at decoding time moves the outputs the way training asked, and at what cost in base-model
-perplexity (how unlikely the base finds the guided text) and repetition (distinct bigrams).
-"""
+"""The demo itself: load the embedded models, sample with and without guidance, judge, print (see `hf_genarm.demo`)."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
 import json
@@ -30,56 +12,19 @@ import sys
 import textwrap
 import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TextIO
 
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, TopKLogitsWarper, set_seed
+from transformers.utils import logging
 
-__all__ = ["DEMO_BASE_TOP_K", "DEMO_METHODS", "DEMO_TOP_P", "DemoMethod", "main"]
+from ..assets import default_asset_path
+from ..logits_process import GenARMLogitsProcessor
+from ..modeling import AutoregressiveRewardModel, positions_from_attention_mask
+from . import DEMO_BASE_TOP_K, DEMO_METHODS, DEMO_TOP_P, DemoMethod, DemoOptions
+from .judges import SentimentJudge, TopicJudge
 
-DEMO_BASE_TOP_K = 40
-"""Every method samples among the base model's 40 most likely next tokens; GenARM reweights those."""
-DEMO_TOP_P = 0.9
-"""Top-p of the demo's sampling, applied last (after the GenARM combination)."""
-
-_DEFAULTS = {"prompts": 6, "max_new_tokens": 40, "beta": 1.0, "seed": 0}
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffd]")
-
-
-@dataclasses.dataclass(frozen=True)
-class DemoMethod:
-    """One decoding method of the demo: the base alone, or GenARM with some reward models.
-
-    Args:
-        name (`str`): Row label.
-        alphas (`dict[str, float]`): Weight `alpha` of each reward model, by objective (`"sentiment"`,
-            `"topic"`); the processor multiplies each reward model's log-probabilities by `alpha / beta`.
-            Empty for the base model alone.
-
-    Examples:
-
-    ```python
-    >>> DemoMethod("GenARM sentiment", {"sentiment": 1.0}).describe(beta=0.5)
-    'sentiment x2'
-    ```
-    """
-
-    name: str
-    alphas: dict[str, float] = dataclasses.field(default_factory=dict)
-
-    def describe(self, beta: float) -> str:
-        """The reward-model weights `alpha / beta` as text, `-` for the base alone."""
-        if not self.alphas:
-            return "-"
-        return " + ".join(f"{objective} x{alpha / beta:g}" for objective, alpha in self.alphas.items())
-
-
-DEMO_METHODS = (
-    DemoMethod("base"),
-    DemoMethod("GenARM sentiment", {"sentiment": 1.0}),
-    DemoMethod("GenARM topic", {"topic": 1.0}),
-    DemoMethod("GenARM both", {"sentiment": 1.0, "topic": 1.0}),
-)
-"""Methods the demo compares, with the `alpha` of each reward model (the weight is `alpha / beta`)."""
 
 
 @dataclasses.dataclass
@@ -93,14 +38,7 @@ class _MethodRun:
     seconds: float
 
 
-def _option(args: argparse.Namespace | None, name: str) -> Any:
-    value = getattr(args, name, None) if args is not None else None
-    return _DEFAULTS[name] if value is None else value
-
-
 def _load_demo_prompts(count: int) -> list[str]:
-    from .assets import default_asset_path
-
     prompts = json.loads(default_asset_path("preferences/demo_prompts.json").read_text(encoding="utf-8"))["prompts"]
     if count > len(prompts):
         raise ValueError(f"`--prompts` asks for {count} prompts but the demo ships {len(prompts)}; ask for fewer.")
@@ -118,8 +56,6 @@ def _continuation_perplexity(
     base: torch.nn.Module, sequences: torch.Tensor, prompt_mask: torch.Tensor, eos: int
 ) -> float:
     """Perplexity, under the base model, of all the generated tokens of a batch."""
-    from .modeling import positions_from_attention_mask
-
     prompt_width = prompt_mask.shape[1]
     generated = sequences[:, prompt_width:]
     generated_mask = _generated_mask(generated, eos)
@@ -190,53 +126,22 @@ def _print_summary(runs: Sequence[_MethodRun], beta: float, settings: str, strea
         )
 
 
-def main(args: argparse.Namespace | None = None, stream: TextIO | None = None) -> int:
-    """Run the offline demo: base vs GenARM-guided samples on held-out fortune prompts, judged and summarised.
-
-    Args:
-        args (`argparse.Namespace`, *optional*):
-            Options of `hf-genarm demo`; missing or `None` attributes take the defaults: `prompts` (`6`, number
-            of held-out prompts), `max_new_tokens` (`40`), `beta` (`1.0`; each reward model's weight is
-            `alpha / beta`, so a smaller beta guides harder) and `seed` (`0`, shared by every method).
-        stream (`TextIO`, *optional*): Where to print; defaults to `sys.stdout`.
-
-    Returns:
-        `int`: the exit status, `0`.
-
-    Examples:
-
-    ```python
-    >>> import argparse
-    >>> main(argparse.Namespace(prompts=1, max_new_tokens=4))  # doctest: +ELLIPSIS
-    Loading ...
-    Summary (...)
-    ...
-    0
-    ```
-    """
-    from transformers.utils import logging
-
+def run_demo(options: DemoOptions, stream: TextIO | None = None) -> int:
+    """Run the demo with `options`, printing to `stream` (`sys.stdout` by default); returns the exit status `0`."""
     # The weight-loading bars of four small models would drown the demo's own output.
     progress_bars_were_enabled = logging.is_progress_bar_enabled()
     logging.disable_progress_bar()
     try:
-        return _run(args, stream if stream is not None else sys.stdout)
+        return _run(options, stream if stream is not None else sys.stdout)
     finally:
         if progress_bars_were_enabled:
             logging.enable_progress_bar()
 
 
-def _run(args: argparse.Namespace | None, stream: TextIO) -> int:
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TopKLogitsWarper, set_seed
-
-    from .assets import default_asset_path
-    from .judges import SentimentJudge, TopicJudge
-    from .logits_process import GenARMLogitsProcessor
-    from .modeling import AutoregressiveRewardModel
-
+def _run(options: DemoOptions, stream: TextIO) -> int:
     started = time.perf_counter()
-    num_prompts, max_new_tokens = int(_option(args, "prompts")), int(_option(args, "max_new_tokens"))
-    beta, seed = float(_option(args, "beta")), int(_option(args, "seed"))
+    num_prompts, max_new_tokens = int(options.prompts), int(options.max_new_tokens)
+    beta, seed = float(options.beta), int(options.seed)
 
     print("Loading the embedded base model, reward models and judges ...", file=stream, flush=True)
     prompts = _load_demo_prompts(num_prompts)
