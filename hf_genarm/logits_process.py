@@ -11,8 +11,7 @@ from transformers import LogitsProcessor
 from transformers.utils import logging
 
 from ._reward_stream import RewardModelStream
-from .modeling import AutoregressiveRewardModel
-from .vocab import describe_tokenizer_difference, model_vocab_size, tokenizer_fingerprint
+from .vocab import check_reward_model_vocabularies, model_vocab_size
 
 __all__ = ["GenARMLogitsProcessor"]
 
@@ -100,7 +99,7 @@ class GenARMLogitsProcessor(LogitsProcessor):
         self.alpha = self._validate_alpha(alpha, len(models))
         self.prompt_attention_mask = self._validate_attention_mask(attention_mask)
         own_prompts = self._validate_reward_model_inputs(reward_model_inputs, len(models))
-        self.shared_vocab_size = self._check_vocabularies(models, tokenizer, reward_model_tokenizers)
+        self.shared_vocab_size = check_reward_model_vocabularies(models, tokenizer, reward_model_tokenizers)
         self.reward_models = models
         self._reward_widths = [model_vocab_size(model) for model in models]
         self._streams = [RewardModelStream(model, *prompt) for model, prompt in zip(models, own_prompts)]
@@ -217,36 +216,6 @@ class GenARMLogitsProcessor(LogitsProcessor):
             described = ", ".join(f"`{name}` has {size}" for name, size in batches.items())
             raise ValueError(f"Batch sizes disagree: {described} rows; give every per-prompt input one row per prompt.")
         return next(iter(batches.values()), None)
-
-    @staticmethod
-    def _check_vocabularies(models: list[torch.nn.Module], tokenizer: Any, model_tokenizers: Any) -> int | None:
-        if model_tokenizers is not None and len(model_tokenizers) != len(models):
-            raise ValueError("`reward_model_tokenizers` needs one entry (or None) per reward model.")
-        base_fingerprint = tokenizer_fingerprint(tokenizer) if tokenizer is not None else None
-        shared = base_fingerprint["vocab_size"] if base_fingerprint else None
-        for index, model in enumerate(models):
-            width = model_vocab_size(model)
-            fingerprint = None
-            if model_tokenizers is not None and model_tokenizers[index] is not None:
-                fingerprint = tokenizer_fingerprint(model_tokenizers[index])
-            elif isinstance(model, AutoregressiveRewardModel):
-                fingerprint = model.metadata.tokenizer
-            if base_fingerprint and fingerprint:
-                difference = describe_tokenizer_difference(base_fingerprint, fingerprint)
-                if difference:
-                    raise ValueError(
-                        f"`reward_models[{index}]` was trained with another tokenizer than the base model's "
-                        f"({difference}). GenARM adds log-probabilities token id by token id, so the reward model "
-                        "must share the base model's tokenizer."
-                    )
-            if shared is None and fingerprint:
-                shared = fingerprint["vocab_size"]
-            if shared is not None and width < shared:
-                raise ValueError(
-                    f"`reward_models[{index}]` has {width} output rows, fewer than the {shared} tokens of the "
-                    "tokenizer; it cannot score every token the base model can produce."
-                )
-        return shared
 
     # ------------------------------------------------------------------------------------------- state
     def reset(self, attention_mask: torch.Tensor | None = None) -> None:

@@ -12,7 +12,12 @@ import hashlib
 import json
 from typing import Any
 
-__all__ = ["describe_tokenizer_difference", "model_vocab_size", "tokenizer_fingerprint"]
+__all__ = [
+    "check_reward_model_vocabularies",
+    "describe_tokenizer_difference",
+    "model_vocab_size",
+    "tokenizer_fingerprint",
+]
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> dict[str, Any]:
@@ -108,3 +113,58 @@ def model_vocab_size(model: Any) -> int:
     if output_embeddings is None:
         raise ValueError(f"{type(model).__name__} has no language-model head (get_output_embeddings() is None).")
     return int(output_embeddings.weight.shape[0])
+
+def check_reward_model_vocabularies(models: list[Any], tokenizer: Any, model_tokenizers: Any = None) -> int | None:
+    """Refuse reward models that do not share the base tokenizer; return the shared vocabulary size.
+
+    Every guided decoding path (`GenARMLogitsProcessor`, the vLLM integration) calls this one check, so a
+    mismatch reads the same everywhere.
+
+    Args:
+        models (`list[PreTrainedModel]`): The reward models (`AutoregressiveRewardModel`s carry their
+            tokenizer's fingerprint in their metadata; plain causal LMs need `model_tokenizers`).
+        tokenizer (`PreTrainedTokenizerBase` or `None`): The base model's tokenizer.
+        model_tokenizers (`list`, *optional*): One tokenizer (or `None`) per reward model.
+
+    Returns:
+        `int` or `None`: `len(tokenizer)` (or the reward models' recorded size when no base tokenizer is
+        given); `None` when nothing tells the size.
+
+    Examples:
+
+    ```python
+    >>> from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
+    >>> tokenizer = make_tiny_tokenizer()
+    >>> check_reward_model_vocabularies([make_tiny_causal_lm()], tokenizer, [tokenizer])
+    400
+    ```
+    """
+    from .modeling import AutoregressiveRewardModel  # modeling imports this module
+
+    if model_tokenizers is not None and len(model_tokenizers) != len(models):
+        raise ValueError("`reward_model_tokenizers` needs one entry (or None) per reward model.")
+    base_fingerprint = tokenizer_fingerprint(tokenizer) if tokenizer is not None else None
+    shared = base_fingerprint["vocab_size"] if base_fingerprint else None
+    for index, model in enumerate(models):
+        width = model_vocab_size(model)
+        fingerprint = None
+        if model_tokenizers is not None and model_tokenizers[index] is not None:
+            fingerprint = tokenizer_fingerprint(model_tokenizers[index])
+        elif isinstance(model, AutoregressiveRewardModel):
+            fingerprint = model.metadata.tokenizer
+        if base_fingerprint and fingerprint:
+            difference = describe_tokenizer_difference(base_fingerprint, fingerprint)
+            if difference:
+                raise ValueError(
+                    f"`reward_models[{index}]` was trained with another tokenizer than the base model's "
+                    f"({difference}). GenARM adds log-probabilities token id by token id, so the reward model "
+                    "must share the base model's tokenizer."
+                )
+        if shared is None and fingerprint:
+            shared = fingerprint["vocab_size"]
+        if shared is not None and width < shared:
+            raise ValueError(
+                f"`reward_models[{index}]` has {width} output rows, fewer than the {shared} tokens of the "
+                "tokenizer; it cannot score every token the base model can produce."
+            )
+    return shared
