@@ -52,10 +52,12 @@ class DemoOptions:
     ```
     """
 
-    prompts: int = 4
-    max_new_tokens: int = 48
-    beta: float = 1.0
-    seed: int = 0
+    prompts: int = dataclasses.field(default=4, metadata={"help": "Number of held-out fortune openings to continue."})
+    max_new_tokens: int = dataclasses.field(default=48, metadata={"help": "Tokens generated per prompt and method."})
+    beta: float = dataclasses.field(
+        default=1.0, metadata={"help": "KL strength: each reward model's weight is alpha / beta."}
+    )
+    seed: int = dataclasses.field(default=0, metadata={"help": "Random seed, shared by every method."})
 
 
 DEMO_DEFAULTS = DemoOptions()
