@@ -7,7 +7,8 @@ Three dataset layouts are accepted, as TRL's `DPOTrainer` accepts them:
   tokenized texts;
 * conversational: the same keys holding lists of `{"role", "content"}` messages, rendered with the tokenizer's
   chat template (the prompt with the generation prompt added; an implicit prompt is the longest common run of
-  leading messages).
+  leading messages). Roles must be `system`, `user`, `assistant` or `tool`, and responses `assistant` messages;
+  other rows (e.g. ShareGPT's `human` / `gpt` roles) are skipped and reported, never rendered as they are.
 
 Each may come as a `datasets.Dataset`, a JSON Lines (or JSON array) file, gzip-compressed or not (`.gz`), or a
 list of dicts.
@@ -31,6 +32,8 @@ import torch
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from transformers.utils import logging
 
+from .configuration import validate_positive_length
+
 __all__ = [
     "TRUNCATION_MODES",
     "PreferenceCollator",
@@ -48,6 +51,11 @@ _SKIP = "_skip_reason"
 _PROMPT_TRUNCATED = "_prompt_truncated"
 _RESPONSE_TRUNCATED = "_response_truncated"
 _PROMPT_ROLES_FOR_GENERATION = ("user", "tool", "system")
+# The roles chat templates know; anything else (ShareGPT's "human"/"gpt", "bot", ...) would be rendered by some
+# templates as if it were one of these, or dropped, so such rows are skipped and reported instead.
+_CHAT_ROLES = ("system", "user", "assistant", "tool")
+_RESPONSE_ROLE = "assistant"
+_EXPECTED_ROLES = f"expected {', '.join(_CHAT_ROLES[:-1])} or {_CHAT_ROLES[-1]}"
 
 
 @dataclass
@@ -100,6 +108,25 @@ class PreferenceDataReport:
         return "; ".join(parts)
 
 
+def check_truncation_settings(max_length: Any, max_prompt_length: Any, truncation_mode: Any) -> None:
+    """Check the length limits and truncation mode of data preparation (shared by `ARMConfig`).
+
+    Raises:
+        ValueError: for an unknown `truncation_mode`, a limit that is not a positive int or `None`, or a
+            `max_prompt_length` that leaves no room for the response within `max_length`.
+        TypeError: for a limit that is not an int.
+    """
+    if truncation_mode not in TRUNCATION_MODES:
+        raise ValueError(f"`truncation_mode` must be one of {TRUNCATION_MODES}, got {truncation_mode!r}.")
+    validate_positive_length(max_length, "max_length")
+    validate_positive_length(max_prompt_length, "max_prompt_length")
+    if max_length is not None and max_prompt_length is not None and max_prompt_length >= max_length:
+        raise ValueError(
+            f"`max_prompt_length` ({max_prompt_length}) must be smaller than `max_length` ({max_length}) to leave "
+            "room for the response."
+        )
+
+
 def _describe_type(value: Any) -> str:
     return "None" if value is None else type(value).__name__
 
@@ -133,6 +160,8 @@ def _row_problem(row: Mapping[str, Any], columns: Sequence[str]) -> tuple[str | 
                     return None, f"non-string message content in '{column}'"
                 if not isinstance(message["role"], str):
                     return None, f"non-string message role in '{column}'"
+                if message["role"] not in _CHAT_ROLES:
+                    return None, f"unknown message role {message['role']!r} in '{column}' ({_EXPECTED_ROLES})"
         formats[column] = value_format
     if formats["chosen"] != formats["rejected"]:
         return None, "'chosen' and 'rejected' mix text and messages"
@@ -308,6 +337,11 @@ def _split_pair(row: Mapping[str, Any], tokenizer: Any) -> tuple[list[int], list
     if prompt is not None and (_is_empty_response(chosen) or _is_empty_response(rejected)):
         return "empty response"
     if conversational:
+        for response in (chosen, rejected):
+            roles = sorted({message["role"] for message in response} - {_RESPONSE_ROLE})
+            if roles:
+                return f"response message with role {roles[0]!r} (responses must be '{_RESPONSE_ROLE}' messages)"
+    if conversational:
         prompt_ids = _tokenize_rendered(tokenizer, _render_prompt(tokenizer, prompt)) if prompt else []
         full_chosen = _tokenize_rendered(tokenizer, tokenizer.apply_chat_template(prompt + chosen, tokenize=False))
         full_rejected = _tokenize_rendered(tokenizer, tokenizer.apply_chat_template(prompt + rejected, tokenize=False))
@@ -425,7 +459,8 @@ def prepare_preference_dataset(
     conversational rows are rendered with the chat template, whose end-of-turn token plays that role. Rows are
     skipped, counted by reason and logged, never passed on to crash the forward pass: missing or non-string
     values, identical chosen and rejected responses, empty responses, rows whose prompt leaves no room in
-    `max_length`. A dataset that already has the three id columns is returned unchanged.
+    `max_length`, messages with a role chat templates do not know (e.g. `human`, `bot`) and responses that are
+    not `assistant` messages. A dataset that already has the three id columns is returned unchanged.
 
     Args:
         data (`datasets.Dataset`, `str`, `os.PathLike` or `list[dict]`):
@@ -463,16 +498,7 @@ def prepare_preference_dataset(
     (['prompt_ids', 'chosen_ids', 'rejected_ids'], {'chosen equals rejected': 1})
     ```
     """
-    if truncation_mode not in TRUNCATION_MODES:
-        raise ValueError(f"`truncation_mode` must be one of {TRUNCATION_MODES}, got {truncation_mode!r}.")
-    for limit_name, limit in (("max_length", max_length), ("max_prompt_length", max_prompt_length)):
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise ValueError(f"`{limit_name}` must be a positive int or None, got {limit!r}.")
-    if max_length is not None and max_prompt_length is not None and max_prompt_length >= max_length:
-        raise ValueError(
-            f"`max_prompt_length` ({max_prompt_length}) must be smaller than `max_length` ({max_length}) to leave "
-            "room for the response."
-        )
+    check_truncation_settings(max_length, max_prompt_length, truncation_mode)
     if tokenizer.eos_token_id is None:
         raise ValueError("The tokenizer has no EOS token; set `tokenizer.eos_token` before preparing preference data.")
     dataset = _load_preference_data(data, name)

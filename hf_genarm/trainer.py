@@ -13,7 +13,6 @@ Distributed training, mixed precision, checkpointing and resumption are `Trainer
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,25 +33,27 @@ from transformers import (
 )
 from transformers.utils import logging
 
+from ._version import __version__
+from .configuration import (
+    DEFAULT_BETA_R,
+    GENARM_CONFIG_NAME,
+    RewardModelMetadata,
+    validate_beta_r,
+    validate_positive_length,
+)
 from .data import (
     TOKENIZED_COLUMNS,
     TRUNCATION_MODES,
     PreferenceCollator,
     PreferenceDataReport,
+    check_truncation_settings,
     prepare_preference_dataset,
 )
 from .metrics import compute_preference_metrics
-from .modeling import (
-    DEFAULT_BETA_R,
-    GENARM_CONFIG_NAME,
-    AutoregressiveRewardModel,
-    RewardModelMetadata,
-    _validate_beta_r,
-    positions_from_attention_mask,
-)
+from .modeling import AutoregressiveRewardModel, response_log_probs
 from .vocab import model_vocab_size, tokenizer_fingerprint
 
-__all__ = ["ARMConfig", "ARMTrainer"]
+__all__ = ["ARMConfig", "ARMTrainer", "disable_dropout"]
 
 logger = logging.get_logger(__name__)
 
@@ -157,26 +158,12 @@ class ARMConfig(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
-        self.beta_r = _validate_beta_r(self.beta_r)
-        if self.truncation_mode not in TRUNCATION_MODES:
-            raise ValueError(f"`truncation_mode` must be one of {TRUNCATION_MODES}, got {self.truncation_mode!r}.")
-        for name in ("max_length", "max_prompt_length", "dataset_num_proc"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"`{name}` must be a positive int or None, got {value!r}.")
-        if self.max_prompt_length is None and self.max_length is not None:
+        self.beta_r = validate_beta_r(self.beta_r)
+        validate_positive_length(self.dataset_num_proc, "dataset_num_proc")
+        if self.max_prompt_length is None and validate_positive_length(self.max_length, "max_length") is not None:
             self.max_prompt_length = max(1, self.max_length // 2)
-        limits = (self.max_length, self.max_prompt_length)
-        if None not in limits and self.max_prompt_length >= self.max_length:
-            raise ValueError(
-                f"`max_prompt_length` ({self.max_prompt_length}) must be smaller than `max_length` "
-                f"({self.max_length}) to leave room for the response."
-            )
+        check_truncation_settings(self.max_length, self.max_prompt_length, self.truncation_mode)
         super().__post_init__()
-
-
-def _is_peft_model(model: Any) -> bool:
-    return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
 
 
 def _dataset_name(data: Any) -> str | None:
@@ -187,10 +174,48 @@ def _dataset_name(data: Any) -> str | None:
     return None
 
 
-def _disable_dropout(model: torch.nn.Module) -> None:
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Set the probability of every `torch.nn.Dropout` in `model` to 0, as TRL's preference trainers do.
+
+    Args:
+        model (`torch.nn.Module`): The model, changed in place.
+
+    Examples:
+
+    ```python
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1))
+    >>> disable_dropout(model)
+    >>> model[1].p
+    0.0
+    ```
+    """
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
+
+
+class _PairStatistics:
+    """Per-pair reward statistics summed since the last log, so each logged mean weighs every pair equally.
+
+    Averaging per-batch means instead would over-weigh a smaller last batch, and `eval_rewards/accuracies`
+    would then disagree with the exact `eval_preference_accuracy` on the same pairs.
+    """
+
+    def __init__(self) -> None:
+        self._sums = [0.0] * len(_LOGGED_STATISTICS)
+        self._pairs = 0
+
+    def add(self, rows: torch.Tensor) -> None:
+        """Add a `(pairs, len(_LOGGED_STATISTICS))` tensor of per-pair statistics."""
+        self._sums = [total + value for total, value in zip(self._sums, rows.double().sum(0).tolist())]
+        self._pairs += rows.shape[0]
+
+    def pop_means(self) -> dict[str, float]:
+        """The mean of each statistic over the pairs added since the last call (empty when none), then reset."""
+        pairs, sums = self._pairs, self._sums
+        self._sums, self._pairs = [0.0] * len(_LOGGED_STATISTICS), 0
+        return {name: total / pairs for name, total in zip(_LOGGED_STATISTICS, sums)} if pairs else {}
 
 
 class ARMTrainer(Trainer):
@@ -217,11 +242,12 @@ class ARMTrainer(Trainer):
             Training configuration; defaults to `ARMConfig(output_dir="<model name>-ARM")`.
         data_collator (`Callable`, *optional*):
             Batches tokenized rows; defaults to `PreferenceCollator`.
-        train_dataset (`datasets.Dataset`, `str` or `list[dict]`):
+        train_dataset (`datasets.Dataset`, `str` or `list[dict]`, *optional*):
             Preference pairs in a TRL format: explicit `prompt`/`chosen`/`rejected`, implicit `chosen`/`rejected`
             (the prompt is their longest common prefix), or conversational (lists of messages, rendered with the
             tokenizer's chat template). A `datasets.Dataset`, a path to a JSON Lines file or a list of dicts.
-            Unusable rows are skipped, counted and logged (see `data_reports`).
+            Unusable rows are skipped, counted and logged (see `data_reports`). Without it the trainer can only
+            `evaluate()`, as `transformers.Trainer` (e.g. to score a released reward model on a test set).
         eval_dataset (same types, or a `dict` of them, *optional*):
             Held-out pairs for `evaluate()`.
         processing_class (`PreTrainedTokenizerBase`, *optional*):
@@ -282,11 +308,10 @@ class ARMTrainer(Trainer):
                 f"`args` must be an ARMConfig, got {type(args).__name__}; build it with `ARMConfig(output_dir=..., "
                 "beta_r=..., ...)` (it accepts every TrainingArguments field)."
             )
-        if train_dataset is None:
-            raise ValueError("`train_dataset` is required: pass preference pairs (a Dataset, a .jsonl path or a list).")
         # PEFT initialises adapters randomly: seed first so that runs are reproducible.
         set_seed(args.seed)
-        model, metadata = self._load_model(model, args)
+        reward_model = self._load_reward_model(model, args)
+        model = reward_model.model
         processing_class = self._resolve_tokenizer(processing_class, model)
         if processing_class.pad_token is None:
             processing_class.pad_token = processing_class.eos_token
@@ -296,14 +321,15 @@ class ARMTrainer(Trainer):
                 f"{model_vocab_size(model)} rows; call `model.resize_token_embeddings(len(tokenizer))` first."
             )
         if peft_config is not None:
-            model = self._apply_peft(model, peft_config, args)
+            model = reward_model.model = self._apply_peft(model, peft_config, args)
         if args.disable_dropout:
-            _disable_dropout(model)
+            disable_dropout(model)
 
         # What data preparation kept, skipped (by reason) and truncated, per dataset name.
         self.data_reports: dict[str, PreferenceDataReport] = {}
         dataset_names = [name for name in (_dataset_name(train_dataset),) if name]
-        train_dataset = self._prepare(train_dataset, processing_class, args, "train_dataset")
+        if train_dataset is not None:
+            train_dataset = self._prepare(train_dataset, processing_class, args, "train_dataset")
         if isinstance(eval_dataset, dict):
             eval_dataset = {
                 key: self._prepare(value, processing_class, args, f"eval_dataset[{key!r}]")
@@ -327,24 +353,21 @@ class ARMTrainer(Trainer):
             callbacks=callbacks,
             optimizers=optimizers,
         )
-        metadata = replace(metadata) if metadata is not None else RewardModelMetadata()
-        metadata.beta_r = args.beta_r
-        if metadata.base_model is None:
-            metadata.base_model = getattr(model.config, "_name_or_path", None) or None
-        metadata.datasets = [*metadata.datasets, *(name for name in dataset_names if name not in metadata.datasets)]
-        metadata.metrics = {}
-        self._metadata = metadata
-        self._metrics: dict[str, defaultdict[str, list[float]]] = {
-            "train": defaultdict(list),
-            "eval": defaultdict(list),
-        }
+        # The model being trained, wrapped once; its metadata is refreshed from `args` (beta_r), the tokenizer and
+        # the latest evaluation whenever it is read or saved.
+        recorded = reward_model.metadata.datasets
+        new_names = [name for name in dataset_names if name not in recorded]
+        reward_model.metadata = replace(reward_model.metadata, datasets=[*recorded, *new_names], metrics={})
+        self._reward_model = reward_model
+        self._statistics = {"train": _PairStatistics(), "eval": _PairStatistics()}
         self._eval_prefix = "eval"
         if hasattr(self.model, "add_model_tags"):
             self.model.add_model_tags(list(self._tag_names))
 
     # ------------------------------------------------------------------------------------------------ setup
     @staticmethod
-    def _load_model(model: Any, args: ARMConfig) -> tuple[torch.nn.Module, RewardModelMetadata | None]:
+    def _load_reward_model(model: Any, args: ARMConfig) -> AutoregressiveRewardModel:
+        """Load or wrap `model` once; `AutoregressiveRewardModel` checks that it is a causal LM."""
         if isinstance(model, (str, os.PathLike)):
             init_kwargs = dict(args.model_init_kwargs or {})
             if init_kwargs.pop("trust_remote_code", False):
@@ -353,29 +376,19 @@ class ARMTrainer(Trainer):
                     "`model_init_kwargs`, or load the model yourself and pass the object."
                 )
             init_kwargs.setdefault("dtype", torch.float32)
-            loaded = AutoregressiveRewardModel.from_pretrained(
+            return AutoregressiveRewardModel.from_pretrained(
                 os.fspath(model), beta_r=args.beta_r, is_trainable=True, **init_kwargs
             )
-            return loaded.model, loaded.metadata
         if args.model_init_kwargs:
             logger.warning("`model_init_kwargs` is ignored because `model` is already instantiated.")
-        if isinstance(model, AutoregressiveRewardModel):
-            if model.beta_r != args.beta_r:
-                logger.warning(
-                    f"The reward model was saved with beta_r={model.beta_r}; training with `args.beta_r`="
-                    f"{args.beta_r}, which the saved model will carry."
-                )
-            return model.model, model.metadata
-        if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
-            raise TypeError(
-                f"`model` must be a model id or folder, a transformers causal LM, a PEFT model or an "
-                f"AutoregressiveRewardModel, got {type(model).__name__}."
+        if not isinstance(model, AutoregressiveRewardModel):
+            return AutoregressiveRewardModel(model, beta_r=args.beta_r)
+        if model.beta_r != args.beta_r:
+            logger.warning(
+                f"The reward model was saved with beta_r={model.beta_r}; training with `args.beta_r`="
+                f"{args.beta_r}, which the saved model will carry."
             )
-        if model.get_output_embeddings() is None:
-            raise ValueError(
-                f"`model` ({type(model).__name__}) has no language-model head; load it with AutoModelForCausalLM."
-            )
-        return model, None
+        return model
 
     @staticmethod
     def _resolve_tokenizer(processing_class: Any, model: torch.nn.Module) -> PreTrainedTokenizerBase:
@@ -404,7 +417,7 @@ class ARMTrainer(Trainer):
             raise TypeError(
                 f"`peft_config` must be a peft.PeftConfig (e.g. LoraConfig), got {type(peft_config).__name__}."
             )
-        if _is_peft_model(model):
+        if hasattr(model, "peft_config"):
             raise ValueError(
                 "`model` already carries a PEFT adapter and `peft_config` asks for another one; merge the existing "
                 "adapter first (`AutoregressiveRewardModel.merge_adapter()`), or drop `peft_config` to keep "
@@ -437,25 +450,10 @@ class ARMTrainer(Trainer):
         self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed response log-probs of the chosen and rejected halves of a `PreferenceCollator` batch."""
-        input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
-        outputs = model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=positions_from_attention_mask(attention_mask),
-            use_cache=False,
+        _, summed = response_log_probs(
+            model, inputs["input_ids"], inputs["attention_mask"], response_mask=inputs["completion_mask"]
         )
-        logits = outputs.logits
-        # Targets are shifted left and padded at the end instead of slicing the logits, which would copy them:
-        # the same layout the plain causal-LM loss uses, so the two cost the same.
-        scored = inputs["completion_mask"][:, 1:].bool()
-        targets = functional.pad(input_ids[:, 1:].masked_fill(~scored, -100), (0, 1), value=-100)
-        # Half-precision logits are upcast (log-softmax in float32 at least), as the plain causal-LM loss does.
-        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-        token_log_probs = -functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="none"
-        )
-        sequence_log_probs = token_log_probs.view(targets.shape).sum(-1)
-        chosen_log_probs, rejected_log_probs = sequence_log_probs.chunk(2)
+        chosen_log_probs, rejected_log_probs = summed.chunk(2)
         return chosen_log_probs, rejected_log_probs
 
     def compute_loss(
@@ -478,7 +476,7 @@ class ARMTrainer(Trainer):
             The scalar loss, or `(loss, {"chosen_rewards": ..., "rejected_rewards": ...})`.
         """
         chosen_log_probs, rejected_log_probs = self._pair_log_probs(model, inputs)
-        beta_r = self.args.beta_r
+        beta_r = self.args.beta_r  # the one source of beta_r; the saved metadata reads it too
         loss = -functional.logsigmoid(beta_r * (chosen_log_probs - rejected_log_probs)).mean()
         chosen_rewards = beta_r * chosen_log_probs.detach()
         rejected_rewards = beta_r * rejected_log_probs.detach()
@@ -493,10 +491,8 @@ class ARMTrainer(Trainer):
             ],
             dim=1,
         )
-        means = self.accelerator.gather_for_metrics(statistics).mean(0).tolist()
         mode = "train" if model.training else "eval"
-        for name, value in zip(_LOGGED_STATISTICS, means):
-            self._metrics[mode][name].append(value)
+        self._statistics[mode].add(self.accelerator.gather_for_metrics(statistics))
         if return_outputs:
             return loss, {"chosen_rewards": chosen_rewards, "rejected_rewards": rejected_rewards}
         return loss
@@ -540,12 +536,11 @@ class ARMTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Add the averaged reward statistics since the last log (`eval_`-prefixed in evaluation) and log."""
         mode = "train" if self.model.training else "eval"
-        averaged = {name: sum(values) / len(values) for name, values in self._metrics[mode].items() if values}
+        averaged = self._statistics[mode].pop_means()
         if mode == "eval":
             averaged = {f"{self._eval_prefix}_{name}": value for name, value in averaged.items()}
         logs.update(averaged)
         super().log(logs, start_time)
-        self._metrics[mode].clear()
 
     # ------------------------------------------------------------------------------------------ saving
     def _latest_eval_metrics(self) -> dict[str, float]:
@@ -563,18 +558,23 @@ class ARMTrainer(Trainer):
         return {}
 
     def _reward_metadata(self, datasets: list[str] | None = None) -> RewardModelMetadata:
-        from . import __version__
-
-        metadata = replace(self._metadata, datasets=list(datasets or self._metadata.datasets))
-        metadata.tokenizer = tokenizer_fingerprint(self.processing_class)
-        metadata.metrics = self._latest_eval_metrics()
-        metadata.library_version = __version__
+        """The metadata to save now: `beta_r` from `args` (as the loss reads it), tokenizer, latest evaluation."""
+        metadata = replace(
+            self._reward_model.metadata,
+            beta_r=self.args.beta_r,
+            tokenizer=tokenizer_fingerprint(self.processing_class),
+            metrics=self._latest_eval_metrics(),
+            library_version=__version__,
+        )
+        if datasets is not None:
+            metadata.datasets = list(datasets)
         return metadata
 
     @property
     def reward_model(self) -> AutoregressiveRewardModel:
-        """The model being trained as an `AutoregressiveRewardModel` (sharing its weights), with current metadata."""
-        return AutoregressiveRewardModel(self.accelerator.unwrap_model(self.model), metadata=self._reward_metadata())
+        """The model being trained as an `AutoregressiveRewardModel` (the same weights), with current metadata."""
+        self._reward_model.metadata = self._reward_metadata()
+        return self._reward_model
 
     def _save(self, output_dir: str | None = None, state_dict: dict[str, torch.Tensor] | None = None) -> None:
         from .hub import read_user_model_card, write_model_card
@@ -584,8 +584,8 @@ class ARMTrainer(Trainer):
         super()._save(output_dir, state_dict=state_dict)
         if not self.args.should_save:
             return
-        unwrapped = self.accelerator.unwrap_model(self.model)
-        if _is_peft_model(unwrapped) and not unwrapped.peft_config[unwrapped.active_adapter].base_model_name_or_path:
+        trained = self._reward_model.model
+        if self._reward_model.is_peft_model and not trained.peft_config[trained.active_adapter].base_model_name_or_path:
             logger.warning_once(
                 "The base model was built from a config, so the saved adapter cannot name it; load the adapter with "
                 "`AutoregressiveRewardModel.from_pretrained(folder, base_model=...)`, or save the base model first "
@@ -599,7 +599,7 @@ class ARMTrainer(Trainer):
             user_card=user_card,
             model_name=self._model_name(),
             repo_id=self.hub_model_id or self.args.hub_model_id or os.fspath(output_dir),
-            is_adapter=_is_peft_model(unwrapped),
+            is_adapter=self._reward_model.is_peft_model,
         )
 
     def _model_name(self) -> str:
@@ -637,7 +637,7 @@ class ARMTrainer(Trainer):
             overwrite=overwrite_model_card,
             model_name=model_name or self._model_name(),
             repo_id=self.hub_model_id or self.args.hub_model_id or self.args.output_dir,
-            is_adapter=_is_peft_model(self.accelerator.unwrap_model(self.model)),
+            is_adapter=self._reward_model.is_peft_model,
         )
 
     def push_to_hub(
@@ -678,17 +678,14 @@ class ARMTrainer(Trainer):
         if kwargs:
             raise TypeError(f"push_to_hub() got unexpected keyword arguments {sorted(kwargs)}.")
         if dataset is not None:
-            self._metadata.datasets = [dataset] if isinstance(dataset, str) else list(dataset)
+            self._reward_model.metadata.datasets = [dataset] if isinstance(dataset, str) else list(dataset)
         self.callback_handler.on_push_begin(self.args, self.state, self.control)
         self.save_model(_internal_call=True)
         if not self.is_world_process_zero():
             return None
         self._finish_current_push()
-        reward_model = AutoregressiveRewardModel(
-            self.accelerator.unwrap_model(self.model), metadata=self._reward_metadata()
-        )
         return push_reward_model(
-            reward_model,
+            self.reward_model,
             repo_id,
             tokenizer=self.processing_class,
             revision=revision if revision is not None else self.args.hub_revision,

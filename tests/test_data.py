@@ -251,3 +251,58 @@ def test_collator_pads_right_and_masks_prompt_and_padding():
     assert batch["input_ids"].dtype == torch.long
     with pytest.raises(ValueError, match="prepare_preference_dataset"):
         collator([{"chosen": "text"}])
+
+
+def test_unknown_roles_and_non_assistant_responses_are_skipped_and_reported(chat_tokenizer):
+    user = {"role": "user", "content": "how do I bake bread?"}
+    good = [{"role": "assistant", "content": "mix and wait"}]
+    bad = [{"role": "assistant", "content": "go away"}]
+    rows = [
+        {"prompt": [user], "chosen": good, "rejected": bad},
+        # ShareGPT-style roles: a template might render them as something else, or drop them.
+        {"prompt": [{"role": "human", "content": "hi"}], "chosen": good, "rejected": bad},
+        {"prompt": [user], "chosen": [{"role": "bot", "content": "mix and wait"}], "rejected": bad},
+        # A response that is not the assistant's turn.
+        {"prompt": [user], "chosen": [{"role": "user", "content": "and then?"}], "rejected": bad},
+    ]
+    dataset, report = prepare_preference_dataset(rows, chat_tokenizer)
+    assert report.kept == len(dataset) == 1
+    assert report.skipped == {
+        "unknown message role 'human' in 'prompt' (expected system, user, assistant or tool)": 1,
+        "unknown message role 'bot' in 'chosen' (expected system, user, assistant or tool)": 1,
+        "response message with role 'user' (responses must be 'assistant' messages)": 1,
+    }
+    assert "response message with role 'user'" in report.summary()
+    # Implicit prompts: conversations that diverge at a user turn leave a user message in the response.
+    implicit = [
+        {"chosen": [user, *good], "rejected": [user, *bad]},
+        {"chosen": [user, *good], "rejected": [{"role": "user", "content": "what about cake?"}, *bad]},
+    ]
+    dataset, report = prepare_preference_dataset(implicit, chat_tokenizer)
+    assert report.kept == len(dataset) == 1
+    assert report.skipped == {"response message with role 'user' (responses must be 'assistant' messages)": 1}
+    with pytest.raises(ValueError, match="unknown message role 'human'"):
+        prepare_preference_dataset(rows[1:2], chat_tokenizer)
+
+
+@pytest.mark.parametrize("explicit", [True, False])
+def test_a_prompt_ending_with_a_space_splits_where_the_whole_text_tokenizes(tokenizer, explicit):
+    # Byte-level BPE merges the prompt's trailing space into the response's first word (" mix"), so tokenizing the
+    # prompt alone would end in a lone space token that the whole text never contains.
+    prompt, chosen, rejected = "Question: how do I bake bread? Answer: ", "mix flour, then wait.", "go away."
+    assert ids(tokenizer, prompt) != ids(tokenizer, prompt + chosen)[: len(ids(tokenizer, prompt))]
+    row = (
+        {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+        if explicit
+        else {
+            "chosen": prompt + chosen,
+            "rejected": prompt + rejected,
+        }
+    )
+    dataset, report = prepare_preference_dataset([row], tokenizer)
+    tokenized = dataset[0]
+    eos = [tokenizer.eos_token_id]
+    assert tokenized["prompt_ids"] + tokenized["chosen_ids"] == ids(tokenizer, prompt + chosen) + eos
+    assert tokenized["prompt_ids"] + tokenized["rejected_ids"] == ids(tokenizer, prompt + rejected) + eos
+    assert tokenizer.decode(tokenized["prompt_ids"]) == prompt.rstrip()
+    assert report.kept == 1

@@ -354,8 +354,8 @@ def test_wrong_arguments_fail_early_with_the_fix(tmp_path, tokenizer):
 
     with pytest.raises(TypeError, match="must be an ARMConfig"):
         ARMTrainer(make_tiny_causal_lm(), args=TrainingArguments(output_dir=str(tmp_path)), train_dataset=rows)
-    with pytest.raises(ValueError, match="`train_dataset` is required"):
-        ARMTrainer(make_tiny_causal_lm(), args=make_args(tmp_path), processing_class=tokenizer)
+    with pytest.raises(ValueError, match="requires a train_dataset"):
+        ARMTrainer(make_tiny_causal_lm(), args=make_args(tmp_path), processing_class=tokenizer).train()
     with pytest.raises(ValueError, match="resize_token_embeddings"):
         ARMTrainer(
             make_tiny_causal_lm(vocab_size=300),
@@ -419,3 +419,76 @@ def test_preference_accuracy_metric_loads_offline_from_the_package():
     }
     with pytest.raises(ValueError, match="num_pairs, 2"):
         compute_preference_metrics(EvalPrediction(predictions=np.zeros(4), label_ids=np.zeros(4)))
+
+
+def pair_rewards(trainer, reward_model):
+    """Chosen and rejected rewards of every pair of `trainer.eval_dataset`, from the reward model's own read-out."""
+    batch = trainer.data_collator(list(trainer.eval_dataset))
+    with torch.no_grad():
+        rewards = reward_model.eval().sequence_rewards(
+            batch["input_ids"], batch["attention_mask"], response_mask=batch["completion_mask"]
+        )
+    return rewards.chunk(2)
+
+
+def test_a_trainer_without_train_dataset_evaluates_a_saved_reward_model(tmp_path, tokenizer):
+    released = tmp_path / "released"
+    AutoregressiveRewardModel(make_tiny_causal_lm(seed=8), beta_r=0.2, tokenizer=tokenizer).save_pretrained(
+        released, tokenizer=tokenizer
+    )
+    rows = mood_pairs(["cat", "dog", "bread"], seed=9, count=9)
+    trainer = ARMTrainer(str(released), args=make_args(tmp_path, beta_r=0.2), eval_dataset=rows)
+
+    metrics = trainer.evaluate()
+    chosen, rejected = pair_rewards(trainer, AutoregressiveRewardModel.from_pretrained(released))
+    assert metrics["eval_preference_accuracy"] == pytest.approx((chosen > rejected).double().mean().item())
+    assert metrics["eval_rewards/margins"] == pytest.approx((chosen - rejected).mean().item(), abs=1e-5)
+    assert metrics["eval_rewards/chosen"] == pytest.approx(chosen.mean().item(), abs=1e-5)
+    with pytest.raises(ValueError, match="requires a train_dataset"):
+        trainer.train()
+
+
+def test_logged_accuracy_is_exact_per_pair_when_the_last_batch_is_smaller(tmp_path, tokenizer):
+    model = make_tiny_causal_lm(seed=11)
+    pool = mood_pairs(["cat", "dog", "bread", "movie"], seed=10, count=32)
+    scorer = ARMTrainer(model, args=make_args(tmp_path), eval_dataset=pool, processing_class=tokenizer)
+    chosen, rejected = pair_rewards(scorer, scorer.reward_model)
+    right = [row for row, won in zip(pool, (chosen > rejected).tolist()) if won]
+    wrong = [row for row, won in zip(pool, (chosen > rejected).tolist()) if not won]
+    assert len(right) >= 5 and len(wrong) >= 2, "the pool must hold both kinds of pairs"
+    # Batches of 4: all four right, then one of three right. Per-batch means would average to 2/3; exact is 5/7.
+    rows = [*right[:5], *wrong[:2]]
+    trainer = ARMTrainer(
+        model, args=make_args(tmp_path, per_device_eval_batch_size=4), eval_dataset=rows, processing_class=tokenizer
+    )
+    metrics = trainer.evaluate()
+    assert metrics["eval_preference_accuracy"] == pytest.approx(5 / 7)
+    assert metrics["eval_rewards/accuracies"] == pytest.approx(5 / 7)
+    chosen, rejected = pair_rewards(trainer, trainer.reward_model)
+    assert metrics["eval_rewards/margins"] == pytest.approx((chosen - rejected).mean().item(), abs=1e-5)
+
+
+def test_beta_r_has_one_source_and_the_model_is_wrapped_once(tmp_path, tokenizer):
+    reward_model = AutoregressiveRewardModel(make_tiny_causal_lm(seed=12), beta_r=0.3, tokenizer=tokenizer)
+    trainer = ARMTrainer(
+        reward_model,
+        args=make_args(tmp_path, beta_r=0.3),
+        train_dataset=mood_pairs(["cat"], seed=13, count=4),
+        processing_class=tokenizer,
+    )
+    # The object the user passed is the one trained and handed back, around the very module Trainer trains.
+    assert trainer.reward_model is reward_model and reward_model.model is trainer.model
+
+    trainer.args.beta_r = 0.7  # a later change reaches the loss and the saved metadata alike
+    batch = trainer.data_collator([trainer.train_dataset[index] for index in range(4)])
+    with torch.no_grad():
+        loss, rewards = trainer.compute_loss(trainer.model.eval(), batch, return_outputs=True)
+        chosen, rejected = trainer.reward_model.sequence_rewards(
+            batch["input_ids"], batch["attention_mask"], response_mask=batch["completion_mask"]
+        ).chunk(2)
+    assert trainer.reward_model.beta_r == 0.7
+    assert torch.allclose(rewards["chosen_rewards"], chosen, atol=1e-5)
+    expected = -torch.nn.functional.logsigmoid(chosen - rejected).mean()
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-5)
+    trainer.save_model()
+    assert json.loads((tmp_path / "run" / "genarm_config.json").read_text())["beta_r"] == 0.7
