@@ -1,18 +1,30 @@
-"""One reward model's incremental forward pass during generation, with its own KV cache.
+"""One reward model's incremental forward pass during generation, with its own cache.
 
 The stream holds the reward model's view of every row: its prompt (the base prompt, or the reward
 model's own prompt) followed by the tokens generated so far. Each step feeds only the new tokens.
+
+Rows can be reordered (beam search) and the last tokens taken back (assisted decoding). The cache is put in
+the mode transformers uses before assisted decoding (`activate_past_recording`), so sliding-window and
+convolutional layers keep what a rollback needs. A state that cannot be rolled back or reordered in place (the
+recurrent state of a state-space layer, or a state the model keeps on its own modules, as RecurrentGemma does)
+is rebuilt instead: the next step feeds the kept rows again from their first token, in one forward.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+from collections.abc import Iterator
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import LinearAttentionCacheLayerMixin
+from transformers.utils import logging
 
 from ._growing_cache import growing_dynamic_cache
 from .modeling import AutoregressiveRewardModel, positions_from_attention_mask
+
+logger = logging.get_logger(__name__)
 
 
 def _innermost_transformers_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -27,11 +39,69 @@ def _innermost_transformers_model(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-class RewardModelStream:
-    """Incremental next-token log-probabilities of one reward model over a batch of rows."""
+def position_limit(config) -> int | None:
+    """The number of positions a model was built for (`max_position_embeddings` / `n_positions`), if it says."""
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
-    def __init__(self, model: torch.nn.Module, prompt_ids: torch.LongTensor | None, prompt_mask: torch.Tensor | None):
+
+def _holds_state(layer) -> bool:
+    """Whether a cache layer holds the state of what was fed (after a forward)."""
+    if isinstance(layer, LinearAttentionCacheLayerMixin):
+        return any(layer.is_conv_states_initialized.values()) or any(layer.is_recurrent_states_initialized.values())
+    return bool(getattr(layer, "is_initialized", True))
+
+
+@contextlib.contextmanager
+def _eval_mode(modules: list[torch.nn.Module]) -> Iterator[None]:
+    """Run with `modules` in eval mode (dropout off), then put them back in training mode."""
+    for module in modules:
+        module.training = False
+    try:
+        yield
+    finally:
+        for module in modules:
+            module.training = True
+
+
+class RewardModelStream:
+    """Feeds one reward model the rows of a generation step by step and returns its next-token logits.
+
+    Interface (used by `GenARMLogitsProcessor`): `start` a generation on a prompt, then each step `feed` the
+    tokens generated since the last call; between calls, `reorder` rows or `crop` the last tokens.
+
+    Args:
+        model (`torch.nn.Module`): A causal LM, PEFT model or `AutoregressiveRewardModel`.
+        prompt_ids (`torch.LongTensor` or `None`): The reward model's own prompt, one row per prompt.
+        prompt_mask (`torch.Tensor` or `None`): Its (left-padding) attention mask.
+        name (`str`, *optional*): How errors name the model, e.g. "`reward_models[0]`".
+
+    Examples:
+
+    ```python
+    >>> import torch
+    >>> from hf_genarm.testing import make_tiny_causal_lm
+    >>> stream = RewardModelStream(make_tiny_causal_lm(), None, None)
+    >>> stream.start(torch.tensor([[5, 6, 7]]), torch.ones(1, 3, dtype=torch.long), rows=1)
+    >>> stream.feed(torch.empty(1, 0, dtype=torch.long)).shape
+    torch.Size([1, 400])
+    >>> stream.feed(torch.tensor([[8]])).shape
+    torch.Size([1, 400])
+    ```
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        prompt_ids: torch.LongTensor | None,
+        prompt_mask: torch.Tensor | None,
+        name: str = "the reward model",
+    ):
         self.model = model
+        self.name = name
         self.own_prompt_ids = prompt_ids
         self.own_prompt_mask = prompt_mask
         inner = _innermost_transformers_model(model)
@@ -39,64 +109,125 @@ class RewardModelStream:
         self._cache_argument = "cache" if "cache" in parameters else "past_key_values"
         self._supports_logits_to_keep = "logits_to_keep" in parameters
         self._config = inner.config
+        self.position_limit = position_limit(inner.config)
         self.device = next(model.parameters()).device
+        # A model made only of state-space / linear-attention layers takes a mask of the fed tokens only
+        # (transformers drops it after prefill); every other model takes the mask of the whole row so far.
+        layers = DynamicCache(config=inner.config).layers
+        self._mask_of_fed_tokens_only = bool(layers) and all(
+            isinstance(layer, LinearAttentionCacheLayerMixin) for layer in layers
+        )
+        self._windowed_cache = any(hasattr(layer, "activate_past_recording") for layer in layers)
+        self._state_on_modules = False
         self.cache: DynamicCache | None = None
-        self.attention_mask: torch.Tensor | None = None
-        self.prompt_width = 0
-        # While no row holds padding, the model gets no mask (its causal default is the same thing) and
-        # positions are a plain range: this skips the mask bookkeeping of every layer at each step.
-        self._unpadded = True
+        self._release_rows()
 
-    def start(
-        self, prompt_ids: torch.LongTensor, prompt_mask: torch.Tensor, rows: int
-    ) -> tuple[torch.LongTensor, torch.Tensor]:
-        """Begin a new generation; return the reward model's prompt ids and mask, which the first step feeds."""
+    def _release_rows(self) -> None:
+        self.cache = None
+        self.prompt_ids: torch.LongTensor | None = None
+        self.prompt_mask: torch.Tensor | None = None
+        self.generated: torch.LongTensor | None = None
+        self.attention_mask: torch.Tensor | None = None
+        self._rebuild = True
+        self._fed_since_crop = 0
+        self._training_modules: list[torch.nn.Module] = []
+
+    def start(self, prompt_ids: torch.LongTensor, prompt_mask: torch.Tensor, rows: int) -> None:
+        """Begin a new generation of `rows` rows on the base prompt (or on this model's own prompt)."""
         if self.own_prompt_ids is not None:
             prompt_ids, prompt_mask = self.own_prompt_ids, self.own_prompt_mask
-            prompt_ids = prompt_ids.repeat_interleave(rows // prompt_ids.shape[0], dim=0)
-            prompt_mask = prompt_mask.repeat_interleave(rows // prompt_mask.shape[0], dim=0)
-        # Full-attention layers write into preallocated buffers: no copy of the whole cache at every step.
-        self.cache = growing_dynamic_cache(self._config)
-        self.prompt_width = prompt_ids.shape[1]
-        self.attention_mask = prompt_mask.to(self.device, torch.long)[:, :0]
-        self._unpadded = True
-        return prompt_ids.to(self.device), prompt_mask
+        repeat = rows // prompt_ids.shape[0]
+        self._release_rows()
+        self.prompt_ids = prompt_ids.to(self.device).repeat_interleave(repeat, dim=0)
+        self.prompt_mask = prompt_mask.to(self.device, torch.long).repeat_interleave(repeat, dim=0)
+        self.generated = self.prompt_ids[:, :0]
+        # While no row holds padding, the model gets no mask (its causal default is the same thing) and
+        # positions are a plain range: this skips the mask bookkeeping of every layer at each step.
+        self._unpadded = bool(self.prompt_mask.all())
+        self._longest_prompt = int(self.prompt_mask.sum(-1).max())
+        self._check_positions(0)
+        self._training_modules = [module for module in self.model.modules() if module.training]
+        if self._training_modules:
+            logger.warning_once(
+                f"{self.name} is in training mode; GenARM runs its forward passes in eval mode (dropout off) and "
+                "leaves the mode as it was. Call `.eval()` on it to silence this warning."
+            )
 
     def release(self) -> None:
         """Drop the cache and per-row state."""
-        self.cache = None
-        self.attention_mask = None
+        self._release_rows()
 
     def reorder(self, row_sources: torch.LongTensor) -> None:
         """Row `i` continues what row `row_sources[i]` held (beam search reshuffles rows each step)."""
         row_sources = row_sources.to(self.device)
-        self.cache.reorder_cache(row_sources)
-        self.attention_mask = self.attention_mask.index_select(0, row_sources)
+        self.prompt_ids = self.prompt_ids.index_select(0, row_sources)
+        self.prompt_mask = self.prompt_mask.index_select(0, row_sources)
+        self.generated = self.generated.index_select(0, row_sources)
+        if self._state_on_modules:
+            self._rebuild = True
+        elif not self._rebuild:
+            self.cache.reorder_cache(row_sources)
+            self.attention_mask = self.attention_mask.index_select(0, row_sources)
 
     def crop(self, tokens_to_remove: int) -> None:
-        """Forget the last `tokens_to_remove` tokens (assisted decoding's rejected candidates)."""
-        if tokens_to_remove > 0:
+        """Forget the last `tokens_to_remove` generated tokens (assisted decoding's rejected candidates)."""
+        if tokens_to_remove <= 0:
+            return
+        self.generated = self.generated[:, :-tokens_to_remove]
+        if self._rebuild:
+            return
+        # Sliding-window and convolutional layers keep, past their window, only what was fed since the last crop.
+        beyond_record = self._windowed_cache and tokens_to_remove > self._fed_since_crop
+        if self._state_on_modules or beyond_record or not self.cache.is_croppable:
+            self._rebuild = True
+        else:
             self.cache.crop(-tokens_to_remove)
             self.attention_mask = self.attention_mask[:, :-tokens_to_remove]
+            self._fed_since_crop = 0
 
-    def feed(self, new_ids: torch.LongTensor, new_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Append `new_ids` to every row and return the float32 logits of the next token."""
+    def _check_positions(self, generated: int) -> None:
+        needed = self._longest_prompt + generated
+        if self.position_limit is not None and needed > self.position_limit:
+            where = "the prompt alone" if generated == 0 else f"the prompt and {generated} generated tokens"
+            raise ValueError(
+                f"{self.name} reads at most {self.position_limit} positions (its config's position limit), but "
+                f"{where} need {needed}. Shorten the prompt or `max_new_tokens`, or use a reward model built for "
+                "longer sequences."
+            )
+
+    def feed(self, new_ids: torch.LongTensor) -> torch.Tensor:
+        """Append the generated tokens `new_ids` to every row and return the float32 logits of the next token."""
         new_ids = new_ids.to(self.device)
-        if new_mask is None:
-            new_mask = torch.ones_like(new_ids)
+        self.generated = torch.cat([self.generated, new_ids], dim=1)
+        self._check_positions(self.generated.shape[1])
+        rebuilding = self._rebuild
+        if rebuilding:
+            # From the first token: a new generation, or a state that could not follow a reorder or a crop.
+            self.cache = growing_dynamic_cache(self._config)
+            self.cache.activate_past_recording()
+            fed_ids = torch.cat([self.prompt_ids, self.generated], dim=1)
+            self.attention_mask = torch.cat([self.prompt_mask, torch.ones_like(self.generated)], dim=1)
+            self._rebuild = False
+            self._fed_since_crop = 0
         else:
-            new_mask = new_mask.to(self.device, torch.long)
-            self._unpadded = self._unpadded and bool(new_mask.all())
-        self.attention_mask = torch.cat([self.attention_mask, new_mask], dim=1)
-        total, fed = self.attention_mask.shape[1], new_ids.shape[1]
+            fed_ids = new_ids
+            self.attention_mask = torch.cat([self.attention_mask, torch.ones_like(new_ids)], dim=1)
+            self._fed_since_crop += new_ids.shape[1]
+        total, fed = self.attention_mask.shape[1], fed_ids.shape[1]
         kwargs = {self._cache_argument: self.cache}
         if self._supports_logits_to_keep:
             kwargs["logits_to_keep"] = 1
         if self._unpadded:
             kwargs["attention_mask"] = None
-            kwargs["position_ids"] = torch.arange(total - fed, total, device=self.device).expand(new_ids.shape[0], -1)
+            kwargs["position_ids"] = torch.arange(total - fed, total, device=self.device).expand(fed_ids.shape[0], -1)
         else:
-            kwargs["attention_mask"] = self.attention_mask
-            kwargs["position_ids"] = positions_from_attention_mask(self.attention_mask)[:, -fed:]
-        outputs = self.model(input_ids=new_ids, use_cache=True, **kwargs)
+            mask = self.attention_mask
+            kwargs["attention_mask"] = mask[:, -fed:] if self._mask_of_fed_tokens_only else mask
+            kwargs["position_ids"] = positions_from_attention_mask(mask)[:, -fed:]
+        with _eval_mode(self._training_modules) if self._training_modules else contextlib.nullcontext():
+            outputs = self.model(input_ids=fed_ids, use_cache=True, **kwargs)
+        if rebuilding and any(not _holds_state(layer) for layer in self.cache.layers):
+            # The forward left a layer of the cache empty: the model keeps that state on its own modules
+            # (RecurrentGemma), where the cache can neither reorder nor crop it.
+            self._state_on_modules = True
         return outputs.logits[:, -1].float()

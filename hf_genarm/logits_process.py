@@ -10,7 +10,8 @@ import torch
 from transformers import LogitsProcessor
 from transformers.utils import logging
 
-from ._reward_stream import RewardModelStream
+from ._prompt_padding import check_left_padded, check_mask_matches_prompt, infer_left_padding_mask
+from ._reward_stream import RewardModelStream, _innermost_transformers_model
 from .vocab import check_reward_model_vocabularies, model_vocab_size
 
 __all__ = ["GenARMLogitsProcessor"]
@@ -93,17 +94,26 @@ class GenARMLogitsProcessor(LogitsProcessor):
         reward_model_inputs: dict[str, torch.Tensor] | Sequence[dict[str, torch.Tensor] | None] | None = None,
         tokenizer: Any = None,
         reward_model_tokenizers: Sequence[Any] | None = None,
+        pad_token_id: int | None = None,
     ) -> None:
         models = self._validate_reward_models(reward_models)
         self.beta = self._validate_beta(beta)
         self.alpha = self._validate_alpha(alpha, len(models))
         self.prompt_attention_mask = self._validate_attention_mask(attention_mask)
         own_prompts = self._validate_reward_model_inputs(reward_model_inputs, len(models))
+        self.pad_token_id = self._resolve_pad_token_id(pad_token_id, tokenizer)
         self.shared_vocab_size = check_reward_model_vocabularies(models, tokenizer, reward_model_tokenizers)
+        self._vocab_from_tokenizer = tokenizer is not None
+        self._vocab_for_base_width: tuple[int, int] | None = None
         self.reward_models = models
         self._reward_widths = [model_vocab_size(model) for model in models]
-        self._streams = [RewardModelStream(model, *prompt) for model, prompt in zip(models, own_prompts)]
+        self._streams = [
+            RewardModelStream(model, *prompt, name=f"`reward_models[{index}]`")
+            for index, (model, prompt) in enumerate(zip(models, own_prompts))
+        ]
         self._prompt_batch_size = self._check_batch_sizes()
+        # The prompts the given mask was first used on, when no pad id lets the processor check it directly.
+        self._mask_prompt_ids: torch.LongTensor | None = None
         self._seen_ids: torch.LongTensor | None = None
         self._prompt_width = 0
         self._rows_per_prompt = 1
@@ -126,7 +136,33 @@ class GenARMLogitsProcessor(LogitsProcessor):
                     f"`reward_models[{index}]` ({type(model).__name__}) has no language-model head; load it with "
                     "AutoModelForCausalLM or AutoregressiveRewardModel.from_pretrained."
                 )
+            config = getattr(_innermost_transformers_model(model), "config", None)
+            if getattr(config, "is_encoder_decoder", False):
+                raise ValueError(
+                    f"`reward_models[{index}]` ({type(model).__name__}) is an encoder-decoder model; GenARM reward "
+                    "models are decoder-only causal LMs that read the prompt and the response as one sequence."
+                )
+            if any(parameter.is_meta for parameter in model.parameters()):
+                raise ValueError(
+                    f"`reward_models[{index}]` has weights on the `meta` device (not loaded); load it with "
+                    "`from_pretrained(...)` onto a real device, or move it with `.to(device)` after loading weights."
+                )
         return models
+
+    @staticmethod
+    def _resolve_pad_token_id(pad_token_id: Any, tokenizer: Any) -> int | None:
+        if pad_token_id is not None:
+            if isinstance(pad_token_id, bool) or not isinstance(pad_token_id, int) or pad_token_id < 0:
+                raise TypeError(
+                    f"`pad_token_id` must be a non-negative int (the tokenizer's pad id), got {pad_token_id!r}."
+                )
+            tokenizer_pad = getattr(tokenizer, "pad_token_id", None)
+            if tokenizer_pad is not None and tokenizer_pad != pad_token_id:
+                raise ValueError(
+                    f"`pad_token_id={pad_token_id}` differs from the pad id {tokenizer_pad} of `tokenizer`; pass one."
+                )
+            return pad_token_id
+        return getattr(tokenizer, "pad_token_id", None)
 
     @staticmethod
     def _validate_beta(beta: Any) -> float:
@@ -171,6 +207,7 @@ class GenARMLogitsProcessor(LogitsProcessor):
             raise ValueError(
                 f"`attention_mask` must have shape (batch, prompt_length), got {tuple(attention_mask.shape)}."
             )
+        check_left_padded(attention_mask, "`attention_mask`")
         return attention_mask.detach().long()
 
     @staticmethod
@@ -199,6 +236,7 @@ class GenARMLogitsProcessor(LogitsProcessor):
             mask = torch.ones_like(ids) if mask is None else torch.as_tensor(mask).long()
             if mask.shape != ids.shape:
                 raise ValueError(f"`reward_model_inputs[{index}]` has an attention_mask of another shape than its ids.")
+            check_left_padded(mask, f"`reward_model_inputs[{index}]['attention_mask']`")
             prompts.append((ids, mask))
         return prompts
 
@@ -230,14 +268,18 @@ class GenARMLogitsProcessor(LogitsProcessor):
         if attention_mask is not None:
             self.prompt_attention_mask = self._validate_attention_mask(attention_mask)
             self._prompt_batch_size = self._check_batch_sizes()
+            self._mask_prompt_ids = None
+        self._release()
+
+    def _release(self) -> None:
         for stream in self._streams:
             stream.release()
         self._seen_ids = None
         self._row_weights = None
 
-    def _start(self, input_ids: torch.LongTensor) -> list[tuple[torch.LongTensor, torch.Tensor]]:
-        """Begin a new generation on the prompt `input_ids`; return what each stream must feed first."""
-        self.reset()
+    def _start(self, input_ids: torch.LongTensor) -> None:
+        """Begin a new generation on the prompt `input_ids` (validated here, once per generation)."""
+        self._release()
         rows, width = input_ids.shape
         prompts = self._prompt_batch_size or rows
         if rows % prompts != 0:
@@ -246,22 +288,59 @@ class GenARMLogitsProcessor(LogitsProcessor):
                 f"`reward_model_inputs`) have {prompts} rows; pass one row per prompt of this generate() call."
             )
         self._rows_per_prompt = rows // prompts
-        prompt_mask = self.prompt_attention_mask
-        if prompt_mask is None:
-            prompt_mask = torch.ones_like(input_ids)
-        elif prompt_mask.shape[1] != width:
-            raise ValueError(
-                f"The prompt passed to generate() has {width} columns but `attention_mask` has {prompt_mask.shape[1]}; "
-                "pass the prompt's own mask, or call `reset(attention_mask=...)` before reusing the processor."
-            )
-        else:
-            prompt_mask = prompt_mask.to(input_ids.device).repeat_interleave(self._rows_per_prompt, dim=0)
+        if self._rows_per_prompt > 1:
+            # generate() repeats each prompt for `num_beams` / `num_return_sequences`: at the first step the copies
+            # are equal. Different rows mean the per-prompt inputs belong to a batch of other prompts.
+            copies = input_ids.reshape(prompts, self._rows_per_prompt, width)
+            if not bool((copies == copies[:, :1]).all()):
+                raise ValueError(
+                    f"The per-prompt inputs (`attention_mask`, per-row `alpha`, `reward_model_inputs`) have {prompts} "
+                    f"rows, but the {rows} rows generate() passes are not {self._rows_per_prompt} copies of "
+                    f"{prompts} prompts (num_beams / num_return_sequences): they belong to another batch. Pass one "
+                    "row per prompt of this generate() call."
+                )
+        prompt_mask = self._prompt_mask(input_ids)
         weights = self.alpha / self.beta
         self._row_weights = (
             weights.expand(rows, -1) if weights.shape[0] == 1 else weights.repeat_interleave(self._rows_per_prompt, 0)
         )
         self._prompt_width = width
-        return [stream.start(input_ids, prompt_mask, rows) for stream in self._streams]
+        for stream in self._streams:
+            stream.start(input_ids, prompt_mask, rows)
+
+    def _prompt_mask(self, input_ids: torch.LongTensor) -> torch.Tensor:
+        """The mask of the prompt `input_ids`: the given one, checked against the prompt, or inferred from it."""
+        width = input_ids.shape[1]
+        mask = self.prompt_attention_mask
+        if mask is None:
+            if self.pad_token_id is not None:
+                return infer_left_padding_mask(input_ids, self.pad_token_id)
+            if torch.unique(input_ids, dim=0).shape[0] > 1:
+                raise ValueError(
+                    "generate() passes several different prompts and the processor cannot tell their padding from "
+                    "their text. Pass `attention_mask=` (the mask given to generate()), or `tokenizer=` / "
+                    "`pad_token_id=` so that it takes each row's leading pad ids as its padding."
+                )
+            return torch.ones_like(input_ids)
+        if mask.shape[1] != width:
+            raise ValueError(
+                f"The prompt passed to generate() has {width} columns but `attention_mask` has {mask.shape[1]}; "
+                "pass the prompt's own mask, or call `reset(attention_mask=...)` before reusing the processor."
+            )
+        mask = mask.to(input_ids.device).repeat_interleave(self._rows_per_prompt, dim=0)
+        if self.pad_token_id is not None:
+            check_mask_matches_prompt(mask, input_ids, self.pad_token_id)
+            return mask
+        prompt_ids = input_ids[:: self._rows_per_prompt]
+        if self._mask_prompt_ids is None:
+            self._mask_prompt_ids = prompt_ids.clone()
+        elif not torch.equal(self._mask_prompt_ids.to(prompt_ids.device), prompt_ids):
+            raise ValueError(
+                "This processor's `attention_mask` was given for the prompts of an earlier generate() call, and "
+                "without a pad id it cannot check that the mask fits these. Call `reset(attention_mask=...)` with "
+                "the new batch's mask before reusing the processor, or pass `tokenizer=` / `pad_token_id=`."
+            )
+        return mask
 
     def _synchronise(self, input_ids: torch.LongTensor) -> torch.LongTensor | None:
         """Bring every stream's cache to a prefix of each row; return the tokens still to feed (None: new call)."""
@@ -300,14 +379,16 @@ class GenARMLogitsProcessor(LogitsProcessor):
         if not self.alpha.any():
             return scores
         new_tokens = self._synchronise(input_ids)
-        feeds = self._start(input_ids) if new_tokens is None else [(new_tokens, None)] * len(self._streams)
+        if new_tokens is None:
+            self._start(input_ids)
+            new_tokens = input_ids[:, :0]
         self._seen_ids = input_ids.clone()
 
         vocab = self._resolve_shared_vocab(scores.shape[-1])
         guided = torch.log_softmax(scores[:, :vocab].float(), dim=-1)
         weights = self._row_weights.to(scores.device)
-        for index, (stream, (ids, mask)) in enumerate(zip(self._streams, feeds)):
-            reward_logits = stream.feed(ids, mask)
+        for index, stream in enumerate(self._streams):
+            reward_logits = stream.feed(new_tokens)
             reward_log_probs = torch.log_softmax(reward_logits[:, :vocab], dim=-1).to(scores.device)
             guided = guided + weights[:, index : index + 1] * reward_log_probs
         if vocab < scores.shape[-1]:
@@ -315,11 +396,26 @@ class GenARMLogitsProcessor(LogitsProcessor):
         return guided
 
     def _resolve_shared_vocab(self, base_width: int) -> int:
+        """The number of leading ids the models share; checked once per base logit width."""
+        if self._vocab_for_base_width is None or self._vocab_for_base_width[0] != base_width:
+            self._vocab_for_base_width = (base_width, self._check_shared_vocab(base_width))
+        return self._vocab_for_base_width[1]
+
+    def _check_shared_vocab(self, base_width: int) -> int:
         if self.shared_vocab_size is not None:
             if base_width < self.shared_vocab_size:
                 raise ValueError(
                     f"The base model scores {base_width} tokens, fewer than the {self.shared_vocab_size} tokens of the "
                     "tokenizer; base and reward models must share the tokenizer."
+                )
+            if base_width > self.shared_vocab_size and not self._vocab_from_tokenizer:
+                # Only the base tokenizer says whether ids past the reward model's recorded vocabulary are padded
+                # rows or real tokens of the base (its end-of-turn token, say), which must not be banned.
+                raise ValueError(
+                    f"The base model scores {base_width} tokens but the reward model's saved metadata records a "
+                    f"tokenizer of {self.shared_vocab_size}; guiding would ban the base's ids {self.shared_vocab_size}"
+                    f"..{base_width - 1}, which may be real tokens. Pass the base model's tokenizer as `tokenizer=`: "
+                    "the processor then checks that it is the reward model's and bans only ids beyond it."
                 )
             return self.shared_vocab_size
         smallest = min(self._reward_widths)

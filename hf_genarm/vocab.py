@@ -12,6 +12,10 @@ import hashlib
 import json
 from typing import Any
 
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
 __all__ = [
     "check_reward_model_vocabularies",
     "describe_tokenizer_difference",
@@ -114,6 +118,7 @@ def model_vocab_size(model: Any) -> int:
         raise ValueError(f"{type(model).__name__} has no language-model head (get_output_embeddings() is None).")
     return int(output_embeddings.weight.shape[0])
 
+
 def check_reward_model_vocabularies(models: list[Any], tokenizer: Any, model_tokenizers: Any = None) -> int | None:
     """Refuse reward models that do not share the base tokenizer; return the shared vocabulary size.
 
@@ -152,6 +157,12 @@ def check_reward_model_vocabularies(models: list[Any], tokenizer: Any, model_tok
             fingerprint = tokenizer_fingerprint(model_tokenizers[index])
         elif isinstance(model, AutoregressiveRewardModel):
             fingerprint = model.metadata.tokenizer
+        if base_fingerprint and not fingerprint:
+            logger.warning_once(
+                f"`reward_models[{index}]` ({type(model).__name__}) records no tokenizer, so it cannot be checked "
+                "against the base tokenizer. Pass its tokenizer in `reward_model_tokenizers=`, or use an "
+                "AutoregressiveRewardModel saved with one."
+            )
         if base_fingerprint and fingerprint:
             difference = describe_tokenizer_difference(base_fingerprint, fingerprint)
             if difference:

@@ -1,0 +1,134 @@
+"""The prompt's padding as the reward models must see it: checked, or inferred from leading pad ids.
+
+`generate()` hands logits processors the prompt ids but not their attention mask. `GenARMLogitsProcessor`
+therefore either takes the mask from the user and checks it against the prompt, or infers it from the
+prompt's leading pad ids. One rule covers both, and anything it cannot tell apart is refused:
+
+- Padding is on the left: in a mask, no zero follows a one, and every row holds at least one token.
+- Padded columns hold the pad id: where the pad id is known, a mask zero over another token means the mask
+  belongs to other prompts.
+- The pad id may open the real text of a row only if it opens every row (a BOS token equal to the pad
+  token); otherwise a leading pad id under a mask one means the mask belongs to other prompts.
+- Without a mask, the leading pad ids of each row are its padding. That is refused where it is ambiguous:
+  when the pad id also opens every row (it may be a BOS token) or appears after a row's text (right
+  padding, or a pad/EOS token inside the prompt).
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["check_left_padded", "check_mask_matches_prompt", "infer_left_padding_mask"]
+
+_PASS_THE_MASK = "pass the prompt's `attention_mask=` to GenARMLogitsProcessor (the one given to generate())"
+
+
+def check_left_padded(mask: torch.Tensor, name: str) -> None:
+    """Refuse a mask with right padding (a zero after a one) or a row without any token.
+
+    Args:
+        mask (`torch.Tensor` of shape `(batch, length)`): A prompt attention mask of zeros and ones.
+        name (`str`): How the error names the argument, e.g. "`attention_mask`".
+
+    Examples:
+
+    ```python
+    >>> import torch
+    >>> check_left_padded(torch.tensor([[0, 1, 1], [1, 1, 1]]), "`attention_mask`")
+    >>> check_left_padded(torch.tensor([[1, 1, 0]]), "`attention_mask`")
+    Traceback (most recent call last):
+    ...
+    ValueError: `attention_mask` row 0 has padding after its text (right padding) ...
+    ```
+    """
+    mask = mask.bool()
+    if ((~mask[:, 1:]) & mask[:, :-1]).any(-1).any():
+        row = int(((~mask[:, 1:]) & mask[:, :-1]).any(-1).nonzero()[0])
+        raise ValueError(
+            f"{name} row {row} has padding after its text (right padding) and the reward models would read a pad "
+            "column as the last prompt token. Pad decoder-only prompts on the left: "
+            "`tokenizer.padding_side = 'left'`."
+        )
+    if mask.shape[1] and not mask.any(-1).all():
+        row = int((~mask.any(-1)).nonzero()[0])
+        raise ValueError(f"{name} row {row} masks every column; each prompt needs at least one token.")
+
+
+def check_mask_matches_prompt(mask: torch.Tensor, input_ids: torch.LongTensor, pad_token_id: int) -> None:
+    """Refuse a (left-padding) mask that does not describe the padding of `input_ids`.
+
+    Args:
+        mask (`torch.Tensor` of shape `(batch, length)`): The prompt mask, one row per row of `input_ids`.
+        input_ids (`torch.LongTensor` of shape `(batch, length)`): The prompt as `generate()` passes it.
+        pad_token_id (`int`): The tokenizer's pad id.
+
+    Examples:
+
+    ```python
+    >>> import torch
+    >>> ids = torch.tensor([[0, 0, 5], [4, 6, 5]])
+    >>> check_mask_matches_prompt(torch.tensor([[0, 0, 1], [1, 1, 1]]), ids, pad_token_id=0)
+    >>> check_mask_matches_prompt(torch.tensor([[1, 1, 1], [1, 1, 1]]), ids, pad_token_id=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: `attention_mask` does not describe this prompt: row 0 starts with the pad id 0 ...
+    ```
+    """
+    mask = mask.to(input_ids.device).bool()
+    is_pad = input_ids == pad_token_id
+    foreign = ~mask & ~is_pad
+    if foreign.any():
+        row, column = (int(index) for index in foreign.nonzero()[0])
+        raise ValueError(
+            f"`attention_mask` does not describe this prompt: row {row} is masked at column {column}, which holds "
+            f"token {int(input_ids[row, column])}, not the pad id {pad_token_id}. The mask belongs to other prompts; "
+            "pass the mask of this generate() call (or `reset(attention_mask=...)` before reusing the processor)."
+        )
+    opens_with_pad = is_pad.gather(1, mask.long().argmax(-1, keepdim=True)).squeeze(1)
+    if opens_with_pad.any() and not opens_with_pad.all():
+        row = int(opens_with_pad.nonzero()[0])
+        raise ValueError(
+            f"`attention_mask` does not describe this prompt: row {row} starts with the pad id {pad_token_id} where "
+            "the mask says its text begins, while other rows start with text. The mask belongs to other prompts; "
+            "pass the mask of this generate() call (or `reset(attention_mask=...)` before reusing the processor)."
+        )
+
+
+def infer_left_padding_mask(input_ids: torch.LongTensor, pad_token_id: int) -> torch.LongTensor:
+    """The attention mask of a left-padded prompt: zero on each row's leading pad ids, one elsewhere.
+
+    Args:
+        input_ids (`torch.LongTensor` of shape `(batch, length)`): The prompt as `generate()` passes it.
+        pad_token_id (`int`): The tokenizer's pad id.
+
+    Returns:
+        `torch.LongTensor`: the mask, of the shape of `input_ids`.
+
+    Raises:
+        ValueError: where the padding cannot be told from the text (see the module docstring).
+
+    Examples:
+
+    ```python
+    >>> import torch
+    >>> infer_left_padding_mask(torch.tensor([[0, 0, 5], [4, 6, 5]]), pad_token_id=0).tolist()
+    [[0, 0, 1], [1, 1, 1]]
+    ```
+    """
+    is_pad = input_ids == pad_token_id
+    leading = is_pad.long().cumprod(-1).bool()
+    if leading[:, 0].all():
+        raise ValueError(
+            f"Cannot tell the prompt's padding from its text: every row starts with the pad id {pad_token_id} (a BOS "
+            f"token equal to the pad token looks like padding). Either {_PASS_THE_MASK}, or use a tokenizer whose "
+            "pad token differs from the BOS token."
+        )
+    inner = is_pad & ~leading
+    if inner.any():
+        row, column = (int(index) for index in inner.nonzero()[0])
+        raise ValueError(
+            f"Cannot tell the prompt's padding from its text: row {row} holds the pad id {pad_token_id} at column "
+            f"{column}, after its text (right padding, or a pad/EOS token inside the prompt). Pad on the left and "
+            f"{_PASS_THE_MASK}."
+        )
+    return (~leading).long()
