@@ -35,7 +35,6 @@ from transformers.utils import logging
 
 from ._version import __version__
 from .configuration import (
-    DEFAULT_BETA_R,
     GENARM_CONFIG_NAME,
     RewardModelMetadata,
     validate_beta_r,
@@ -78,8 +77,11 @@ class ARMConfig(TrainingArguments):
     Parameters:
         beta_r (`float`, *optional*, defaults to `0.1`):
             Reward scale: the reward of a response is `beta_r * sum_t log pi_r(y_t | x, y_<t)` and the loss is
-            `-log sigmoid(beta_r * (sum log pi_r(chosen) - sum log pi_r(rejected)))`. The GenARM paper trains with
-            `0.1`. It is saved in `genarm_config.json` with the model.
+            `-log sigmoid(beta_r * (sum log pi_r(chosen) - sum log pi_r(rejected)))`. It is saved in
+            `genarm_config.json` with the model. The GenARM authors' released training scripts set it per
+            dataset: `0.05` on HH-RLHF (LLaMA-7B SFT, LoRA), `0.5` for the helpfulness ARM and `0.01` for the
+            harmlessness ARM on PKU-SafeRLHF-10K (Alpaca-7B, LoRA); `0.1` is what their DPO baseline used and
+            this default.
 
         max_length (`int` or `None`, *optional*, defaults to `1024`):
             Longest prompt + response in tokens. Longer responses are cut at the end (counted in the data report);
@@ -113,11 +115,14 @@ class ARMConfig(TrainingArguments):
 
     _VALID_DICT_FIELDS: ClassVar[list[str]] = [*TrainingArguments._VALID_DICT_FIELDS, "model_init_kwargs"]
 
+    # The literal (equal to configuration.DEFAULT_BETA_R, which a test checks) so that the API reference, which
+    # reads the source, shows the value rather than a constant's name.
     beta_r: float = field(
-        default=DEFAULT_BETA_R,
+        default=0.1,
         metadata={
             "help": "Reward scale: reward = beta_r * sum of response-token log-probs; the loss is "
-            "-log sigmoid(beta_r * (sum logp(chosen) - sum logp(rejected))). The GenARM paper uses 0.1."
+            "-log sigmoid(beta_r * (sum logp(chosen) - sum logp(rejected))). GenARM's released scripts use 0.05 "
+            "on HH-RLHF, 0.5 (helpfulness) and 0.01 (harmlessness) on PKU-SafeRLHF."
         },
     )
     max_length: int | None = field(

@@ -403,6 +403,12 @@ def test_config_parses_from_the_command_line(tmp_path):
     assert args.model_init_kwargs == {"dtype": "float32"}
 
 
+def test_default_beta_r_is_the_package_default(tmp_path):
+    from hf_genarm.configuration import DEFAULT_BETA_R
+
+    assert ARMConfig(output_dir=str(tmp_path)).beta_r == DEFAULT_BETA_R
+
+
 def test_preference_accuracy_metric_loads_offline_from_the_package():
     import evaluate
     import numpy as np
