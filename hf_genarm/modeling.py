@@ -10,85 +10,116 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from dataclasses import replace
+from typing import Any, Literal
 
 import torch
+from torch.nn import functional
 from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.utils import cached_file, logging
 
+from ._version import __version__
+from .configuration import DEFAULT_BETA_R, GENARM_CONFIG_NAME, RewardModelMetadata, validate_beta_r
 from .vocab import tokenizer_fingerprint
 
-__all__ = ["DEFAULT_BETA_R", "GENARM_CONFIG_NAME", "AutoregressiveRewardModel", "RewardModelMetadata"]
+__all__ = ["AutoregressiveRewardModel", "positions_from_attention_mask", "response_log_probs"]
 
 logger = logging.get_logger(__name__)
 
-GENARM_CONFIG_NAME = "genarm_config.json"
-DEFAULT_BETA_R = 0.1
 _ADAPTER_CONFIG_NAME = "adapter_config.json"
-
-
-@dataclass
-class RewardModelMetadata:
-    """GenARM metadata stored beside a reward model's weights in `genarm_config.json`.
-
-    Args:
-        beta_r (`float`, *optional*, defaults to `0.1`):
-            Scale of the reward: `r(x, y) = beta_r * sum_t log pi_r(y_t | x, y_<t)`.
-        base_model (`str`, *optional*):
-            Name or path of the causal LM the reward model was trained from.
-        tokenizer (`dict`, *optional*):
-            Fingerprint of its tokenizer (see `hf_genarm.vocab.tokenizer_fingerprint`), used to refuse a base
-            model whose tokenizer differs.
-        datasets (`list[str]`, *optional*):
-            Training data names.
-        metrics (`dict`, *optional*):
-            Evaluation metrics of the training run (shown in the model card).
-        library_version (`str`, *optional*):
-            Version of hf-genarm that wrote the file.
-
-    Examples:
-
-    ```python
-    >>> RewardModelMetadata(beta_r=0.05).beta_r
-    0.05
-    ```
-    """
-
-    beta_r: float = DEFAULT_BETA_R
-    base_model: str | None = None
-    tokenizer: dict[str, Any] | None = None
-    datasets: list[str] = field(default_factory=list)
-    metrics: dict[str, float] = field(default_factory=dict)
-    library_version: str | None = None
-    format_version: int = 1
-
-    def to_json_file(self, path: str | os.PathLike) -> None:
-        """Write the metadata as indented JSON."""
-        with open(path, "w", encoding="utf-8") as handle:
-            json.dump(asdict(self), handle, indent=2, sort_keys=True)
-            handle.write("\n")
-
-    @classmethod
-    def from_json_file(cls, path: str | os.PathLike) -> RewardModelMetadata:
-        """Read metadata written by `to_json_file`, ignoring keys from newer versions."""
-        with open(path, encoding="utf-8") as handle:
-            raw = json.load(handle)
-        known = {name: raw[name] for name in cls.__dataclass_fields__ if name in raw}
-        return cls(**known)
-
-
-def _validate_beta_r(beta_r: float) -> float:
-    if isinstance(beta_r, bool) or not isinstance(beta_r, (int, float)):
-        raise TypeError(f"`beta_r` must be a positive float, got {type(beta_r).__name__}.")
-    if not beta_r > 0 or beta_r != beta_r or beta_r == float("inf"):
-        raise ValueError(f"`beta_r` must be a finite positive float, got {beta_r}.")
-    return float(beta_r)
 
 
 def positions_from_attention_mask(attention_mask: torch.Tensor) -> torch.LongTensor:
     """Position ids as `generate()` derives them: count of attended tokens so far, 0 on left padding."""
     return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+
+
+def _scored_tokens(
+    input_ids: torch.LongTensor, attention_mask: torch.Tensor, response_mask: torch.Tensor | None
+) -> torch.Tensor:
+    """Columns whose token is scored: a real token with a real predecessor, inside the response when one is given."""
+    scored = attention_mask.bool() & functional.pad(attention_mask[:, :-1].bool(), (1, 0))
+    if response_mask is not None:
+        if response_mask.shape != input_ids.shape:
+            raise ValueError(
+                f"`response_mask` must have the shape of `input_ids` {tuple(input_ids.shape)}, "
+                f"got {tuple(response_mask.shape)}."
+            )
+        scored &= response_mask.to(scored.device).bool()
+    return scored
+
+
+def response_log_probs(
+    model: torch.nn.Module,
+    input_ids: torch.LongTensor,
+    attention_mask: torch.Tensor | None = None,
+    response_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Per-token and summed log-probabilities of responses under a causal LM, in float32 (or wider).
+
+    The one routine for `log pi(y_t | x, y_<t)` in hf-genarm: rewards, the training loss, the demo, the
+    baselines and the benchmarks all call it. Position ids follow the attention mask as `generate()` derives
+    them, so left- and right-padded rows score as they would alone. Gradients flow (wrap the call in
+    `torch.no_grad()` to score only).
+
+    Args:
+        model (`torch.nn.Module`): A causal LM (or PEFT model) called as `model(input_ids=..., attention_mask=...,
+            position_ids=..., use_cache=False)` and returning `.logits`.
+        input_ids (`torch.LongTensor` of shape `(batch, length)`): Prompt and response tokens, padded either side.
+        attention_mask (`torch.Tensor`, *optional*): 1 for real tokens, 0 for padding; defaults to all ones.
+        response_mask (`torch.Tensor`, *optional*): 1 on the response tokens to score (EOS included). Without it
+            every real token that has a real predecessor is scored.
+
+    Returns:
+        `tuple[torch.Tensor, torch.Tensor]`: `per_token` of shape `(batch, length)`, where column `t` holds
+        `log pi(token_t | tokens_<t)` and unscored columns (prompt, padding, the first token) hold 0; and
+        `summed` of shape `(batch,)`, the sum of each row's scored columns.
+
+    Examples:
+
+    ```python
+    >>> import torch
+    >>> from hf_genarm.testing import make_tiny_causal_lm
+    >>> model = make_tiny_causal_lm()
+    >>> input_ids = torch.tensor([[5, 6, 7, 8]])
+    >>> per_token, summed = response_log_probs(model, input_ids, response_mask=torch.tensor([[0, 0, 1, 1]]))
+    >>> per_token.dtype, per_token[0, :2].tolist(), torch.allclose(summed, per_token.sum(-1))
+    (torch.float32, [0.0, 0.0], True)
+    ```
+    """
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    attention_mask = attention_mask.to(input_ids.device)
+    scored = _scored_tokens(input_ids, attention_mask, response_mask)
+    logits = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=positions_from_attention_mask(attention_mask),
+        use_cache=False,
+    ).logits
+    # Targets shifted left and padded at the end instead of slicing the logits (which would copy them), and the
+    # log-softmax in float32 at least, as the plain causal-LM loss computes it.
+    targets = functional.pad(input_ids[:, 1:].masked_fill(~scored[:, 1:], -100), (0, 1), value=-100)
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    predicted = -functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="none"
+    ).view(targets.shape)
+    per_token = functional.pad(predicted[:, :-1], (1, 0)).masked_fill(~scored, 0.0)
+    return per_token, per_token.sum(-1)
+
+
+def _response_mask_from_prompt_length(
+    input_ids: torch.LongTensor, prompt_length: int | torch.Tensor | None, response_mask: torch.Tensor | None
+) -> torch.Tensor | None:
+    if response_mask is not None or prompt_length is None:
+        return response_mask
+    columns = torch.arange(input_ids.shape[1], device=input_ids.device)
+    starts = torch.as_tensor(prompt_length, device=input_ids.device).reshape(-1, 1)
+    if starts.shape[0] not in (1, input_ids.shape[0]):
+        raise ValueError(
+            f"`prompt_length` must be an int or hold one start per row ({input_ids.shape[0]}), got {starts.shape[0]}."
+        )
+    return (columns.unsqueeze(0) >= starts).expand(input_ids.shape)
 
 
 class AutoregressiveRewardModel(PreTrainedModel):
@@ -153,7 +184,7 @@ class AutoregressiveRewardModel(PreTrainedModel):
         metadata = replace(metadata) if metadata is not None else RewardModelMetadata()
         if beta_r is not None:
             metadata.beta_r = beta_r
-        metadata.beta_r = _validate_beta_r(metadata.beta_r)
+        metadata.beta_r = validate_beta_r(metadata.beta_r)
         if tokenizer is not None:
             metadata.tokenizer = tokenizer_fingerprint(tokenizer)
         if metadata.base_model is None:
@@ -180,40 +211,6 @@ class AutoregressiveRewardModel(PreTrainedModel):
         """Run the wrapped causal LM; arguments and outputs are its own."""
         return self.model(*args, **kwargs)
 
-    def _response_log_probs(
-        self,
-        input_ids: torch.LongTensor,
-        attention_mask: torch.Tensor | None,
-        prompt_length: int | torch.Tensor | None,
-        response_mask: torch.Tensor | None,
-    ) -> torch.Tensor:
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        attention_mask = attention_mask.to(input_ids.device)
-        outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=positions_from_attention_mask(attention_mask),
-            use_cache=False,
-        )
-        logits = outputs.logits[:, :-1].float()
-        targets = input_ids[:, 1:]
-        token_log_probs = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-        scored = attention_mask[:, 1:].bool() & attention_mask[:, :-1].bool()
-        if response_mask is not None:
-            if response_mask.shape != input_ids.shape:
-                raise ValueError(
-                    f"`response_mask` must have the shape of `input_ids` {tuple(input_ids.shape)}, "
-                    f"got {tuple(response_mask.shape)}."
-                )
-            scored &= response_mask.to(scored.device)[:, 1:].bool()
-        elif prompt_length is not None:
-            columns = torch.arange(1, input_ids.shape[1], device=input_ids.device)
-            starts = torch.as_tensor(prompt_length, device=input_ids.device).reshape(-1, 1)
-            scored &= columns.unsqueeze(0) >= starts
-        token_log_probs = token_log_probs.masked_fill(~scored, 0.0)
-        return torch.nn.functional.pad(token_log_probs, (1, 0))
-
     def token_rewards(
         self,
         input_ids: torch.LongTensor,
@@ -236,7 +233,9 @@ class AutoregressiveRewardModel(PreTrainedModel):
             `torch.Tensor` of shape `(batch, length)`, float32: the reward of each token (column `t` scores token
             `t` given tokens `< t`).
         """
-        return self.beta_r * self._response_log_probs(input_ids, attention_mask, prompt_length, response_mask)
+        response_mask = _response_mask_from_prompt_length(input_ids, prompt_length, response_mask)
+        per_token, _ = response_log_probs(self.model, input_ids, attention_mask, response_mask)
+        return self.beta_r * per_token
 
     def sequence_rewards(
         self,
@@ -244,16 +243,35 @@ class AutoregressiveRewardModel(PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         prompt_length: int | torch.Tensor | None = None,
         response_mask: torch.Tensor | None = None,
+        normalize: Literal["sum", "mean"] = "sum",
         **unused: Any,
     ) -> torch.Tensor:
         """Response rewards `r(x, y) = beta_r * sum_t log pi_r(y_t | x, y_<t)`.
 
-        Args are those of `token_rewards`.
+        Every token's log-probability is negative, so the paper's summed reward is lower for longer responses:
+        comparing responses of different lengths by it favours short ones. `normalize="mean"` divides each
+        row's reward by its number of scored tokens (a length-normalised score, for ranking responses of
+        different lengths); guided decoding and training always use the sum, which is what the ARM learns.
+
+        Args:
+            input_ids, attention_mask, prompt_length, response_mask: As in `token_rewards`.
+            normalize (`str`, *optional*, defaults to `"sum"`): `"sum"` (the paper's reward) or `"mean"` (per
+                scored token; a row without scored tokens gets 0).
 
         Returns:
             `torch.Tensor` of shape `(batch,)`, float32.
         """
-        return self.token_rewards(input_ids, attention_mask, prompt_length, response_mask).sum(-1)
+        if normalize not in ("sum", "mean"):
+            raise ValueError(f"`normalize` must be 'sum' (the paper's reward) or 'mean', got {normalize!r}.")
+        response_mask = _response_mask_from_prompt_length(input_ids, prompt_length, response_mask)
+        _, summed = response_log_probs(self.model, input_ids, attention_mask, response_mask)
+        rewards = self.beta_r * summed
+        if normalize == "mean":
+            if attention_mask is None:
+                attention_mask = torch.ones_like(input_ids)
+            scored = _scored_tokens(input_ids, attention_mask.to(input_ids.device), response_mask)
+            rewards = rewards / scored.sum(-1).clamp_min(1)
+        return rewards
 
     @torch.no_grad()
     def next_token_log_probs(
@@ -326,8 +344,6 @@ class AutoregressiveRewardModel(PreTrainedModel):
         if tokenizer is not None:
             self.metadata.tokenizer = tokenizer_fingerprint(tokenizer)
             tokenizer.save_pretrained(save_directory)
-        from . import __version__
-
         self.metadata.library_version = __version__
         self.metadata.to_json_file(os.path.join(save_directory, GENARM_CONFIG_NAME))
         write_model_card(

@@ -8,8 +8,9 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from hf_genarm import AutoregressiveRewardModel, RewardModelMetadata
+from hf_genarm.configuration import GENARM_CONFIG_NAME
 from hf_genarm.hub import is_unedited_generated_card
-from hf_genarm.modeling import GENARM_CONFIG_NAME
+from hf_genarm.modeling import response_log_probs
 from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
 from hf_genarm.vocab import tokenizer_fingerprint
 
@@ -87,6 +88,42 @@ def test_token_and_sequence_rewards_match_a_hand_computation(reward_model, token
         response_mask[row, starts[row] : starts[row] + len(full_ids) - len(prompt_ids)] = 1
     by_mask = reward_model.sequence_rewards(input_ids, attention_mask, response_mask=response_mask)
     assert torch.allclose(by_mask, sequence_rewards)
+
+
+def test_response_log_probs_match_a_hand_computation_in_float32_for_a_half_precision_model(tokenizer):
+    causal_lm = make_tiny_causal_lm(seed=2)
+    rows = tokenized_rows(tokenizer)
+    input_ids, attention_mask, starts = padded_batch(rows, "left", tokenizer.pad_token_id)
+    response_mask = torch.arange(input_ids.shape[1]).unsqueeze(0) >= starts.unsqueeze(1)
+    per_token, summed = response_log_probs(causal_lm, input_ids, attention_mask, response_mask)
+    assert per_token.dtype == summed.dtype == torch.float32
+    for row, (prompt_ids, full_ids) in enumerate(rows):
+        expected = hand_token_log_probs(causal_lm, full_ids, len(prompt_ids))
+        start = starts[row].item()
+        assert torch.allclose(per_token[row, start:].double(), torch.tensor(expected, dtype=torch.float64), atol=1e-5)
+        assert torch.all(per_token[row, :start] == 0)
+    assert torch.allclose(summed, per_token.sum(-1))
+
+    half_per_token, _ = response_log_probs(causal_lm.to(torch.bfloat16), input_ids, attention_mask, response_mask)
+    assert half_per_token.dtype == torch.float32
+    assert torch.allclose(half_per_token, per_token, atol=0.1), "bf16 weights, float32 log-softmax"
+
+    with pytest.raises(ValueError, match="`response_mask` must have the shape of `input_ids`"):
+        response_log_probs(causal_lm, input_ids, attention_mask, response_mask[:1, :-1])
+
+
+def test_sequence_rewards_can_be_normalised_by_response_length(reward_model, tokenizer):
+    rows = tokenized_rows(tokenizer)
+    input_ids, attention_mask, starts = padded_batch(rows, "right", tokenizer.pad_token_id)
+    summed = reward_model.sequence_rewards(input_ids, attention_mask, prompt_length=starts)
+    assert torch.equal(
+        reward_model.sequence_rewards(input_ids, attention_mask, prompt_length=starts, normalize="sum"), summed
+    )
+    mean = reward_model.sequence_rewards(input_ids, attention_mask, prompt_length=starts, normalize="mean")
+    lengths = torch.tensor([len(full_ids) - len(prompt_ids) for prompt_ids, full_ids in rows])
+    assert torch.allclose(mean, summed / lengths)
+    with pytest.raises(ValueError, match="`normalize` must be 'sum'"):
+        reward_model.sequence_rewards(input_ids, attention_mask, normalize="max")
 
 
 def test_next_token_log_probs_of_left_padded_rows_match_unpadded_rows(reward_model, tokenizer):

@@ -1,0 +1,322 @@
+"""GenARM metadata (`genarm_config.json`) and the argument checks every entry point shares.
+
+`RewardModelMetadata` is the sidecar saved beside a reward model's weights. The validators below are the one
+place where `alpha`, `beta`, `beta_r` and length limits are checked, whether they come from Python
+(`GenARMLogitsProcessor`, `ARMConfig`, `AutoregressiveRewardModel`) or from the command line. This module imports
+nothing from the package, so every other module may import it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+
+__all__ = [
+    "DEFAULT_BETA_R",
+    "GENARM_CONFIG_NAME",
+    "GENARM_FORMAT_VERSION",
+    "RewardModelMetadata",
+    "validate_alpha",
+    "validate_beta",
+    "validate_beta_r",
+    "validate_positive_length",
+]
+
+GENARM_CONFIG_NAME = "genarm_config.json"
+DEFAULT_BETA_R = 0.1
+GENARM_FORMAT_VERSION = 1
+
+
+def _is_real_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _finite_positive_float(value: Any, name: str, meaning: str) -> float:
+    if not _is_real_number(value):
+        raise TypeError(f"`{name}` must be a positive float ({meaning}), got {type(value).__name__}.")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"`{name}` must be a finite float > 0 ({meaning}), got {value}.")
+    return float(value)
+
+
+def validate_beta_r(beta_r: Any, name: str = "beta_r") -> float:
+    """Check a reward scale `beta_r` (finite, > 0) and return it as a float.
+
+    Args:
+        beta_r (`float`): The value to check.
+        name (`str`, *optional*, defaults to `"beta_r"`): How the caller spells the argument in errors
+            (e.g. `"--beta-r"`).
+
+    Returns:
+        `float`
+
+    Raises:
+        `TypeError` for a non-number (or a bool), `ValueError` for zero, a negative, NaN or infinity.
+
+    Examples:
+
+    ```python
+    >>> validate_beta_r(1)
+    1.0
+    >>> validate_beta_r(0.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: `beta_r` must be a finite float > 0 (the reward scale), got 0.0.
+    ```
+    """
+    return _finite_positive_float(beta_r, name, "the reward scale")
+
+
+def validate_beta(beta: Any, name: str = "beta") -> float:
+    """Check a KL strength `beta` of guided decoding (finite, > 0) and return it as a float.
+
+    Args:
+        beta (`float`): The value to check.
+        name (`str`, *optional*, defaults to `"beta"`): How the caller spells the argument in errors.
+
+    Returns:
+        `float`
+
+    Examples:
+
+    ```python
+    >>> validate_beta(0.5)
+    0.5
+    ```
+    """
+    return _finite_positive_float(beta, name, "the KL strength")
+
+
+def validate_alpha(alpha: Any, num_models: int, name: str = "alpha") -> torch.Tensor:
+    """Check reward-model weights and return them as a float32 tensor of shape `(rows, num_models)`.
+
+    Args:
+        alpha (`float`, `list[float]` or `torch.Tensor`): One weight for every reward model, one weight per
+            reward model, or a `(batch, num_models)` tensor of per-row weights. Weights may be negative or zero
+            but must be finite.
+        num_models (`int`): Number of reward models the weights are for.
+        name (`str`, *optional*, defaults to `"alpha"`): How the caller spells the argument in errors.
+
+    Returns:
+        `torch.Tensor` of shape `(1, num_models)` (or `(batch, num_models)` for a per-row tensor), float32, on CPU.
+
+    Examples:
+
+    ```python
+    >>> validate_alpha([0.7, 0.3], num_models=2)
+    tensor([[0.7000, 0.3000]])
+    >>> validate_alpha(float("nan"), num_models=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: `alpha` must be finite, got [[nan]].
+    ```
+    """
+    if isinstance(alpha, bool):
+        raise TypeError(f"`{name}` must be a float, a list of floats or a tensor, got a bool.")
+    if _is_real_number(alpha):
+        weights = torch.full((1, num_models), float(alpha))
+    elif isinstance(alpha, (list, tuple)):
+        if not all(_is_real_number(value) for value in alpha):
+            raise TypeError(f"`{name}` given as a list must hold only floats.")
+        weights = torch.tensor([float(value) for value in alpha]).reshape(1, -1)
+    elif isinstance(alpha, torch.Tensor):
+        if alpha.dim() > 2:
+            raise ValueError(f"`{name}` as a tensor must be 1-D or (batch, n_reward_models); got {alpha.dim()}-D.")
+        weights = alpha.detach().float().cpu()
+        weights = weights.reshape(1, -1) if weights.dim() < 2 else weights
+    else:
+        raise TypeError(f"`{name}` must be a float, a list of floats or a tensor, got {type(alpha).__name__}.")
+    if weights.shape[1] != num_models:
+        raise ValueError(
+            f"`{name}` has {weights.shape[1]} weight(s) per row but there are {num_models} reward model(s); "
+            "pass one weight per reward model."
+        )
+    if not torch.isfinite(weights).all():
+        raise ValueError(f"`{name}` must be finite, got {weights.tolist()}.")
+    return weights
+
+
+def validate_positive_length(value: Any, name: str, *, allow_none: bool = True) -> int | None:
+    """Check a length limit (a token count such as `max_length`) and return it.
+
+    Args:
+        value (`int` or `None`): The limit; `None` means no limit when `allow_none` is true.
+        name (`str`): How the caller spells the argument in errors (e.g. `"max_new_tokens"`).
+        allow_none (`bool`, *optional*, defaults to `True`): Whether `None` is accepted.
+
+    Returns:
+        `int` or `None`
+
+    Examples:
+
+    ```python
+    >>> validate_positive_length(256, "max_length")
+    256
+    >>> validate_positive_length(0, "max_length")
+    Traceback (most recent call last):
+    ...
+    ValueError: `max_length` must be a positive int or None, got 0.
+    ```
+    """
+    if value is None and allow_none:
+        return None
+    expected = "a positive int or None" if allow_none else "a positive int"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"`{name}` must be {expected}, got {type(value).__name__}.")
+    if value < 1:
+        raise ValueError(f"`{name}` must be {expected}, got {value!r}.")
+    return value
+
+
+def _check_optional_str(value: Any, name: str) -> None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"`{name}` must be a string or null, got {type(value).__name__}.")
+
+
+def _check_fingerprint(value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise TypeError(f"`tokenizer` must be a tokenizer fingerprint (an object) or null, got {type(value).__name__}.")
+    size = value.get("vocab_size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"`tokenizer.vocab_size` must be a positive int, got {size!r}.")
+    if not isinstance(value.get("vocab_sha256"), str):
+        raise ValueError(f"`tokenizer.vocab_sha256` must be a string, got {value.get('vocab_sha256')!r}.")
+    special = value.get("special_tokens", {})
+    if not isinstance(special, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in special.items()):
+        raise ValueError(f"`tokenizer.special_tokens` must map token names to strings, got {special!r}.")
+
+
+@dataclass
+class RewardModelMetadata:
+    """GenARM metadata stored beside a reward model's weights in `genarm_config.json`.
+
+    Every field is checked when the metadata is built, read or written, so a damaged or foreign file fails on
+    loading with one error that names the file and the field.
+
+    Args:
+        beta_r (`float`, *optional*, defaults to `0.1`):
+            Scale of the reward: `r(x, y) = beta_r * sum_t log pi_r(y_t | x, y_<t)`.
+        base_model (`str`, *optional*):
+            Hub id or absolute folder of the causal LM the reward model was trained from.
+        tokenizer (`dict`, *optional*):
+            Fingerprint of its tokenizer (see `hf_genarm.vocab.tokenizer_fingerprint`), used to refuse a base
+            model whose tokenizer differs.
+        datasets (`list[str]`, *optional*):
+            Training data names.
+        metrics (`dict`, *optional*):
+            Evaluation metrics of the training run (shown in the model card).
+        library_version (`str`, *optional*):
+            Version of hf-genarm that wrote the file.
+        format_version (`int`, *optional*, defaults to `1`):
+            Version of the file's layout; files from a newer layout are refused rather than half read.
+
+    Examples:
+
+    ```python
+    >>> RewardModelMetadata(beta_r=0.05).beta_r
+    0.05
+    ```
+    """
+
+    beta_r: float = DEFAULT_BETA_R
+    base_model: str | None = None
+    tokenizer: dict[str, Any] | None = None
+    datasets: list[str] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    library_version: str | None = None
+    format_version: int = GENARM_FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field; raise `TypeError` or `ValueError` naming the first wrong one."""
+        self.beta_r = validate_beta_r(self.beta_r)
+        _check_optional_str(self.base_model, "base_model")
+        _check_optional_str(self.library_version, "library_version")
+        _check_fingerprint(self.tokenizer)
+        if not isinstance(self.datasets, list) or not all(isinstance(name, str) for name in self.datasets):
+            raise TypeError(f"`datasets` must be a list of strings, got {self.datasets!r}.")
+        if not isinstance(self.metrics, dict) or not all(
+            isinstance(name, str) and _is_real_number(value) for name, value in self.metrics.items()
+        ):
+            raise TypeError(f"`metrics` must map metric names to numbers, got {self.metrics!r}.")
+        version = self.format_version
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ValueError(f"`format_version` must be a positive int, got {version!r}.")
+        if version > GENARM_FORMAT_VERSION:
+            raise ValueError(
+                f"`format_version` is {version}, written by a newer hf-genarm that this one (format "
+                f"{GENARM_FORMAT_VERSION}) cannot read; upgrade hf-genarm (`pip install -U hf-genarm`)."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The metadata as the JSON object `genarm_config.json` holds."""
+        self.validate()
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str = GENARM_CONFIG_NAME) -> RewardModelMetadata:
+        """Build metadata from a parsed `genarm_config.json`, checking every field.
+
+        Keys this version does not know (added by a newer version of the same format) are ignored; `beta_r`
+        and `format_version`, which every writer records, are required.
+
+        Args:
+            raw (`dict`): The parsed JSON object.
+            source (`str`, *optional*): Where it came from, named in errors.
+
+        Raises:
+            `ValueError` naming `source` and the field, for anything that is not valid metadata.
+
+        Examples:
+
+        ```python
+        >>> RewardModelMetadata.from_dict({"beta_r": 0.2, "format_version": 1}).beta_r
+        0.2
+        >>> RewardModelMetadata.from_dict([], source="arm/genarm_config.json")
+        Traceback (most recent call last):
+        ...
+        ValueError: arm/genarm_config.json is not valid GenARM metadata: it must hold a JSON object, got list.
+        ```
+        """
+        if not isinstance(raw, dict):
+            kind = "null" if raw is None else type(raw).__name__
+            raise ValueError(f"{source} is not valid GenARM metadata: it must hold a JSON object, got {kind}.")
+        missing = [name for name in ("beta_r", "format_version") if name not in raw]
+        if missing:
+            raise ValueError(
+                f"{source} is not valid GenARM metadata: field `{missing[0]}` is missing (every hf-genarm "
+                "version writes it); re-save the reward model, or remove the file and pass `beta_r=` when loading."
+            )
+        known = {item.name: raw[item.name] for item in fields(cls) if item.name in raw}
+        try:
+            return cls(**known)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{source} is not valid GenARM metadata: {error}") from None
+
+    def to_json_file(self, path: str | os.PathLike) -> None:
+        """Write the metadata as indented JSON (after checking it)."""
+        content = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(content + "\n")
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> RewardModelMetadata:
+        """Read metadata written by `to_json_file`; a file that is not valid metadata raises one `ValueError`."""
+        try:
+            with open(path, encoding="utf-8") as handle:
+                raw = json.load(handle)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(
+                f"{os.fspath(path)} is not valid JSON ({error}); re-save the reward model, or remove the file and "
+                "pass `beta_r=` when loading."
+            ) from None
+        return cls.from_dict(raw, source=os.fspath(path))
