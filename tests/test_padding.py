@@ -1,0 +1,204 @@
+"""Left padding: the processor checks the prompt mask it is given, or infers it, or refuses; never guesses."""
+
+import pytest
+import torch
+from transformers import pipeline
+
+from hf_genarm import GenARMLogitsProcessor
+from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
+
+# Different lengths, so the batch is left-padded; none starts or holds the pad id.
+PROMPTS = ["The cat sat on", "Life", "Good friends and good food make"]
+NEW_TOKENS = 8
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return make_tiny_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def models():
+    return make_tiny_causal_lm("llama", seed=0, hidden_size=48), make_tiny_causal_lm(seed=1)
+
+
+def guided_generate(base, inputs, processor, **kwargs):
+    kwargs.setdefault("do_sample", False)
+    return base.generate(
+        **inputs,
+        logits_processor=[processor],
+        max_new_tokens=NEW_TOKENS,
+        min_new_tokens=NEW_TOKENS,
+        pad_token_id=0,
+        **kwargs,
+    )
+
+
+def alone(base, reward_model, tokenizer, prompt, **kwargs):
+    single = tokenizer([prompt], return_tensors="pt")
+    output = guided_generate(
+        base, single, GenARMLogitsProcessor(reward_model, alpha=2.0, tokenizer=tokenizer), **kwargs
+    )
+    return output[0, single["input_ids"].shape[1] :]
+
+
+@pytest.mark.parametrize("pad_source", ["tokenizer", "pad_token_id"])
+def test_mask_is_inferred_from_leading_pad_ids(models, tokenizer, pad_source):
+    base, reward_model = models
+    inputs = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    assert (inputs["attention_mask"] == 0).any(), "the batch must be padded for this test to mean anything"
+    told = {"tokenizer": tokenizer} if pad_source == "tokenizer" else {"pad_token_id": tokenizer.pad_token_id}
+    batched = guided_generate(base, inputs, GenARMLogitsProcessor(reward_model, alpha=2.0, **told))
+    width = inputs["input_ids"].shape[1]
+    for row, prompt in enumerate(PROMPTS):
+        assert torch.equal(batched[row, width:], alone(base, reward_model, tokenizer, prompt))
+
+
+def test_first_real_token_after_padding_is_scored_as_in_the_unpadded_row(models, tokenizer):
+    _, reward_model = models
+    padded = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    scores = torch.randn(len(PROMPTS), 400)
+    batched = GenARMLogitsProcessor(reward_model, tokenizer=tokenizer)(padded["input_ids"], scores)
+    for row, prompt in enumerate(PROMPTS):
+        single = tokenizer([prompt], return_tensors="pt")["input_ids"]
+        expected = GenARMLogitsProcessor(reward_model, tokenizer=tokenizer)(single, scores[row : row + 1])
+        torch.testing.assert_close(batched[row : row + 1], expected, atol=1e-5, rtol=0)
+
+
+def test_pipeline_batches_give_each_prompt_its_own_result(models, tokenizer):
+    base, reward_model = models
+    generator = pipeline("text-generation", model=base, tokenizer=tokenizer, batch_size=3)
+    processor = GenARMLogitsProcessor(reward_model, alpha=2.0, tokenizer=tokenizer)
+    results = generator(
+        PROMPTS,
+        logits_processor=[processor],
+        max_new_tokens=NEW_TOKENS,
+        min_new_tokens=NEW_TOKENS,
+        do_sample=False,
+        pad_token_id=0,
+        return_tensors=True,
+    )
+    for prompt, result in zip(PROMPTS, results):
+        generated = torch.tensor(result[0]["generated_token_ids"])[-NEW_TOKENS:]
+        assert torch.equal(generated, alone(base, reward_model, tokenizer, prompt))
+
+
+def test_several_prompts_without_mask_or_pad_id_are_refused(models, tokenizer):
+    base, reward_model = models
+    inputs = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    with pytest.raises(ValueError, match=r"cannot tell their padding.*attention_mask=.*pad_token_id="):
+        guided_generate(base, inputs, GenARMLogitsProcessor(reward_model))
+    # One prompt (repeated by generate() for num_return_sequences) has no padding to tell.
+    single = tokenizer([PROMPTS[0]], return_tensors="pt")
+    guided_generate(base, single, GenARMLogitsProcessor(reward_model), num_beams=2, num_return_sequences=2)
+
+
+def test_ambiguous_pad_ids_are_refused(models, tokenizer):
+    base, reward_model = models
+    processor = GenARMLogitsProcessor(reward_model, tokenizer=tokenizer)
+    bos_like = tokenizer([tokenizer.bos_token + prompt for prompt in PROMPTS], return_tensors="pt", padding=True)
+    with pytest.raises(ValueError, match="every row starts with the pad id 0"):
+        guided_generate(base, bos_like, processor)
+    inner = tokenizer([f"Life{tokenizer.eos_token} is short", "The cat sat"], return_tensors="pt", padding=True)
+    with pytest.raises(ValueError, match=r"row 0 holds the pad id 0 at column \d+, after its text"):
+        guided_generate(base, inner, processor)
+    # The mask resolves both: the BOS-like pad id opens every row, the inner EOS is text.
+    for inputs in (bos_like, inner):
+        told = GenARMLogitsProcessor(reward_model, attention_mask=inputs["attention_mask"], tokenizer=tokenizer)
+        guided_generate(base, inputs, told)
+
+
+def test_right_padding_is_refused_before_decoding(tokenizer):
+    reward_model = make_tiny_causal_lm(seed=1)
+    right = make_tiny_tokenizer(padding_side="right")(PROMPTS, return_tensors="pt", padding=True)
+    with pytest.raises(ValueError, match=r"`attention_mask` row \d has padding after its text.*padding_side = 'left'"):
+        GenARMLogitsProcessor(reward_model, attention_mask=right["attention_mask"])
+    own = {"input_ids": right["input_ids"], "attention_mask": right["attention_mask"]}
+    with pytest.raises(ValueError, match=r"reward_model_inputs\[0\]\['attention_mask'\]` row \d has padding after"):
+        GenARMLogitsProcessor(reward_model, reward_model_inputs=[own])
+    with pytest.raises(ValueError, match="row 1 masks every column"):
+        GenARMLogitsProcessor(reward_model, attention_mask=torch.tensor([[1, 1], [0, 0]]))
+    base = make_tiny_causal_lm(seed=0)
+    with pytest.raises(ValueError, match="after its text"):
+        guided_generate(base, right, GenARMLogitsProcessor(reward_model, tokenizer=tokenizer))
+
+
+def test_mask_of_fewer_prompts_is_not_taken_as_expansion(models, tokenizer):
+    base, reward_model = models
+    # Two different prompts of one length (no padding) and a one-row mask: not num_return_sequences copies.
+    inputs = tokenizer(["The cat sat", "Life is so"], return_tensors="pt", padding=True)
+    assert inputs["attention_mask"].all()
+    one_row = inputs["attention_mask"][:1]
+    with pytest.raises(ValueError, match="not 2 copies of 1 prompts"):
+        guided_generate(base, inputs, GenARMLogitsProcessor(reward_model, attention_mask=one_row))
+    with pytest.raises(ValueError, match="not 2 copies of 1 prompts"):
+        own = {"input_ids": inputs["input_ids"][:1]}
+        guided_generate(base, inputs, GenARMLogitsProcessor(reward_model, reward_model_inputs=[own]))
+    # Real expansion is still derived from the mask.
+    single = tokenizer([PROMPTS[0]], return_tensors="pt")
+    processor = GenARMLogitsProcessor(reward_model, attention_mask=single["attention_mask"])
+    guided_generate(base, single, processor, do_sample=True, num_return_sequences=3)
+
+
+@pytest.mark.parametrize("told", [{}, {"pad_token_id": 0}])
+def test_reused_processor_does_not_keep_a_stale_mask(models, tokenizer, told):
+    base, reward_model = models
+    first = tokenizer(["The cat sat on", "Life"], return_tensors="pt", padding=True)
+    second = tokenizer(["Life", "The cat sat on"], return_tensors="pt", padding=True)
+    assert first["input_ids"].shape == second["input_ids"].shape
+    assert not torch.equal(first["attention_mask"], second["attention_mask"])
+    processor = GenARMLogitsProcessor(reward_model, alpha=2.0, attention_mask=first["attention_mask"], **told)
+    guided_generate(base, first, processor)
+    guided_generate(base, first, processor)  # the same prompts again: the mask still fits
+    with pytest.raises(ValueError, match=r"reset\(attention_mask=\.\.\.\)"):
+        guided_generate(base, second, processor)
+    processor.reset(attention_mask=second["attention_mask"])
+    reused = guided_generate(base, second, processor)
+    fresh = guided_generate(
+        base, second, GenARMLogitsProcessor(reward_model, alpha=2.0, attention_mask=second["attention_mask"])
+    )
+    assert torch.equal(reused, fresh)
+
+
+def test_pad_token_id_is_checked():
+    reward_model = make_tiny_causal_lm(seed=1)
+    with pytest.raises(TypeError, match="`pad_token_id`"):
+        GenARMLogitsProcessor(reward_model, pad_token_id="0")
+    with pytest.raises(ValueError, match="differs from the pad id 0 of `tokenizer`"):
+        GenARMLogitsProcessor(reward_model, pad_token_id=3, tokenizer=make_tiny_tokenizer())
+
+
+def test_embedded_models_in_a_left_padded_batch_equal_each_prompt_alone():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hf_genarm import AutoregressiveRewardModel
+    from hf_genarm.assets import default_asset_path
+
+    tokenizer = AutoTokenizer.from_pretrained(default_asset_path("base"), padding_side="left")
+    base = AutoModelForCausalLM.from_pretrained(default_asset_path("base")).eval()
+    reward_model = AutoregressiveRewardModel.from_pretrained(default_asset_path("arm-sentiment")).eval()
+    prompts = ["You will", "The weather today is", "A friend", "Your next meal will be very", "Luck"]
+    generate_kwargs = {"max_new_tokens": NEW_TOKENS, "min_new_tokens": NEW_TOKENS, "do_sample": False}
+    generate_kwargs["pad_token_id"] = tokenizer.pad_token_id
+
+    def processor(**kwargs):
+        return GenARMLogitsProcessor(reward_model, alpha=1.0, beta=0.5, tokenizer=tokenizer, **kwargs)
+
+    expected = []
+    for prompt in prompts:
+        single = tokenizer([prompt], return_tensors="pt")
+        output = base.generate(**single, logits_processor=[processor()], **generate_kwargs)
+        expected.append(output[0, -NEW_TOKENS:])
+
+    inputs = tokenizer(prompts, return_tensors="pt", padding=True)
+    assert (inputs["attention_mask"] == 0).any()
+    with_mask = base.generate(
+        **inputs, logits_processor=[processor(attention_mask=inputs["attention_mask"])], **generate_kwargs
+    )
+    without_mask = base.generate(**inputs, logits_processor=[processor()], **generate_kwargs)
+    generator = pipeline("text-generation", model=base, tokenizer=tokenizer, batch_size=len(prompts))
+    piped = generator(prompts, logits_processor=[processor()], return_tensors=True, **generate_kwargs)
+    for row, tokens in enumerate(expected):
+        assert torch.equal(with_mask[row, -NEW_TOKENS:], tokens), f"mask given, row {row}"
+        assert torch.equal(without_mask[row, -NEW_TOKENS:], tokens), f"mask inferred, row {row}"
+        assert torch.equal(torch.tensor(piped[row][0]["generated_token_ids"][-NEW_TOKENS:]), tokens), f"pipeline {row}"
