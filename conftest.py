@@ -1,4 +1,7 @@
-"""Repository-wide pytest set-up: offline Hub, and doctests written inside Markdown code fences.
+"""Repository-wide pytest set-up: offline Hub, the asset build script importable, and Markdown-fenced doctests.
+
+`scripts/` is not a package (it stays out of the wheel); putting it on `sys.path` lets the tests import
+`build_demo_assets` by the same name under which pytest collects the script's doctests.
 
 Docstrings follow the transformers convention of wrapping `>>>` examples in ```python fences. The standard
 doctest parser would read the closing fence as expected output, so the example pattern below stops the
@@ -7,7 +10,9 @@ expected output at a fence line, as transformers' own doctest parser does.
 
 import doctest
 import os
+import pathlib
 import re
+import sys
 
 import torch
 
@@ -15,6 +20,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+SCRIPTS_DIR = pathlib.Path(__file__).resolve().parent / "scripts"
+if str(SCRIPTS_DIR) not in sys.path:
+    sys.path.insert(0, str(SCRIPTS_DIR))
 
 # Tiny test models run fastest on one thread, and one thread per process keeps concurrent jobs from
 # oversubscribing the cores (torch's thread pool spins while it waits).

@@ -27,7 +27,7 @@ plus the held-out pair accuracy of every reward model, an alpha sweep over the t
 Usage::
 
     python benchmarks/bench_quality.py --write-docs   # full run (~18 min on 2 CPU cores), writes the docs page
-    python -m hf_genarm.assets.build --stage all --quick --output-dir /tmp/a   # quick assets, ~15 s
+    python scripts/build_demo_assets.py --stage all --quick --output-dir /tmp/a   # quick assets, ~15 s
     python benchmarks/bench_quality.py --quick --assets-dir /tmp/a   # smoke test on them, < 1 min
 """
 
@@ -55,16 +55,17 @@ import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2ForSequenceClassification, PrinterCallback
 
 from hf_genarm import ARMConfig, ARMTrainer, AutoregressiveRewardModel, GenARMLogitsProcessor, plot_tradeoff
-from hf_genarm.assets import ASSETS_DIR, default_asset_path
-from hf_genarm.assets.build import ARMBuildConfig, preference_pairs_path, read_preference_pairs
+from hf_genarm.assets import ASSETS_DIR, default_asset_path, preference_pairs_path, read_preference_pairs
 from hf_genarm.baselines import ARGSLogitsProcessor, best_of_n
 from hf_genarm.data import prepare_preference_dataset
 from hf_genarm.demo.judges import SentimentJudge, TopicJudge
+from hf_genarm.trainer import disable_dropout
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS_PAGE = REPO_ROOT / "docs" / "benchmarks_quality.md"
 FRONT_PNG = REPO_ROOT / "docs" / "assets" / "quality_front.png"
-# The ARM stage's own limits (`ARMBuildConfig`): every model here sees the pairs exactly as the ARMs did.
+# The ARM stage's own limits (`ARMBuildConfig` in scripts/build_demo_assets.py): every model here sees the pairs
+# exactly as the ARMs did.
 MAX_LENGTH, MAX_PROMPT_LENGTH = 96, 32
 BOOTSTRAP_RESAMPLES = 2000
 SMALL_CLASSIFIER_LABEL = "classifier RM"
@@ -267,12 +268,6 @@ def win_values(scores: list[list[float]], baseline: list[list[float]]) -> list[l
 
 
 # ------------------------------------------------------------------------------------------------- training
-def _disable_dropout(model: torch.nn.Module) -> None:
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-
-
 def train_classifier(
     backbone_dir, train_pairs, settings: Settings, recipe: dict, pad: int, seed: int, steps: int | None = None
 ):
@@ -283,7 +278,7 @@ def train_classifier(
     torch.manual_seed(seed)
     model = GPT2ForSequenceClassification.from_pretrained(backbone_dir, num_labels=1)
     model.config.pad_token_id = pad
-    _disable_dropout(model)
+    disable_dropout(model)
     model.train()
     batch_size = 32
     steps_per_epoch = math.ceil(len(train_pairs) / batch_size)
@@ -321,17 +316,17 @@ def train_classifier(
 
 
 def arm_recipe(arm_dir: pathlib.Path) -> dict:
-    """The settings the `arm-sentiment` asset was trained with (its `training_info.json`), or `ARMBuildConfig`'s."""
+    """The settings the `arm-sentiment` asset was trained with, from the `training_info.json` its build wrote."""
     import json
 
-    defaults = dataclasses.asdict(ARMBuildConfig())
-    keys = ("beta_r", "learning_rate", "warmup_ratio", "weight_decay", "num_train_epochs")
-    recipe = {key: defaults[key] for key in keys}
     info_path = arm_dir / "training_info.json"
-    if info_path.exists():
-        config = json.loads(info_path.read_text(encoding="utf-8")).get("config", {})
-        recipe.update({key: config[key] for key in recipe if key in config})
-    return recipe
+    if not info_path.exists():
+        raise FileNotFoundError(
+            f"{info_path} is missing: the benchmark trains its base-size ARM with the asset's own recipe; rebuild the "
+            "asset with `python scripts/build_demo_assets.py --stage arm-sentiment`."
+        )
+    config = json.loads(info_path.read_text(encoding="utf-8"))["config"]
+    return {key: config[key] for key in ("beta_r", "learning_rate", "warmup_ratio", "weight_decay", "num_train_epochs")}
 
 
 def base_size_training_arguments(scratch: str, settings: Settings, seed: int) -> dict:

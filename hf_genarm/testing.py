@@ -1,12 +1,14 @@
 """Tiny, offline building blocks for tests, doctests and examples.
 
 Nothing here touches the Hugging Face Hub: the tokenizer is trained in well under a second on a
-built-in corpus with the `tokenizers` library, and models are built from configs with random weights.
+built-in corpus with the `tokenizers` library (the same recipe, `train_byte_level_bpe_tokenizer`, trains the
+demo assets' tokenizer on the fortunes), and models are built from configs with random weights.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import torch
 from transformers import (
@@ -20,7 +22,7 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-__all__ = ["TINY_CORPUS", "make_tiny_causal_lm", "make_tiny_tokenizer"]
+__all__ = ["END_OF_TEXT", "TINY_CORPUS", "make_tiny_causal_lm", "make_tiny_tokenizer", "train_byte_level_bpe_tokenizer"]
 
 END_OF_TEXT = "<|endoftext|>"
 
@@ -40,12 +42,53 @@ TINY_CORPUS = [
 ] * 4
 
 
+def train_byte_level_bpe_tokenizer(texts: Sequence[str], vocab_size: int = 4096) -> PreTrainedTokenizerFast:
+    """Train a GPT-2 style byte-level BPE tokenizer on `texts`: the recipe of the demo assets' tokenizer.
+
+    `<|endoftext|>` is its only special token and serves as BOS, EOS and pad token; padding is on the
+    left, as decoder-only generation wants.
+
+    Args:
+        texts (`Sequence[str]`): Training corpus.
+        vocab_size (`int`, *optional*, defaults to `4096`):
+            Target vocabulary size, including the 256 byte tokens and `<|endoftext|>`.
+
+    Returns:
+        `PreTrainedTokenizerFast`: the trained tokenizer.
+
+    Examples:
+
+    ```python
+    >>> tokenizer = train_byte_level_bpe_tokenizer(["A fortune a day.", "Keeps the doctor away?"], vocab_size=300)
+    >>> tokenizer.decode(tokenizer("A fortune")["input_ids"])
+    'A fortune'
+    ```
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[END_OF_TEXT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token=END_OF_TEXT,
+        eos_token=END_OF_TEXT,
+        pad_token=END_OF_TEXT,
+        padding_side="left",
+        model_max_length=1024,
+    )
+
+
 @functools.lru_cache(maxsize=4)
 def _trained_tokenizer_json(vocab_size: int) -> str:
-    # The same byte-level BPE recipe as the embedded assets' tokenizer, trained on the tiny corpus.
-    from .assets.build import train_fortune_tokenizer
-
-    return train_fortune_tokenizer(TINY_CORPUS, vocab_size=vocab_size).backend_tokenizer.to_str()
+    return train_byte_level_bpe_tokenizer(TINY_CORPUS, vocab_size=vocab_size).backend_tokenizer.to_str()
 
 
 def make_tiny_tokenizer(vocab_size: int = 400, padding_side: str = "left") -> PreTrainedTokenizerFast:

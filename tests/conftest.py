@@ -25,7 +25,7 @@ def _deterministic():
 @pytest.fixture(scope="session")
 def quick_assets(tmp_path_factory):
     """Every asset stage, from scratch, with the quick configs, into one output root: `(root, build results)`."""
-    from hf_genarm.assets.build import build_stages
+    from build_demo_assets import build_stages
 
     root = tmp_path_factory.mktemp("all-assets")
     return root, build_stages("all", root, quick=True)

@@ -3,16 +3,11 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
-from hf_genarm import AutoregressiveRewardModel, GenARMLogitsProcessor
-from hf_genarm.assets import default_asset_path
-from hf_genarm.assets.build import (
+from build_demo_assets import (
     ARM_QUICK_CONFIG,
     BASE_QUICK_CONFIG,
     CORPUS_LICENSE,
     END_OF_TEXT,
-    OBJECTIVES,
     PREFERENCES_QUICK_CONFIG,
     REWARD_BACKBONE_QUICK_CONFIG,
     PreferenceBuildConfig,
@@ -23,9 +18,11 @@ from hf_genarm.assets.build import (
     fortune_prompts,
     load_fortunes,
     pack_fortunes,
-    preference_pairs_path,
-    read_preference_pairs,
 )
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from hf_genarm import AutoregressiveRewardModel, GenARMLogitsProcessor
+from hf_genarm.assets import OBJECTIVES, default_asset_path, preference_pairs_path, read_preference_pairs
 from hf_genarm.vocab import tokenizer_fingerprint
 
 
@@ -95,7 +92,7 @@ def test_quick_build_model_produces_finite_logits(quick_base):
 
 
 def test_default_asset_path_names_the_rebuild_command():
-    with pytest.raises(FileNotFoundError, match=r"python -m hf_genarm\.assets\.build --stage no_such_stage"):
+    with pytest.raises(FileNotFoundError, match=r"python scripts/build_demo_assets\.py --stage no_such_stage"):
         default_asset_path("no_such_stage/model.safetensors")
     with pytest.raises(ValueError, match="relative"):
         default_asset_path("../escape")

@@ -7,19 +7,25 @@
 * `arm-sentiment/`, `arm-topic/`: autoregressive reward models trained with `ARMTrainer` on those pairs
   (`AutoregressiveRewardModel.from_pretrained` loads them).
 
-The assets are produced by `python -m hf_genarm.assets.build`, one stage at a time; each stage writes a
-folder named after itself under [`ASSETS_DIR`][hf_genarm.assets.ASSETS_DIR]. See `README.md` beside them.
-This module only locates them and imports nothing heavy; the build code lives in `hf_genarm.assets.build`.
+The assets are produced, one stage at a time, by `python scripts/build_demo_assets.py` in a clone of the
+repository (the build code is not part of the installed package); each stage writes a folder named after
+itself under [`ASSETS_DIR`][hf_genarm.assets.ASSETS_DIR]. See `README.md` beside them. This module locates
+and reads them and imports nothing heavy.
 """
 
 from __future__ import annotations
 
+import gzip
+import json
+import os
 import pathlib
 
-__all__ = ["ASSETS_DIR", "default_asset_path"]
+__all__ = ["ASSETS_DIR", "OBJECTIVES", "default_asset_path", "preference_pairs_path", "read_preference_pairs"]
 
 ASSETS_DIR: pathlib.Path = pathlib.Path(__file__).resolve().parent
 """Folder holding the package's demo assets (this package's own directory)."""
+OBJECTIVES = ("sentiment", "topic")
+"""What the two embedded reward models prefer: positive sentiment (VADER) and text about computers (MiniLM)."""
 
 
 def default_asset_path(name: str) -> pathlib.Path:
@@ -53,6 +59,54 @@ def default_asset_path(name: str) -> pathlib.Path:
         stage = relative.parts[0]
         raise FileNotFoundError(
             f"Demo asset {name!r} is missing (looked for {path}). Build it with "
-            f"`python -m hf_genarm.assets.build --stage {stage}`."
+            f"`python scripts/build_demo_assets.py --stage {stage}` in a clone of the repository."
         )
     return path
+
+
+def preference_pairs_path(preferences_dir: str | os.PathLike, objective: str, split: str) -> pathlib.Path:
+    """Path of the judged pairs of one objective and split in a `preferences` folder (gzip JSON Lines).
+
+    Args:
+        preferences_dir (`str` or `os.PathLike`): The folder, e.g. `ASSETS_DIR / "preferences"`.
+        objective (`str`): `"sentiment"` or `"topic"`.
+        split (`str`): `"train"` or `"held_out"`.
+
+    Returns:
+        `pathlib.Path`: `preferences_dir / f"{objective}_{split}.jsonl.gz"`, which `ARMTrainer`, `hf-genarm train`
+        and `read_preference_pairs` read as they are.
+
+    Examples:
+
+    ```python
+    >>> preference_pairs_path("prefs", "sentiment", "train").name
+    'sentiment_train.jsonl.gz'
+    ```
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"`objective` must be one of {OBJECTIVES}, got {objective!r}.")
+    if split not in ("train", "held_out"):
+        raise ValueError(f"`split` must be 'train' or 'held_out', got {split!r}.")
+    return pathlib.Path(preferences_dir) / f"{objective}_{split}.jsonl.gz"
+
+
+def read_preference_pairs(path: str | os.PathLike) -> list[dict]:
+    """Rows of a pairs file written by the `preferences` stage (gzip JSON Lines, or plain JSON Lines).
+
+    Args:
+        path (`str` or `os.PathLike`): The file, e.g. from `preference_pairs_path`.
+
+    Returns:
+        `list[dict]`: one dict per pair, with `prompt`, `chosen`, `rejected`, `score_chosen` and `score_rejected`.
+
+    Examples:
+
+    ```python
+    >>> rows = read_preference_pairs(preference_pairs_path(ASSETS_DIR / "preferences", "topic", "held_out"))
+    >>> sorted(rows[0])
+    ['chosen', 'prompt', 'rejected', 'score_chosen', 'score_rejected']
+    ```
+    """
+    opener = gzip.open if os.fspath(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]

@@ -21,8 +21,8 @@ from transformers.utils import logging
 from ..assets import default_asset_path
 from ..logits_process import GenARMLogitsProcessor
 from ..modeling import AutoregressiveRewardModel, positions_from_attention_mask
-from . import DEMO_BASE_TOP_K, DEMO_METHODS, DEMO_TOP_P, DemoMethod, DemoOptions
 from .judges import SentimentJudge, TopicJudge
+from .settings import DEMO_BASE_TOP_K, DEMO_METHODS, DEMO_TOP_P, DemoMethod, DemoOptions
 
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffd]")
 

