@@ -1,7 +1,13 @@
 """The `hf-genarm` command: guided generation, token-level scoring, training and sharing of reward models.
 
-Every subcommand checks its arguments before it loads a model: a bad argument is one line on stderr
-(`hf-genarm: error: ...`) and exit status 2. Errors raised while running (a model that does not load, a Hub
+The command parses its arguments into the library's own objects and calls the library. `train` is parsed by
+`transformers.HfArgumentParser` into `TrainScriptArguments` and `ARMConfig`, so every `TrainingArguments` field
+is an option (`--save_steps`, `--resume_from_checkpoint`, `--use_cpu`, `--report_to`, ...); `demo` is parsed
+into the demo's `DemoOptions`. Values are checked by the library's shared validators
+(`hf_genarm.configuration`) and, for generation options, by `transformers.GenerationConfig.validate`.
+
+Every command checks its arguments and input files before it loads a model: a bad argument is one line on
+stderr (`hf-genarm: error: ...`) and exit status 2. Errors raised while running (a model that does not load, a Hub
 error, ...) are one line too, with exit status 1; `--debug` shows their traceback instead.
 """
 
@@ -9,34 +15,38 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import gzip
 import json
-import math
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-__all__ = ["build_parser", "main", "run_demo"]
+__all__ = ["TrainScriptArguments", "build_parser", "main"]
 
 PROG = "hf-genarm"
+COMMANDS = {
+    "demo": "Run the offline demo on the embedded fortune-cookie models.",
+    "train": "Train an autoregressive reward model on preference pairs.",
+    "generate": "Generate with a base model guided by autoregressive reward models.",
+    "score": "Show the token-level rewards an autoregressive reward model gives a response.",
+    "push": "Upload a saved reward model to the Hugging Face Hub.",
+}
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 _DATA_FILE_TYPES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".csv")
 _SAVED_DATASET_FILES = ("dataset_dict.json", "state.json")
 _MODEL_FILES = ("config.json", "adapter_config.json")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+# LoRA settings when `--lora` is given without them: TRL's `ModelConfig` defaults.
+_LORA_DEFAULTS = {"lora_r": 16, "lora_alpha": 32.0, "lora_dropout": 0.05}
 
 
 class UsageError(Exception):
-    """A bad command-line argument; reported as one line with exit status 2."""
-
-
-class _ArgumentParser(argparse.ArgumentParser):
-    """An argparse parser whose errors become `UsageError`s, so that `main` reports them on one line."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
+    """A bad command-line argument or input file; reported as one line with exit status 2."""
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -48,90 +58,145 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         if (
             "%(default)" in help_text
             or action.nargs == 0
-            or default in (None, [], argparse.SUPPRESS)
+            or default in (None, [], "", argparse.SUPPRESS)
             or not action.option_strings
         ):
             return help_text
         return f"{help_text} (default: %(default)s)"
 
 
-# ------------------------------------------------------------------------------------------ argument types
-def _number_type(kind: type, name: str, check: Callable[[float], bool]) -> Callable[[str], Any]:
-    def convert(text: str) -> Any:
+def _parser(**kwargs: Any) -> Any:
+    """An `HfArgumentParser` whose errors become `UsageError`s, so that `main` reports them on one line."""
+    from transformers import HfArgumentParser
+
+    class CommandParser(HfArgumentParser):
+        def error(self, message: str) -> None:  # type: ignore[override]
+            raise UsageError(message)
+
+    return CommandParser(formatter_class=_HelpFormatter, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------ train arguments
+@dataclasses.dataclass
+class TrainScriptArguments:
+    """What `hf-genarm train` needs besides `ARMConfig`: the model to start from, the data and LoRA.
+
+    Args:
+        model (`str`): Causal LM to start from: a folder or Hub model id.
+        dataset (`str`): Preference pairs: a `.jsonl` / `.json` file (optionally `.gz`), a `.csv` file, a folder
+            saved with `Dataset.save_to_disk`, or a Hub dataset id.
+        split (`str`, *optional*, defaults to `"train"`): Split of a Hub dataset or a saved `DatasetDict`.
+        eval_dataset (`str`, *optional*): Held-out pairs, in the same forms as `dataset`.
+        eval_split (`str`, *optional*, defaults to `"test"`): Split of `eval_dataset`.
+        lora (`bool`, *optional*, defaults to `False`): Train a LoRA adapter instead of the full model.
+        lora_r (`int`, *optional*): LoRA rank (16 when `lora` is set).
+        lora_alpha (`float`, *optional*): LoRA scaling alpha (32).
+        lora_dropout (`float`, *optional*): LoRA dropout (0.05).
+        lora_target_modules (`list[str]`, *optional*): Module names to adapt (PEFT's choice for the
+            architecture when omitted).
+
+    Examples:
+
+    ```python
+    >>> from hf_genarm.cli import build_parser
+    >>> script_args, config = build_parser("train").parse_args_into_dataclasses(
+    ...     ["--model", "gpt2", "--dataset", "pairs.jsonl", "--output_dir", "arm", "--beta_r", "0.05", "--use_cpu"],
+    ...     look_for_args_file=False,
+    ... )
+    >>> script_args.model, config.beta_r, config.use_cpu, config.report_to
+    ('gpt2', 0.05, True, [])
+    ```
+    """
+
+    model: str = dataclasses.field(metadata={"help": "Causal LM to start from: a folder or Hub model id."})
+    dataset: str = dataclasses.field(
+        metadata={
+            "help": "Preference pairs: a .jsonl/.json file (optionally .gz), a .csv file, a folder saved with "
+            "Dataset.save_to_disk, or a Hub dataset id."
+        }
+    )
+    split: str = dataclasses.field(default="train", metadata={"help": "Split of a Hub dataset or a saved DatasetDict."})
+    eval_dataset: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "Held-out pairs (same forms as --dataset): evaluated at the end of training, and during it "
+            "according to --eval_strategy."
+        },
+    )
+    eval_split: str = dataclasses.field(
+        default="test", metadata={"help": "Split of --eval_dataset for a Hub dataset or a saved DatasetDict."}
+    )
+    lora: bool = dataclasses.field(default=False, metadata={"help": "Train a LoRA adapter instead of the full model."})
+    lora_r: int | None = dataclasses.field(
+        default=None, metadata={"help": f"LoRA rank ({_LORA_DEFAULTS['lora_r']} when omitted; needs --lora)."}
+    )
+    lora_alpha: float | None = dataclasses.field(
+        default=None,
+        metadata={"help": f"LoRA scaling alpha ({_LORA_DEFAULTS['lora_alpha']:g} when omitted; needs --lora)."},
+    )
+    lora_dropout: float | None = dataclasses.field(
+        default=None,
+        metadata={"help": f"LoRA dropout ({_LORA_DEFAULTS['lora_dropout']:g} when omitted; needs --lora)."},
+    )
+    lora_target_modules: list[str] | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "Module names to adapt, e.g. q_proj v_proj (PEFT's choice for the architecture when omitted; "
+            "needs --lora)."
+        },
+    )
+
+    def lora_config(self) -> Any:
+        """The `peft.LoraConfig` these options ask for, or `None` without `lora`.
+
+        Raises:
+            UsageError: when a LoRA option is given without `--lora`.
+        """
+        given = {name: getattr(self, name) for name in (*_LORA_DEFAULTS, "lora_target_modules")}
+        if not self.lora:
+            options = [f"--{name}" for name, value in given.items() if value is not None]
+            if options:
+                raise UsageError(f"{', '.join(options)} only applies with --lora; add --lora or drop it")
+            return None
+        from peft import LoraConfig
+
+        settings = {name: default if given[name] is None else given[name] for name, default in _LORA_DEFAULTS.items()}
         try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {name}, got {text!r}") from None
-        if not math.isfinite(value) or not check(value):
-            raise argparse.ArgumentTypeError(f"expected {name}, got {text!r}")
-        return value
-
-    convert.__name__ = name
-    return convert
-
-
-_positive_int = _number_type(int, "an integer >= 1", lambda value: value >= 1)
-_positive_float = _number_type(float, "a number > 0", lambda value: value > 0)
-_finite_float = _number_type(float, "a finite number", lambda value: True)
-_probability = _number_type(float, "a number in (0, 1]", lambda value: 0 < value <= 1)
-_dropout = _number_type(float, "a number in [0, 1)", lambda value: 0 <= value < 1)
+            return LoraConfig(
+                task_type="CAUSAL_LM",
+                r=settings["lora_r"],
+                lora_alpha=settings["lora_alpha"],
+                lora_dropout=settings["lora_dropout"],
+                target_modules=self.lora_target_modules,
+            )
+        except ValueError as error:
+            raise UsageError(f"LoRA options: {_one_line(error)}") from None
 
 
-def _device_type(text: str) -> str:
-    if text == "auto":
-        return text
-    import torch
-
-    try:
-        torch.device(text)
-    except (RuntimeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda, cuda:N or mps, got {text!r}") from None
-    return text
-
-
-def _non_empty(text: str) -> str:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("must not be empty")
-    return text
-
-
-# ------------------------------------------------------------------------------------------ the parser
-def _add_debug(parser: argparse.ArgumentParser, default: Any) -> None:
-    parser.add_argument(
-        "--debug", action="store_true", default=default, help="Show the full traceback when a command fails."
-    )
-
-
-def _add_model_loading(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument(
-        "--device",
-        type=_device_type,
-        default="auto",
-        help=f"Device for the {what}: auto (cuda, mps, cpu), cpu, cuda:N.",
-    )
-    parser.add_argument(
-        "--dtype", choices=_DTYPES, default="auto", help=f"Weights dtype of the {what} (auto: as saved)."
-    )
-
-
+# ------------------------------------------------------------------------------------------ help texts
 _MAIN_EPILOG = """\
+commands:
+{commands}
+
 examples:
-  hf-genarm demo --prompts 4
+  hf-genarm demo
   hf-genarm generate --base ./base --reward-model ./arm --alpha 1.0 --beta 0.5 "Question: how do I bake bread? Answer:"
   hf-genarm score --reward-model ./arm --prompt "Question: hi? Answer:" --response " Hello!" --html rewards.html
-  hf-genarm train --model ./base --dataset pairs.jsonl --output-dir ./arm --beta-r 0.1 --epochs 1
+  hf-genarm train --model ./base --dataset pairs.jsonl --output_dir ./arm --beta_r 0.1 --num_train_epochs 1
   hf-genarm push --reward-model ./arm --repo-id your-name/my-arm
 
 Run `hf-genarm COMMAND --help` for the options of a command.
 """
 
 _GENERATE_EPILOG = """\
-The next-token distribution is  log p_base + sum_i (alpha_i / beta) * log p_reward_i  (GenARM), to which
---temperature, --top-k and --top-p then apply. Without --reward-model the base model decodes alone.
+The next-token distribution is  log p_base + sum_i (alpha_i / beta) * log p_reward_i  (GenARM); --temperature,
+--top-k and --top-p then apply to it. Without --reward-model the base model decodes alone.
 
 examples:
   # one prompt, streamed to the terminal
   hf-genarm generate --base ./base --reward-model ./arm --beta 0.5 "Question: how do I bake bread? Answer:"
+  # a chat model: the prompt becomes a user message in the base tokenizer's chat template
+  hf-genarm generate --base Qwen/Qwen2.5-0.5B-Instruct --reward-model ./arm --chat-template "How do I bake bread?"
   # two reward models weighted 0.7 / 0.3, greedy, prompts from a file (one per line, or JSONL with "prompt")
   hf-genarm generate --base ./base --reward-model ./helpful --reward-model ./harmless \\
       --alpha 0.7 --alpha 0.3 --greedy --prompts-file prompts.jsonl --max-new-tokens 128
@@ -149,20 +214,28 @@ examples:
 """
 
 _TRAIN_EPILOG = """\
+Every transformers.TrainingArguments field is an option (spelled with _ or -): checkpoints with --save_steps,
+resuming with --resume_from_checkpoint, logging with --logging_steps and --report_to (default: none), mixed
+precision with --bf16. Under torchrun or accelerate launch each process trains on its share of the data and
+only the main process saves; --use_cpu trains on CPU processes over gloo.
+
 The data holds preference pairs in TRL's formats: prompt/chosen/rejected, implicit prompt (chosen/rejected),
 or conversational (lists of messages, rendered with the tokenizer's chat template).
 
 examples:
-  hf-genarm train --model ./base --dataset pairs.jsonl --output-dir ./arm --beta-r 0.1 --epochs 1
-  hf-genarm train --model ./base --dataset ./saved_dataset --split train --eval-dataset ./saved_dataset \\
-      --eval-split test --output-dir ./arm --lora --lora-r 16 --lora-alpha 32 --lora-target-modules c_attn
-  hf-genarm train --model Qwen/Qwen2.5-0.5B --dataset trl-lib/ultrafeedback_binarized --output-dir ./arm --lora
+  hf-genarm train --model ./base --dataset pairs.jsonl --output_dir ./arm --beta_r 0.1 --num_train_epochs 1
+  hf-genarm train --model ./base --dataset ./saved_dataset --split train --eval_dataset ./saved_dataset \\
+      --eval_split test --output_dir ./arm --lora --lora_r 16 --lora_alpha 32 --lora_target_modules c_attn
+  hf-genarm train --model ./base --dataset pairs.jsonl --output_dir ./arm --save_steps 200 \\
+      --resume_from_checkpoint ./arm/checkpoint-400
+  torchrun --nproc_per_node 2 -m hf_genarm.cli train --model ./base --dataset pairs.jsonl --output_dir ./arm --use_cpu
 """
 
 _PUSH_EPILOG = """\
 The folder is uploaded as saved (safetensors weights or a PEFT adapter, genarm_config.json, tokenizer and a
-model card) in one commit; nothing else in the repository is deleted. Prefer `hf auth login` or the HF_TOKEN
-environment variable to --token, which other users of the machine can see.
+model card) in one commit, after checking it; the model is not loaded and nothing else in the repository is
+deleted. Prefer `hf auth login` or the HF_TOKEN environment variable to --token, which other users of the
+machine can see.
 
 examples:
   hf-genarm push --reward-model ./arm --repo-id your-name/my-arm
@@ -177,209 +250,208 @@ examples:
   hf-genarm demo --prompts 8 --beta 0.5 --seed 1
 """
 
+_DEMO_HELP = {
+    "prompts": "Number of held-out fortune openings to continue.",
+    "max_new_tokens": "Tokens generated per prompt and method.",
+    "beta": "KL strength: each reward model's weight is alpha / beta.",
+    "seed": "Random seed, shared by every method.",
+}
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the `hf-genarm` argument parser with its subcommands `demo`, `train`, `generate`, `score`, `push`.
 
-    Parse errors raise `hf_genarm.cli.UsageError` (which `main` reports on one line) instead of exiting.
+# ------------------------------------------------------------------------------------------ parsers
+def _add_debug(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "--debug",
+        dest="show_traceback",
+        action="store_true",
+        default=default,
+        help="Show the full traceback when the command fails.",
+    )
 
-    Returns:
-        `argparse.ArgumentParser`: the parser.
 
-    Examples:
+def _add_model_loading(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--device", default="auto", help=f"Device for the {what}: auto (cuda, mps, cpu), cpu, cuda:N or mps."
+    )
+    parser.add_argument(
+        "--dtype", choices=_DTYPES, default="auto", help=f"Weights dtype of the {what} (auto: as saved)."
+    )
 
-    ```python
-    >>> from hf_genarm.cli import build_parser
-    >>> args = build_parser().parse_args(["score", "--reward-model", "arm", "--prompt", "Q:", "--response", " A"])
-    >>> args.command, args.reward_model
-    ('score', 'arm')
-    ```
-    """
-    parser = _ArgumentParser(
+
+def _main_parser() -> argparse.ArgumentParser:
+    from ._version import __version__
+
+    width = max(len(name) for name in COMMANDS)
+    listing = "\n".join(f"  {name:<{width}}  {text}" for name, text in COMMANDS.items())
+    parser = _parser(
         prog=PROG,
         description="GenARM: reward-guided generation with autoregressive reward models (Xu et al., ICLR 2025).",
-        epilog=_MAIN_EPILOG,
-        formatter_class=_HelpFormatter,
+        epilog=_MAIN_EPILOG.format(commands=listing),
     )
-    from . import __version__
-
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     _add_debug(parser, default=False)
-    commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
+    parser.add_argument("command", choices=list(COMMANDS), metavar="COMMAND", help="The command to run.")
+    return parser
 
-    def add_command(name: str, help_text: str, epilog: str, handler: Callable[[argparse.Namespace], int]) -> Any:
-        command = commands.add_parser(
-            name, help=help_text, description=help_text, epilog=epilog, formatter_class=_HelpFormatter
-        )
-        # SUPPRESS keeps `hf-genarm --debug COMMAND` working: the subcommand does not reset it to False.
-        _add_debug(command, default=argparse.SUPPRESS)
-        command.set_defaults(handler=handler)
-        return command
 
-    from .demo import DEMO_DEFAULTS
-
-    demo = add_command("demo", "Run the offline demo on the embedded fortune-cookie models.", _DEMO_EPILOG, run_demo)
-    demo.add_argument(
-        "--prompts", type=_positive_int, default=DEMO_DEFAULTS.prompts, metavar="N", help="Number of demo prompts."
-    )
-    demo.add_argument(
-        "--max-new-tokens",
-        type=_positive_int,
-        default=DEMO_DEFAULTS.max_new_tokens,
-        metavar="N",
-        help="Tokens generated per prompt.",
-    )
-    demo.add_argument(
-        "--beta",
-        type=_positive_float,
-        default=DEMO_DEFAULTS.beta,
-        metavar="BETA",
-        help="KL strength: reward weight is alpha / beta.",
-    )
-    demo.add_argument("--seed", type=int, default=DEMO_DEFAULTS.seed, metavar="N", help="Random seed.")
-
-    train = add_command("train", "Train an autoregressive reward model on preference pairs.", _TRAIN_EPILOG, _run_train)
-    data = train.add_argument_group("data")
-    data.add_argument(
-        "--dataset",
-        required=True,
-        metavar="SOURCE",
-        help="Preference pairs: a .jsonl/.json file (optionally .gz), a .csv file, a folder saved with "
-        "Dataset.save_to_disk, or a Hub dataset id.",
-    )
-    data.add_argument("--split", metavar="NAME", default="train", help="Split of a Hub dataset or a saved DatasetDict.")
-    data.add_argument(
-        "--eval-dataset", metavar="SOURCE", help="Held-out pairs (same forms as --dataset), evaluated every epoch."
-    )
-    data.add_argument(
-        "--eval-split", metavar="NAME", default="test", help="Split of --eval-dataset for a Hub dataset or DatasetDict."
-    )
-    data.add_argument(
-        "--max-length", metavar="N", type=_positive_int, help="Longest prompt + response in tokens (ARMConfig's)."
-    )
-    data.add_argument(
-        "--max-prompt-length",
-        metavar="N",
-        type=_positive_int,
-        help="Longest prompt in tokens (ARMConfig's, or half of --max-length when smaller).",
-    )
-    model = train.add_argument_group("model and optimisation")
-    model.add_argument(
-        "--model", metavar="PATH", required=True, help="Causal LM to start from: a folder or Hub model id."
-    )
-    model.add_argument(
-        "--output-dir", metavar="DIR", required=True, help="Folder the trained reward model is saved to."
-    )
-    model.add_argument(
-        "--beta-r", metavar="BETA_R", type=_positive_float, help="Reward scale beta_r (ARMConfig's: 0.1, as the paper)."
-    )
-    model.add_argument("--epochs", metavar="N", type=_positive_float, default=1.0, help="Training epochs.")
-    model.add_argument("--max-steps", metavar="N", type=_positive_int, help="Stop after this many optimiser steps.")
-    model.add_argument("--learning-rate", metavar="LR", type=_positive_float, default=5e-5, help="Peak learning rate.")
-    model.add_argument("--batch-size", metavar="N", type=_positive_int, default=8, help="Pairs per device per step.")
-    model.add_argument(
-        "--gradient-accumulation-steps", metavar="N", type=_positive_int, default=1, help="Steps per update."
-    )
-    model.add_argument(
-        "--logging-steps", metavar="N", type=_positive_int, default=10, help="Log metrics every N steps."
-    )
-    model.add_argument("--seed", metavar="N", type=int, default=42, help="Random seed.")
-    model.add_argument(
-        "--dtype", choices=_DTYPES, default="float32", help="Dtype the model is loaded in (auto: as saved)."
-    )
-    lora = train.add_argument_group("LoRA")
-    lora.add_argument("--lora", action="store_true", help="Train a LoRA adapter instead of the full model.")
-    lora.add_argument("--lora-r", metavar="R", type=_positive_int, help="LoRA rank (default 16; needs --lora).")
-    lora.add_argument(
-        "--lora-alpha", metavar="ALPHA", type=_positive_float, help="LoRA scaling alpha (default 32; needs --lora)."
-    )
-    lora.add_argument("--lora-dropout", metavar="P", type=_dropout, help="LoRA dropout (default 0.05; needs --lora).")
-    lora.add_argument(
-        "--lora-target-modules",
-        nargs="+",
-        metavar="MODULE",
-        help="Module names to adapt, e.g. q_proj v_proj (default: PEFT's choice for the architecture; needs --lora).",
+def _command_parser(command: str, epilog: str, dataclass_types: Sequence[type] = ()) -> Any:
+    return _parser(
+        dataclass_types=list(dataclass_types),
+        prog=f"{PROG} {command}",
+        description=COMMANDS[command],
+        epilog=epilog,
     )
 
-    generate = add_command(
-        "generate",
-        "Generate with a base model guided by autoregressive reward models.",
-        _GENERATE_EPILOG,
-        _run_generate,
-    )
-    generate.add_argument("prompts", nargs="*", metavar="PROMPT", help="Prompts to continue.")
-    generate.add_argument(
+
+def _demo_parser() -> Any:
+    from .demo import DemoOptions
+
+    parser = _command_parser("demo", _DEMO_EPILOG, [DemoOptions])
+    for action in parser._actions:
+        if action.dest in _DEMO_HELP:
+            action.help = _DEMO_HELP[action.dest]
+    _add_debug(parser, default=False)
+    return parser
+
+
+def _train_parser() -> Any:
+    from .trainer import ARMConfig
+
+    parser = _command_parser("train", _TRAIN_EPILOG, [TrainScriptArguments, ARMConfig])
+    # TrainingArguments falls back to "trainer_output"; a reward model is worth a folder the user names.
+    parser._option_string_actions["--output_dir"].required = True
+    return parser
+
+
+def _generate_parser() -> Any:
+    parser = _command_parser("generate", _GENERATE_EPILOG)
+    parser.add_argument("prompts", nargs="*", metavar="PROMPT", help="Prompts to continue.")
+    parser.add_argument(
         "--prompts-file",
         metavar="FILE",
-        help="Text file with one prompt per line, or a .jsonl file with a 'prompt' per line (multi-line prompts).",
+        help="Text file with one prompt per line, or a .jsonl (or .jsonl.gz) file with a 'prompt' per line "
+        "(for multi-line prompts).",
     )
-    generate.add_argument(
+    parser.add_argument(
         "--base", required=True, metavar="PATH", help="Base causal LM: a folder or Hub id (its tokenizer is used)."
     )
-    generate.add_argument(
+    parser.add_argument(
         "--reward-model",
         action="append",
         default=[],
         metavar="PATH",
         help="Autoregressive reward model (folder or Hub id); repeat for several.",
     )
-    generate.add_argument(
+    parser.add_argument(
         "--alpha",
         action="append",
-        type=_finite_float,
+        type=float,
         metavar="ALPHA",
         help="Weight of a reward model: once for all, or once per --reward-model in the same order (default 1.0).",
     )
-    generate.add_argument(
-        "--beta", type=_positive_float, default=1.0, metavar="BETA", help="KL strength: weights are alpha / beta."
+    parser.add_argument(
+        "--beta", type=float, default=1.0, metavar="BETA", help="KL strength: each weight is alpha / beta."
     )
-    generate.add_argument(
-        "--max-new-tokens", type=_positive_int, default=64, metavar="N", help="Tokens to generate per prompt."
+    parser.add_argument(
+        "--chat-template",
+        action="store_true",
+        help="Send each prompt as a user message through the base tokenizer's chat template (for chat models).",
     )
-    sampling = generate.add_mutually_exclusive_group()
+    parser.add_argument("--max-new-tokens", type=int, default=64, metavar="N", help="Tokens to generate per prompt.")
+    sampling = parser.add_mutually_exclusive_group()
     sampling.add_argument("--do-sample", dest="do_sample", action="store_true", default=True, help="Sample.")
-    sampling.add_argument("--greedy", dest="do_sample", action="store_false", help="Decode greedily (or beam search).")
-    generate.add_argument("--temperature", type=_positive_float, metavar="T", help="Sampling temperature.")
-    generate.add_argument("--top-k", type=_positive_int, metavar="K", help="Sample among the k most likely tokens.")
-    generate.add_argument("--top-p", type=_probability, metavar="P", help="Nucleus sampling probability mass.")
-    generate.add_argument("--num-beams", type=_positive_int, default=1, metavar="N", help="Beams for beam search.")
-    generate.add_argument(
-        "--num-return-sequences", type=_positive_int, default=1, metavar="N", help="Outputs per prompt."
+    sampling.add_argument(
+        "--greedy", dest="do_sample", action="store_false", help="Decode greedily (or with beam search)."
     )
-    generate.add_argument("--seed", type=int, metavar="N", help="Random seed, for reproducible sampling.")
-    generate.add_argument("--jsonl", action="store_true", help="Print one JSON object per output instead of text.")
-    _add_model_loading(generate, "models")
-
-    score = add_command(
-        "score",
-        "Show the token-level rewards an autoregressive reward model gives a response.",
-        _SCORE_EPILOG,
-        _run_score,
-    )
-    score.add_argument("--reward-model", required=True, metavar="PATH", help="Reward model: a folder or Hub id.")
-    score.add_argument(
-        "--prompt", metavar="TEXT", required=True, help="The prompt, as the reward model was trained to read it."
-    )
-    score.add_argument("--response", metavar="TEXT", required=True, type=_non_empty, help="The response to score.")
-    score.add_argument("--no-eos", action="store_true", help="Do not append EOS (score an unfinished response).")
-    score.add_argument("--html", metavar="FILE", help="Write a coloured HTML heatmap of the token rewards.")
-    score.add_argument("--png", metavar="FILE", help="Write a PNG heatmap of the token rewards (needs matplotlib).")
-    score.add_argument("--json", action="store_true", help="Print tokens, rewards and total as JSON.")
-    _add_model_loading(score, "reward model")
-
-    push = add_command("push", "Upload a saved reward model to the Hugging Face Hub.", _PUSH_EPILOG, _run_push)
-    push.add_argument("--reward-model", required=True, metavar="PATH", help="Folder of the saved reward model.")
-    push.add_argument(
-        "--repo-id", metavar="ID", required=True, type=_non_empty, help="Hub repository, e.g. your-name/my-arm."
-    )
-    push.add_argument("--private", action="store_true", default=None, help="Create the repository as private.")
-    push.add_argument("--revision", metavar="BRANCH", help="Branch to commit to (created if missing).")
-    push.add_argument("--token", metavar="TOKEN", help="Hub token (default: the saved login or HF_TOKEN).")
-    push.add_argument("--commit-message", metavar="TEXT", help="Commit message.")
+    parser.add_argument("--temperature", type=float, metavar="T", help="Sampling temperature.")
+    parser.add_argument("--top-k", type=int, metavar="K", help="Sample among the k most likely tokens.")
+    parser.add_argument("--top-p", type=float, metavar="P", help="Nucleus sampling probability mass.")
+    parser.add_argument("--num-beams", type=int, default=1, metavar="N", help="Beams for beam search.")
+    parser.add_argument("--num-return-sequences", type=int, default=1, metavar="N", help="Outputs per prompt.")
+    parser.add_argument("--seed", type=int, metavar="N", help="Random seed, for reproducible sampling.")
+    parser.add_argument("--jsonl", action="store_true", help="Print one JSON object per output instead of text.")
+    _add_model_loading(parser, "models")
+    _add_debug(parser, default=False)
     return parser
 
 
-# ------------------------------------------------------------------------------------------ validation
+def _score_parser() -> Any:
+    parser = _command_parser("score", _SCORE_EPILOG)
+    parser.add_argument("--reward-model", required=True, metavar="PATH", help="Reward model: a folder or Hub id.")
+    parser.add_argument(
+        "--prompt", metavar="TEXT", required=True, help="The prompt, as the reward model was trained to read it."
+    )
+    parser.add_argument("--response", metavar="TEXT", required=True, help="The response to score.")
+    parser.add_argument("--no-eos", action="store_true", help="Do not append EOS (score an unfinished response).")
+    parser.add_argument("--html", metavar="FILE", help="Write a coloured HTML heatmap of the token rewards.")
+    parser.add_argument("--png", metavar="FILE", help="Write a PNG heatmap of the token rewards (needs matplotlib).")
+    parser.add_argument("--json", action="store_true", help="Print tokens, rewards and total as JSON.")
+    _add_model_loading(parser, "reward model")
+    _add_debug(parser, default=False)
+    return parser
+
+
+def _push_parser() -> Any:
+    parser = _command_parser("push", _PUSH_EPILOG)
+    parser.add_argument("--reward-model", required=True, metavar="PATH", help="Folder of the saved reward model.")
+    parser.add_argument("--repo-id", metavar="ID", required=True, help="Hub repository, e.g. your-name/my-arm.")
+    parser.add_argument("--private", action="store_true", default=None, help="Create the repository as private.")
+    parser.add_argument("--revision", metavar="BRANCH", help="Branch to commit to (created if missing).")
+    parser.add_argument("--token", metavar="TOKEN", help="Hub token (default: the saved login or HF_TOKEN).")
+    parser.add_argument("--commit-message", metavar="TEXT", help="Commit message.")
+    _add_debug(parser, default=False)
+    return parser
+
+
+_COMMAND_PARSERS: dict[str, Callable[[], Any]] = {
+    "demo": _demo_parser,
+    "train": _train_parser,
+    "generate": _generate_parser,
+    "score": _score_parser,
+    "push": _push_parser,
+}
+
+
+def build_parser(command: str | None = None) -> Any:
+    """Build the parser of `hf-genarm` (`command=None`) or of one of its commands.
+
+    Each command's parser is built only when that command runs, so `hf-genarm generate` never imports the
+    trainer. Parsers are `transformers.HfArgumentParser`s whose errors raise `hf_genarm.cli.UsageError` (which
+    `main` reports on one line) instead of exiting; `train` parses into `TrainScriptArguments` and `ARMConfig`,
+    `demo` into `hf_genarm.demo.DemoOptions`.
+
+    Args:
+        command (`str`, *optional*): One of `demo`, `train`, `generate`, `score`, `push`.
+
+    Returns:
+        `transformers.HfArgumentParser`: the parser.
+
+    Examples:
+
+    ```python
+    >>> from hf_genarm.cli import build_parser
+    >>> args = build_parser("score").parse_args(["--reward-model", "arm", "--prompt", "Q:", "--response", " A"])
+    >>> args.reward_model, args.no_eos
+    ('arm', False)
+    ```
+    """
+    if command is None:
+        return _main_parser()
+    if command not in _COMMAND_PARSERS:
+        raise ValueError(f"`command` must be one of {list(COMMANDS)}, got {command!r}.")
+    return _COMMAND_PARSERS[command]()
+
+
+# ------------------------------------------------------------------------------------------ argument checks
+@contextlib.contextmanager
+def _as_usage_error(option: str) -> Iterator[None]:
+    """Report a library check's error as a bad value of `option` (exit status 2), before any model loads."""
+    try:
+        yield
+    except (ValueError, TypeError, OSError) as error:
+        raise UsageError(f"{option}: {_one_line(error)}") from None
+
+
 def _looks_like_hub_id(value: str) -> bool:
     if not _HUB_ID.match(value) or ".." in value or "--" in value:
         return False
@@ -398,6 +470,33 @@ def _check_model_source(value: str, option: str) -> None:
         raise UsageError(f"{option}: no such folder: {value}")
 
 
+def _nearest_existing(path: str) -> str:
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def _can_write_in(folder: str) -> bool:
+    # A real probe: os.access says yes to root everywhere, even on read-only or virtual file systems.
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def _check_writable_folder(value: str, option: str) -> None:
+    """A folder that exists and is writable, or can be created: its nearest existing ancestor is a writable folder."""
+    existing = _nearest_existing(value)
+    if existing == os.path.abspath(value) and not os.path.isdir(existing):
+        raise UsageError(f"{option}: {value} is a file; pass a folder")
+    if not os.path.isdir(existing):
+        raise UsageError(f"{option}: cannot create {value}: {existing} is a file, not a folder")
+    if not _can_write_in(existing):
+        raise UsageError(f"{option}: cannot write to {existing}; choose a folder you can write to")
+
+
 def _check_output_file(value: str | None, option: str) -> None:
     if value is None:
         return
@@ -406,14 +505,24 @@ def _check_output_file(value: str | None, option: str) -> None:
     folder = os.path.dirname(os.path.abspath(value))
     if not os.path.isdir(folder):
         raise UsageError(f"{option}: the folder {folder} does not exist")
+    if not _can_write_in(folder) or (os.path.exists(value) and not os.access(value, os.W_OK)):
+        raise UsageError(f"{option}: cannot write {value}; choose a path you can write to")
+
+
+def _is_json_lines(path: str) -> bool:
+    return path.lower().endswith((".jsonl", ".jsonl.gz"))
 
 
 def _read_prompts_file(path: str) -> list[str]:
     if not os.path.isfile(path):
         raise UsageError(f"--prompts-file: no such file: {path}")
-    with open(path, encoding="utf-8") as handle:
-        lines = handle.read().splitlines()
-    if not path.endswith(".jsonl"):
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"--prompts-file: cannot read {path}: {_one_line(error)}") from None
+    if not _is_json_lines(path):
         return [line for line in lines if line.strip()]
     prompts = []
     for number, line in enumerate(lines, start=1):
@@ -427,56 +536,113 @@ def _read_prompts_file(path: str) -> list[str]:
         if not isinstance(prompt, str):
             raise UsageError(f"--prompts-file: line {number} of {path} has no string 'prompt' field")
         prompts.append(prompt)
+    if not prompts:
+        raise UsageError(f"--prompts-file: {path} holds no prompt")
     return prompts
 
 
 def _check_device(device: str) -> None:
-    if device == "auto" or device.startswith("cpu"):
+    if device == "auto":
         return
     import torch
 
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device: expected auto, cpu, cuda, cuda:N or mps, got {device!r}") from None
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device: {device} requested but CUDA is not available; use --device cpu")
     if device.startswith("mps") and not torch.backends.mps.is_available():
         raise UsageError(f"--device: {device} requested but MPS is not available; use --device cpu")
 
 
-def _validate_generate(args: argparse.Namespace) -> None:
+def _generation_config(args: argparse.Namespace) -> Any:
+    """The `GenerationConfig` of the options, checked by `GenerationConfig.validate(strict=True)`."""
+    from transformers import GenerationConfig, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    options = {
+        "max_new_tokens": args.max_new_tokens,
+        "do_sample": args.do_sample,
+        "num_beams": args.num_beams,
+        "num_return_sequences": args.num_return_sequences,
+    }
+    options.update({name: getattr(args, name) for name in ("temperature", "top_k", "top_p")})
+    given = {name: value for name, value in options.items() if value is not None}
+    # GenerationConfig.validate checks how options combine; the warpers check the range of each value.
+    warpers = {"temperature": TemperatureLogitsWarper, "top_k": TopKLogitsWarper, "top_p": TopPLogitsWarper}
+    for name, warper in warpers.items():
+        if name in given:
+            with _as_usage_error(f"--{name.replace('_', '-')}"):
+                warper(given[name])
+    try:
+        config = GenerationConfig(**given)
+        config.validate(strict=True)
+    except ValueError as error:
+        # GenerationConfig ends some messages with advice about generation_config.json, which the CLI never reads.
+        message = _one_line(error).split(" If you're using a pretrained model")[0]
+        raise UsageError(f"generation options: {message}") from None
+    return config
+
+
+def _check_generate(args: argparse.Namespace) -> None:
+    from .configuration import validate_alpha, validate_beta
+
     _check_model_source(args.base, "--base")
     for path in args.reward_model:
         _check_model_source(path, "--reward-model")
-    if args.alpha is None:
-        args.alpha = [1.0]
-    elif not args.reward_model:
+    if args.alpha is not None and not args.reward_model:
         raise UsageError("--alpha needs at least one --reward-model")
-    elif len(args.alpha) not in (1, len(args.reward_model)):
-        raise UsageError(
-            f"--alpha: got {len(args.alpha)} values for {len(args.reward_model)} reward models; give one per "
-            "--reward-model or one for all"
-        )
+    alpha = [1.0] if args.alpha is None else args.alpha
+    if args.reward_model:
+        with _as_usage_error("--alpha"):
+            validate_alpha(alpha[0] if len(alpha) == 1 else alpha, len(args.reward_model), name="--alpha")
+    args.alpha = alpha
+    with _as_usage_error("--beta"):
+        validate_beta(args.beta, name="--beta")
+    args.generation_config = _generation_config(args)
     prompts = list(args.prompts)
     if args.prompts_file is not None:
         prompts += _read_prompts_file(args.prompts_file)
     if not prompts:
         raise UsageError("no prompt given; pass prompts as arguments or with --prompts-file")
+    for number, prompt in enumerate(prompts, start=1):
+        if not prompt.strip():
+            raise UsageError(f"prompt {number} is empty; give it some text (the base continues the prompt)")
     args.prompt_list = prompts
-    if not args.do_sample:
-        given = [name for name in ("temperature", "top_k", "top_p") if getattr(args, name) is not None]
-        if given:
-            options = ", ".join("--" + name.replace("_", "-") for name in given)
-            raise UsageError(f"{options} only apply when sampling; drop them or remove --greedy")
-    if args.num_beams > 1 and args.num_return_sequences > args.num_beams:
-        raise UsageError(
-            f"--num-return-sequences ({args.num_return_sequences}) cannot exceed --num-beams ({args.num_beams})"
-        )
     _check_device(args.device)
 
 
-def _validate_score(args: argparse.Namespace) -> None:
+def _check_demo(options: Any) -> None:
+    from .configuration import validate_beta, validate_positive_length
+
+    for name in ("prompts", "max_new_tokens"):
+        with _as_usage_error(f"--{name}"):
+            validate_positive_length(getattr(options, name), f"--{name}", allow_none=False)
+    with _as_usage_error("--beta"):
+        validate_beta(options.beta, name="--beta")
+
+
+def _check_score(args: argparse.Namespace) -> None:
     _check_model_source(args.reward_model, "--reward-model")
+    if not args.response.strip():
+        raise UsageError("--response: must not be empty")
     _check_output_file(args.html, "--html")
     _check_output_file(args.png, "--png")
     _check_device(args.device)
+
+
+def _check_push(args: argparse.Namespace) -> None:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(args.repo_id)
+    except HFValidationError as error:
+        raise UsageError(f"--repo-id: {_one_line(error)}") from None
+    path = args.reward_model
+    if not os.path.isdir(path):
+        raise UsageError(f"--reward-model: no such folder: {path} (push uploads a saved folder)")
+    if not any(os.path.isfile(os.path.join(path, name)) for name in _MODEL_FILES):
+        raise UsageError(f"--reward-model: {path} is not a saved model folder (no config.json or adapter_config.json)")
 
 
 def _check_dataset_source(value: str, option: str) -> None:
@@ -492,47 +658,82 @@ def _check_dataset_source(value: str, option: str) -> None:
         raise UsageError(f"{option}: no such file or folder: {value}")
 
 
-def _validate_train(args: argparse.Namespace) -> None:
-    _check_dataset_source(args.dataset, "--dataset")
-    if args.eval_dataset is not None:
-        _check_dataset_source(args.eval_dataset, "--eval-dataset")
-    _check_model_source(args.model, "--model")
-    if os.path.isfile(args.output_dir):
-        raise UsageError(f"--output-dir: {args.output_dir} is a file; pass a folder")
-    if None not in (args.max_length, args.max_prompt_length) and args.max_prompt_length >= args.max_length:
+def _load_dataset(source: str, split: str, option: str) -> Any:
+    """Read `--dataset`/`--eval-dataset` and check its pairs with the library before any model is loaded.
+
+    Returns what the trainer takes: the path of a JSON file (so that the run records its file name) or a
+    `datasets.Dataset`.
+    """
+    import datasets
+
+    from .data import _load_preference_data
+
+    _check_dataset_source(source, option)
+    with _as_usage_error(option):
+        if os.path.isfile(source) and source.lower().endswith(".csv"):
+            loaded = datasets.Dataset.from_csv(source)
+        elif os.path.isfile(source):
+            loaded = source
+        else:
+            loaded = datasets.load_from_disk(source) if os.path.isdir(source) else datasets.load_dataset(source)
+        if isinstance(loaded, datasets.DatasetDict):
+            if split not in loaded:
+                split_option = "--split" if option == "--dataset" else "--eval_split"
+                raise ValueError(f"{source} has no split {split!r}; choose one of {sorted(loaded)} with {split_option}")
+            loaded = loaded[split]
+        _load_preference_data(loaded, name=option)
+    return loaded
+
+
+def _launched_world_size() -> int:
+    """How many processes the launcher started: torchrun's WORLD_SIZE, or 2+ for `accelerate launch --cpu`.
+
+    `accelerate launch --cpu --num_processes N` (N > 1) starts one process (accelerate spawns several CPU
+    processes only through MPI) and says so only by setting `MASTER_ADDR`.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    asked_accelerate_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
+    if world_size == 1 and asked_accelerate_cpu and "MASTER_ADDR" in os.environ:
+        return 2
+    return world_size
+
+
+def _check_distributed_setup(config: Any) -> None:
+    """Refuse to train when the processes the launcher started would each train alone on all the data."""
+    launched = _launched_world_size()
+    if launched == 1 or config.world_size == launched:
+        return
+    if "WORLD_SIZE" not in os.environ:
         raise UsageError(
-            f"--max-prompt-length ({args.max_prompt_length}) must be smaller than --max-length ({args.max_length})"
+            "`accelerate launch --cpu --num_processes N` starts a single process (accelerate starts several CPU "
+            "processes only through MPI); for N CPU processes run `accelerate launch --multi_gpu --num_processes N "
+            "-m hf_genarm.cli train ... --use_cpu` or `torchrun --nproc_per_node N -m hf_genarm.cli train ... "
+            "--use_cpu`"
         )
-    if not args.lora:
-        given = [
-            "--" + name.replace("_", "-")
-            for name in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
-            if getattr(args, name) is not None
-        ]
-        if given:
-            raise UsageError(f"{', '.join(given)} only apply with --lora")
+    raise UsageError(
+        f"the launcher started {launched} processes but no accelerator backend joined them, so each would train "
+        "alone on all the data and save into the same folder; add --use_cpu to train on CPU processes over gloo, "
+        "or start one process per GPU"
+    )
 
 
-def _validate_push(args: argparse.Namespace) -> None:
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(args.repo_id)
-    except HFValidationError as error:
-        raise UsageError(f"--repo-id: {_one_line(error)}") from None
-    path = args.reward_model
-    if not os.path.isdir(path):
-        raise UsageError(f"--reward-model: no such folder: {path} (push uploads a saved folder)")
-    if not any(os.path.isfile(os.path.join(path, name)) for name in _MODEL_FILES):
-        raise UsageError(f"--reward-model: {path} is not a saved model folder (no config.json or adapter_config.json)")
-
-
-_VALIDATORS: dict[str, Callable[[argparse.Namespace], None]] = {
-    "generate": _validate_generate,
-    "score": _validate_score,
-    "train": _validate_train,
-    "push": _validate_push,
-}
+def _check_train(script_args: TrainScriptArguments, config: Any) -> dict[str, Any]:
+    """Check the train options and inputs; return the trainer's keyword arguments (all but the model)."""
+    _check_model_source(script_args.model, "--model")
+    peft_config = script_args.lora_config()
+    _check_writable_folder(config.output_dir, "--output_dir")
+    checkpoint = config.resume_from_checkpoint
+    if checkpoint is not None and not os.path.isfile(os.path.join(checkpoint, "trainer_state.json")):
+        raise UsageError(
+            f"--resume_from_checkpoint: {checkpoint} is not a checkpoint folder (no trainer_state.json); pass one "
+            f"of the checkpoint-N folders in {config.output_dir}"
+        )
+    _check_distributed_setup(config)
+    train_dataset = _load_dataset(script_args.dataset, script_args.split, "--dataset")
+    eval_dataset = None
+    if script_args.eval_dataset is not None:
+        eval_dataset = _load_dataset(script_args.eval_dataset, script_args.eval_split, "--eval_dataset")
+    return {"train_dataset": train_dataset, "eval_dataset": eval_dataset, "peft_config": peft_config}
 
 
 # ------------------------------------------------------------------------------------------ commands
@@ -568,9 +769,24 @@ def _load_tokenizer(path: str, **kwargs: Any) -> Any:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    # Llama-style tokenizers have no pad token; padding a batch of prompts (left) with EOS is what generate() expects.
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def _render_prompts(tokenizer: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Tokenize the prompts (left-padded), through the chat template with `--chat-template`."""
+    if not args.chat_template:
+        return tokenizer(args.prompt_list, return_tensors="pt", padding=True)
+    if not tokenizer.chat_template:
+        raise UsageError(f"--chat-template: the tokenizer of {args.base} has no chat template; drop --chat-template")
+    texts = [
+        tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+        for prompt in args.prompt_list
+    ]
+    # The rendered template already holds the special tokens (BOS, turn markers) the model expects.
+    return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
 
 
 def _print_outputs(args: argparse.Namespace, completions: list[str]) -> None:
@@ -588,7 +804,8 @@ def _print_outputs(args: argparse.Namespace, completions: list[str]) -> None:
         if index:
             print()
         print(f"=== {label} ===")
-        print(prompt + completion)
+        # A chat reply is not a continuation of the prompt's text: show it on its own line.
+        print(f"{prompt}\n{completion}" if args.chat_template else prompt + completion)
 
 
 def _run_generate(args: argparse.Namespace) -> int:
@@ -601,52 +818,46 @@ def _run_generate(args: argparse.Namespace) -> int:
     device = _resolve_device(args.device)
     with _loading("--base", args.base):
         tokenizer = _load_tokenizer(args.base, padding_side="left")
-        base = AutoModelForCausalLM.from_pretrained(args.base, **_dtype_kwargs(args.dtype)).to(device).eval()
     if tokenizer.pad_token is None and len(args.prompt_list) > 1:
-        raise ValueError(f"The tokenizer of {args.base} has neither a pad nor an EOS token to pad a batch of prompts.")
+        raise UsageError(f"--base: the tokenizer of {args.base} has neither a pad nor an EOS token to pad prompts")
+    inputs = _render_prompts(tokenizer, args)
+    with _loading("--base", args.base):
+        base = AutoModelForCausalLM.from_pretrained(args.base, **_dtype_kwargs(args.dtype)).to(device).eval()
     reward_models = []
     for path in args.reward_model:
         with _loading("--reward-model", path):
             reward_models.append(AutoregressiveRewardModel.from_pretrained(path, **_dtype_kwargs(args.dtype)))
     reward_models = [reward_model.to(device).eval() for reward_model in reward_models]
-    inputs = tokenizer(args.prompt_list, return_tensors="pt", padding=True).to(device)
+    inputs = inputs.to(device)
     processors = []
     if reward_models:
-        alpha = args.alpha[0] if len(args.alpha) == 1 else list(args.alpha)
         processors.append(
             GenARMLogitsProcessor(
                 reward_models,
-                alpha=alpha,
+                alpha=args.alpha[0] if len(args.alpha) == 1 else list(args.alpha),
                 beta=args.beta,
                 attention_mask=inputs["attention_mask"],
                 tokenizer=tokenizer,
             )
         )
-    generate_kwargs: dict[str, Any] = {
-        "max_new_tokens": args.max_new_tokens,
-        "do_sample": args.do_sample,
-        "num_beams": args.num_beams,
-        "num_return_sequences": args.num_return_sequences,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
-    for name in ("temperature", "top_k", "top_p"):
-        if getattr(args, name) is not None:
-            generate_kwargs[name] = getattr(args, name)
+    generation_config = args.generation_config
+    generation_config.pad_token_id = tokenizer.pad_token_id
     stream = not args.jsonl and args.num_beams == 1 and len(args.prompt_list) * args.num_return_sequences == 1
+    streamer = None
     if stream:
-        generate_kwargs["streamer"] = TextStreamer(tokenizer, skip_special_tokens=True)
+        streamer = TextStreamer(tokenizer, skip_prompt=args.chat_template, skip_special_tokens=True)
+        if args.chat_template:
+            print(args.prompt_list[0])
     if args.seed is not None:
         set_seed(args.seed)
     with torch.no_grad():
-        output = base.generate(**inputs, logits_processor=processors, **generate_kwargs)
+        output = base.generate(
+            **inputs, generation_config=generation_config, logits_processor=processors, streamer=streamer
+        )
     if not stream:
         completions = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
         _print_outputs(args, completions)
     return 0
-
-
-def _format_token(token: str) -> str:
-    return repr(token)
 
 
 def _run_score(args: argparse.Namespace) -> int:
@@ -663,13 +874,13 @@ def _run_score(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"tokens": tokens, "rewards": rewards, "total": total, "beta_r": reward_model.beta_r}))
     else:
-        shown = [_format_token(token) for token in tokens]
+        shown = [repr(token) for token in tokens]
         width = max(len("token"), *(len(token) for token in shown))
         print(f"{'#':>4}  {'token':<{width}}  {'reward':>10}")
         for index, (token, reward) in enumerate(zip(shown, rewards)):
             print(f"{index:>4}  {token:<{width}}  {reward:>10.4f}")
         print(f"total: {total:.4f}  ({len(tokens)} tokens, beta_r={reward_model.beta_r:g})")
-    title = f"{args.reward_model}: total reward {total:.4f}"
+    title = f"{os.path.basename(os.path.normpath(args.reward_model))}: total reward {total:.4f}"
     if args.html:
         with open(args.html, "w", encoding="utf-8") as handle:
             handle.write(token_reward_heatmap_html(tokens, rewards, title=title, full_page=True))
@@ -680,80 +891,17 @@ def _run_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_dataset(source: str, split: str) -> Any:
-    """A `datasets.Dataset`, or the path itself for JSON files (which the trainer reads row by row)."""
-    import datasets
+def _run_train(script_args: TrainScriptArguments, config: Any, trainer_inputs: dict[str, Any]) -> int:
+    from .trainer import ARMTrainer
 
-    if os.path.isfile(source):
-        if source.lower().endswith(".csv"):
-            return datasets.Dataset.from_csv(source)
-        return source
-    loaded = datasets.load_from_disk(source) if os.path.isdir(source) else datasets.load_dataset(source)
-    if isinstance(loaded, datasets.DatasetDict):
-        if split not in loaded:
-            raise UsageError(
-                f"{source} has no split {split!r}; choose one of {sorted(loaded)} with --split/--eval-split"
-            )
-        return loaded[split]
-    return loaded
-
-
-def _run_train(args: argparse.Namespace) -> int:
-    from .trainer import ARMConfig, ARMTrainer
-
-    with _loading("--dataset", args.dataset):
-        train_dataset = _load_dataset(args.dataset, args.split)
-    eval_dataset = None
-    if args.eval_dataset is not None:
-        with _loading("--eval-dataset", args.eval_dataset):
-            eval_dataset = _load_dataset(args.eval_dataset, args.eval_split)
-    config_kwargs: dict[str, Any] = {
-        "output_dir": args.output_dir,
-        "num_train_epochs": args.epochs,
-        "learning_rate": args.learning_rate,
-        "per_device_train_batch_size": args.batch_size,
-        "per_device_eval_batch_size": args.batch_size,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "logging_steps": args.logging_steps,
-        "seed": args.seed,
-        "report_to": "none",
-        "model_init_kwargs": _dtype_kwargs(args.dtype),
-        "eval_strategy": "epoch" if eval_dataset is not None else "no",
-    }
-    optional = {
-        "beta_r": args.beta_r,
-        "max_length": args.max_length,
-        "max_prompt_length": args.max_prompt_length,
-        "max_steps": args.max_steps,
-    }
-    config_kwargs.update({name: value for name, value in optional.items() if value is not None})
-    default_prompt_length = ARMConfig.__dataclass_fields__["max_prompt_length"].default
-    if args.max_prompt_length is None and args.max_length is not None and default_prompt_length is not None:
-        # A short --max-length alone should not clash with ARMConfig's default prompt limit.
-        config_kwargs["max_prompt_length"] = min(default_prompt_length, max(1, args.max_length // 2))
-    peft_config = None
-    if args.lora:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(
-            task_type="CAUSAL_LM",
-            r=args.lora_r or 16,
-            lora_alpha=args.lora_alpha or 32,
-            lora_dropout=0.05 if args.lora_dropout is None else args.lora_dropout,
-            target_modules=args.lora_target_modules,
-        )
-    config = ARMConfig(**config_kwargs)
-    with _loading("--model", args.model):
-        trainer = ARMTrainer(
-            model=args.model,
-            args=config,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            peft_config=peft_config,
-        )
-    result = trainer.train()
-    trainer.save_model(args.output_dir)
-    print(f"saved the reward model to {args.output_dir} (train loss {result.training_loss:.4f})")
+    with _loading("--model", script_args.model):
+        trainer = ARMTrainer(model=script_args.model, args=config, **trainer_inputs)
+    result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    if trainer_inputs["eval_dataset"] is not None and config.eval_strategy == "no":
+        trainer.evaluate()
+    trainer.save_model(config.output_dir)
+    if trainer.is_world_process_zero():
+        print(f"saved the reward model to {config.output_dir} (train loss {result.training_loss:.4f})")
     return 0
 
 
@@ -774,29 +922,10 @@ def _run_push(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    """Run `hf-genarm demo`: hand the parsed options to `hf_genarm.demo.main`.
-
-    The demo module is imported only here, so that the other commands never load the embedded assets.
-
-    Args:
-        args (`argparse.Namespace`): Parsed options of the `demo` subcommand (`prompts`, `max_new_tokens`, `beta`,
-            `seed`, `debug`).
-
-    Returns:
-        `int`: the exit status.
-
-    Examples:
-
-    ```python
-    >>> from hf_genarm.cli import build_parser
-    >>> build_parser().parse_args(["demo", "--prompts", "2"]).handler is run_demo
-    True
-    ```
-    """
+def _run_demo(options: Any) -> int:
     from . import demo
 
-    status = demo.main(args)
+    status = demo.main(options)
     return 0 if status is None else int(status)
 
 
@@ -806,6 +935,42 @@ def _one_line(error: BaseException) -> str:
     return text or type(error).__name__
 
 
+def _parse_dataclasses(parser: Any, argv: list[str]) -> tuple[Any, ...]:
+    try:
+        *parsed, unknown = parser.parse_args_into_dataclasses(
+            argv, return_remaining_strings=True, look_for_args_file=False
+        )
+    except (ValueError, TypeError) as error:  # raised by the dataclasses' own checks (__post_init__)
+        raise UsageError(_one_line(error)) from None
+    if unknown:
+        raise UsageError(f"unrecognized arguments: {' '.join(unknown)}")
+    return tuple(parsed)
+
+
+def _parse(argv: list[str]) -> tuple[bool, Callable[[], int]]:
+    """Parse and check `argv`; return whether to show tracebacks and the command, ready to run."""
+    # Options before the command belong to `hf-genarm` itself; everything after it to the command.
+    split = next((index for index, value in enumerate(argv) if not value.startswith("-")), len(argv))
+    if split == len(argv) and not {"-h", "--help", "--version"} & set(argv):
+        raise UsageError("choose a command: demo, train, generate, score or push (see hf-genarm --help)")
+    top = _main_parser().parse_args(argv[: split + 1])
+    command, rest = top.command, argv[split + 1 :]
+    parser = build_parser(command)
+    if command == "train":
+        script_args, config = _parse_dataclasses(parser, rest)
+        trainer_inputs = _check_train(script_args, config)
+        return top.show_traceback, lambda: _run_train(script_args, config, trainer_inputs)
+    if command == "demo":
+        options, extra = _parse_dataclasses(parser, rest)
+        _check_demo(options)
+        return top.show_traceback or extra.show_traceback, lambda: _run_demo(options)
+    args = parser.parse_args(rest)
+    checks = {"generate": _check_generate, "score": _check_score, "push": _check_push}
+    runners = {"generate": _run_generate, "score": _run_score, "push": _run_push}
+    checks[command](args)
+    return top.show_traceback or args.show_traceback, lambda: runners[command](args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `hf-genarm` command.
 
@@ -813,8 +978,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv (`list[str]`, *optional*): Arguments without the program name; defaults to `sys.argv[1:]`.
 
     Returns:
-        `int`: the exit status: 0 on success, 2 for a bad argument (reported before any model is loaded), 1 when
-        the command fails (one line on stderr; the traceback with `--debug`), 130 when interrupted.
+        `int`: the exit status: 0 on success, 2 for a bad argument or input file (reported before any model is
+        loaded), 1 when the command fails (one line on stderr; the traceback with `--debug`), 130 when
+        interrupted.
 
     Examples:
 
@@ -824,32 +990,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     2
     ```
     """
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser.parse_args(argv)
-        if args.command is None:
-            raise UsageError("choose a command: demo, train, generate, score or push (see hf-genarm --help)")
-        validator = _VALIDATORS.get(args.command)
-        if validator is not None:
-            validator(args)
+        show_traceback, run = _parse(argv)
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
     except SystemExit as exit_request:  # --help and --version
         return exit_request.code if isinstance(exit_request.code, int) else 0
     try:
-        return args.handler(args)
+        return run()
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, OSError, ImportError, RuntimeError) as error:
-        if args.debug:
+    except Exception as error:
+        if show_traceback or not _is_reportable(error):
             raise
         print(f"{PROG}: error: {_one_line(error)}", file=sys.stderr)
         return 1
+
+
+def _is_reportable(error: Exception) -> bool:
+    """Errors a user can act on from one line: bad values, files, the network and the Hub."""
+    reportable: tuple[type[Exception], ...] = (ValueError, TypeError, OSError, ImportError, RuntimeError)
+    # huggingface_hub raises its HTTP client's own errors for a failed connection (httpx2 in huggingface_hub 2,
+    # httpx in 1.x); an error of a client never imported cannot have been raised, so look only at loaded ones.
+    for client in ("httpx", "httpx2"):
+        if client in sys.modules:
+            reportable += (sys.modules[client].HTTPError,)
+    return isinstance(error, reportable)
 
 
 if __name__ == "__main__":

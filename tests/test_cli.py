@@ -1,22 +1,31 @@
 """The `hf-genarm` command, run in-process on tiny models saved to a temporary folder."""
 
+import dataclasses
 import gzip
 import json
+import os
 import shlex
-import sys
-import types
+import shutil
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
 import hf_genarm
-from hf_genarm import AutoregressiveRewardModel, GenARMLogitsProcessor
-from hf_genarm.cli import _load_dataset, build_parser, main
+from hf_genarm import ARMConfig, AutoregressiveRewardModel, GenARMLogitsProcessor
+from hf_genarm.cli import COMMANDS, TrainScriptArguments, build_parser, main
+from hf_genarm.demo import DEMO_DEFAULTS, DemoOptions
 from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
 
 PROMPTS = ["The cat sat on", "Life", "Good friends and good food make"]
-COMMANDS = ("demo", "train", "generate", "score", "push")
+CHAT_TEMPLATE = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}<|assistant|>"
+PAIRS = [
+    {"prompt": "Question: how are you? Answer:", "chosen": " Good, thank you!", "rejected": " I hate it."},
+    {"prompt": "Question: the weather? Answer:", "chosen": " Lovely and sunny.", "rejected": " The worst."},
+    {"prompt": "Question: a good book? Answer:", "chosen": " Any by Le Guin.", "rejected": " Books bore me."},
+    {"prompt": "Question: coffee or tea? Answer:", "chosen": " Both are lovely.", "rejected": " Neither, ugh."},
+]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -40,7 +49,19 @@ def saved(tmp_path_factory):
         reward_model.save_pretrained(folder / name, tokenizer=tokenizer)
     other = make_tiny_tokenizer(vocab_size=380)
     AutoregressiveRewardModel(make_tiny_causal_lm(seed=3), tokenizer=other).save_pretrained(folder / "foreign")
+    # A chat base as Llama-style tokenizers ship: a chat template and no pad token.
+    shutil.copytree(folder / "base", folder / "chat")
+    chat_tokenizer = make_tiny_tokenizer()
+    chat_tokenizer.pad_token = None
+    chat_tokenizer.chat_template = CHAT_TEMPLATE
+    chat_tokenizer.save_pretrained(folder / "chat")
     return folder
+
+
+def write_pairs(path, pairs=PAIRS, repeat=1):
+    text = "".join(json.dumps(pair) + "\n" for pair in pairs * repeat)
+    path.write_bytes(gzip.compress(text.encode()) if path.name.lower().endswith(".gz") else text.encode())
+    return path
 
 
 def cli(capsys, command_line, **paths):
@@ -76,21 +97,48 @@ def reference_completions(saved, prompts, reward_models, alpha, beta, **generate
 def test_main_help_lists_every_command_with_examples(capsys):
     status, out, _ = cli(capsys, "--help")
     assert status == 0
-    for command in COMMANDS:
-        assert f"hf-genarm {command}" in out
+    for command, description in COMMANDS.items():
+        assert f"hf-genarm {command}" in out and description in out
     assert "examples:" in out
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+def _options_with_help(parser):
+    return [(option, action.help) for action in parser._actions for option in action.option_strings]
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
 def test_each_command_help_is_complete(capsys, command):
     status, out, _ = cli(capsys, f"{command} --help")
     assert status == 0
     assert "examples:" in out and f"hf-genarm {command}" in out
-    subparser = build_parser()._subparsers._group_actions[0].choices[command]
-    for action in subparser._actions:
-        for option in action.option_strings:
-            assert option in out
-        assert action.help, f"{command} {action.option_strings or action.dest} has no help"
+    for option, help_text in _options_with_help(build_parser(command)):
+        assert option in out
+        assert help_text, f"{command} {option} has no help"
+
+
+def test_train_help_lists_every_training_arguments_field_with_its_help(capsys):
+    status, out, _ = cli(capsys, "train --help")
+    assert status == 0
+    flat = " ".join(out.split())
+    fields = [field for field in dataclasses.fields(ARMConfig) if field.init]
+    assert {field.name for field in dataclasses.fields(TrainingArguments) if field.init} <= {f.name for f in fields}
+    for field in [*fields, *dataclasses.fields(TrainScriptArguments)]:
+        assert f"--{field.name}" in out
+        help_text = field.metadata.get("help")
+        if help_text:
+            assert " ".join(help_text.split())[:40] in flat, field.name
+    beta_r_help = flat.split("--beta-r BETA_R ")[1].split(" --")[0]
+    assert beta_r_help.startswith("Reward scale") and beta_r_help.endswith("(default: 0.1)")
+
+
+def test_demo_options_come_from_the_demo_module(capsys, monkeypatch):
+    received = []
+    monkeypatch.setattr("hf_genarm.demo.main", lambda options: received.append(options) or 0)
+    assert cli(capsys, "demo")[0] == 0
+    assert cli(capsys, "demo --prompts 2 --max-new-tokens 5 --beta 0.5 --seed 7")[0] == 0
+    assert received == [DEMO_DEFAULTS, DemoOptions(prompts=2, max_new_tokens=5, beta=0.5, seed=7)]
+    out = cli(capsys, "demo --help")[1]
+    assert f"(default: {DEMO_DEFAULTS.prompts})" in out and f"(default: {DEMO_DEFAULTS.max_new_tokens})" in out
 
 
 def test_version_and_missing_command(capsys):
@@ -98,6 +146,8 @@ def test_version_and_missing_command(capsys):
     assert status == 0 and out.strip() == f"hf-genarm {hf_genarm.__version__}"
     status, _, err = cli(capsys, "")
     assert status == 2 and err.startswith("hf-genarm: error: choose a command")
+    status, _, err = cli(capsys, "fly")
+    assert status == 2 and "invalid choice: 'fly'" in err
 
 
 # ------------------------------------------------------------------------------------------ bad arguments
@@ -113,7 +163,8 @@ def no_model_loading(monkeypatch):
 
 
 GENERATE = "generate --base {saved}/base "
-TRAIN = "train --model {saved}/base --output-dir {tmp}/out "
+SCORE = "score --reward-model {saved}/arm --prompt Q --response A "
+TRAIN = "train --model {saved}/base --output_dir {tmp}/out "
 BAD_ARGUMENTS = {
     "missing base folder": ("generate --base {tmp}/missing Hi", "--base: no such folder"),
     "base is a file": ("generate --base {tmp}/prompts.txt Hi", "is a file"),
@@ -121,29 +172,40 @@ BAD_ARGUMENTS = {
     "missing reward model": (GENERATE + "--reward-model {tmp}/nope Hi", "--reward-model: no such folder"),
     "alpha count mismatch": (
         GENERATE + "--reward-model {saved}/arm --alpha 1 --alpha 2 Hi",
-        "--alpha: got 2 values for 1 reward models",
+        "--alpha: `--alpha` has 2 weight(s) per row but there are 1 reward model(s)",
     ),
     "alpha without reward model": (GENERATE + "--alpha 1 Hi", "--alpha needs at least one --reward-model"),
-    "alpha not finite": (GENERATE + "--reward-model {saved}/arm --alpha inf Hi", "finite number"),
-    "beta zero": (GENERATE + "--beta 0 Hi", "argument --beta: expected a number > 0, got '0'"),
-    "beta negative": (GENERATE + "--beta=-1 Hi", "argument --beta: expected a number > 0"),
+    "alpha not finite": (GENERATE + "--reward-model {saved}/arm --alpha inf Hi", "`--alpha` must be finite"),
+    "alpha not a number": (GENERATE + "--reward-model {saved}/arm --alpha x Hi", "argument --alpha: invalid float"),
+    "beta zero": (GENERATE + "--beta 0 Hi", "--beta: `--beta` must be a finite float > 0 (the KL strength), got 0.0"),
+    "beta negative": (GENERATE + "--beta=-1 Hi", "`--beta` must be a finite float > 0"),
     "unknown dtype": (GENERATE + "--dtype float8 Hi", "invalid choice: 'float8'"),
     "bad device": (GENERATE + "--device gpu7 Hi", "--device"),
     "no prompt": (GENERATE, "no prompt given"),
+    "empty prompt": (GENERATE + "Hi ''", "prompt 2 is empty"),
     "missing prompts file": (GENERATE + "--prompts-file {tmp}/none.txt", "--prompts-file: no such file"),
     "bad jsonl prompts": (GENERATE + "--prompts-file {tmp}/bad.jsonl", "line 2 of"),
-    "temperature with greedy": (GENERATE + "--greedy --temperature 0.7 Hi", "--temperature only apply when sampling"),
+    "bad upper-case JSONL prompts": (GENERATE + "--prompts-file {tmp}/BAD.JSONL", "line 2 of"),
+    "jsonl prompts without prompt": (GENERATE + "--prompts-file {tmp}/empty.jsonl", "holds no prompt"),
+    "temperature with greedy": (GENERATE + "--greedy --temperature 0.7 Hi", "generation options: "),
+    "greedy with two sequences": (
+        GENERATE + "--greedy --num-return-sequences 2 Hi",
+        "generation options: Greedy methods (do_sample != True) without beam search do not support "
+        "`num_return_sequences` different than 1 (got 2).",
+    ),
     "sample and greedy": (GENERATE + "--greedy --do-sample Hi", "not allowed with argument"),
     "too many beams returned": (
         GENERATE + "--greedy --num-beams 2 --num-return-sequences 3 Hi",
-        "cannot exceed --num-beams",
+        "`num_return_sequences` (3) has to be smaller or equal to `num_beams` (2)",
     ),
-    "zero new tokens": (GENERATE + "--max-new-tokens 0 Hi", "integer >= 1"),
+    "zero new tokens": (GENERATE + "--max-new-tokens 0 Hi", "`max_new_tokens` must be greater than 0"),
+    "top-p above one": (GENERATE + "--top-p 1.5 Hi", "--top-p: `top_p` has to be a float > 0 and < 1"),
+    "zero temperature": (GENERATE + "--temperature 0 Hi", "--temperature: "),
     "score missing reward model": ("score --reward-model {tmp}/nope --prompt Q --response A", "no such folder"),
-    "score html in missing folder": (
-        "score --reward-model {saved}/arm --prompt Q --response A --html {tmp}/no/x.html",
-        "--html: the folder",
-    ),
+    "score html in missing folder": (SCORE + "--html {tmp}/no/x.html", "--html: the folder"),
+    "score html in a file's place": (SCORE + "--html {tmp}/prompts.txt/x.html", "--html: the folder"),
+    "score html is a folder": (SCORE + "--html {tmp}", "--html: {tmp} is a folder"),
+    "score png in read-only place": (SCORE + "--png /proc/x.png", "--png: cannot write /proc/x.png"),
     "score empty response": ("score --reward-model {saved}/arm --prompt Q --response ' '", "must not be empty"),
     "push missing folder": ("push --reward-model {tmp}/nope --repo-id me/arm", "no such folder"),
     "push bad repo id": ("push --reward-model {saved}/arm --repo-id 'bad id!'", "--repo-id: Repo id must use"),
@@ -153,18 +215,48 @@ BAD_ARGUMENTS = {
         TRAIN + "--dataset {tmp}/prompts.txt",
         "not a .jsonl, .json (optionally .gz) or .csv file",
     ),
+    "train malformed dataset": (TRAIN + "--dataset {tmp}/bad.jsonl", "--dataset: Line 2 of"),
+    "train empty dataset": (TRAIN + "--dataset {tmp}/empty.jsonl", "--dataset: `--dataset` is empty"),
+    "train dataset without pairs": (TRAIN + "--dataset {tmp}/prompts.jsonl.gz", "needs 'chosen' and 'rejected'"),
+    "train not gzip": (TRAIN + "--dataset {tmp}/plain.jsonl.gz", "is not gzip-compressed"),
+    "train malformed eval dataset": (
+        TRAIN + "--dataset {tmp}/pairs.JSONL --eval_dataset {tmp}/bad.jsonl",
+        "--eval_dataset: Line 2 of",
+    ),
     "train folder not a dataset": (TRAIN + "--dataset {saved}/arm", "not a folder written by Dataset.save_to_disk"),
+    "train output dir is a file": (
+        "train --model {saved}/base --dataset {tmp}/pairs.JSONL --output_dir {tmp}/prompts.txt",
+        "--output_dir: {tmp}/prompts.txt is a file",
+    ),
+    "train output dir under a file": (
+        "train --model {saved}/base --dataset {tmp}/pairs.JSONL --output_dir {tmp}/prompts.txt/arm",
+        "--output_dir: cannot create",
+    ),
+    "train output dir read-only": (
+        "train --model {saved}/base --dataset {tmp}/pairs.JSONL --output_dir /proc/arm",
+        "--output_dir: cannot write to /proc",
+    ),
+    "train without output dir": (
+        "train --model {saved}/base --dataset {tmp}/pairs.JSONL",
+        "the following arguments are required: --output_dir",
+    ),
     "train lora options without lora": (
-        TRAIN + "--dataset {tmp}/bad.jsonl --lora-r 4 --lora-target-modules c_attn",
-        "--lora-r, --lora-target-modules only apply with --lora",
+        TRAIN + "--dataset {tmp}/pairs.JSONL --lora_r 4 --lora_target_modules c_attn",
+        "--lora_r, --lora_target_modules only applies with --lora",
     ),
     "train prompt not shorter": (
-        TRAIN + "--dataset {tmp}/bad.jsonl --max-length 8 --max-prompt-length 8",
-        "--max-prompt-length (8) must be smaller than --max-length (8)",
+        TRAIN + "--dataset {tmp}/pairs.JSONL --max_length 8 --max_prompt_length 8",
+        "`max_prompt_length` (8) must be smaller than `max_length` (8)",
     ),
-    "train beta_r zero": (TRAIN + "--dataset {tmp}/bad.jsonl --beta-r 0", "--beta-r"),
-    "demo zero prompts": ("demo --prompts 0", "--prompts: expected an integer >= 1"),
-    "unknown option": ("score --reward-model {saved}/arm --prompt Q --response A --bogus", "unrecognized arguments"),
+    "train beta_r zero": (TRAIN + "--dataset {tmp}/pairs.JSONL --beta_r 0", "`beta_r` must be a finite float > 0"),
+    "train not a checkpoint": (
+        TRAIN + "--dataset {tmp}/pairs.JSONL --resume_from_checkpoint {tmp}",
+        "--resume_from_checkpoint: {tmp} is not a checkpoint folder",
+    ),
+    "train unknown option": (TRAIN + "--dataset {tmp}/pairs.JSONL --epochs 2", "unrecognized arguments: --epochs"),
+    "demo zero prompts": ("demo --prompts 0", "--prompts: `--prompts` must be a positive int, got 0"),
+    "demo beta zero": ("demo --beta 0", "`--beta` must be a finite float > 0"),
+    "unknown option": (SCORE + "--bogus", "unrecognized arguments"),
 }
 
 
@@ -172,12 +264,18 @@ BAD_ARGUMENTS = {
 def test_bad_arguments_are_one_line_errors_with_status_2(capsys, saved, tmp_path, no_model_loading, case):
     (tmp_path / "prompts.txt").write_text("Hello\n")
     (tmp_path / "bad.jsonl").write_text('{"prompt": "ok"}\n{"prompt": \n')
+    (tmp_path / "BAD.JSONL").write_text('{"prompt": "ok"}\n{"prompt": \n')
+    (tmp_path / "empty.jsonl").write_text("\n")
+    (tmp_path / "plain.jsonl.gz").write_text(json.dumps(PAIRS[0]) + "\n")
+    (tmp_path / "prompts.jsonl.gz").write_bytes(gzip.compress(b'{"prompt": "Hi"}\n'))
+    write_pairs(tmp_path / "pairs.JSONL")
     command_line, message = BAD_ARGUMENTS[case]
     status, out, err = cli(capsys, command_line, saved=saved, tmp=tmp_path)
     assert status == 2
     assert out == ""
     assert err.count("\n") == 1 and err.startswith("hf-genarm: error: "), err
-    assert message in err
+    assert message.format(tmp=tmp_path) in err
+    assert not (tmp_path / "out").exists(), "nothing is written before the arguments are checked"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -199,9 +297,11 @@ def test_generate_single_prompt_streams_the_guided_completion(capsys, saved):
     assert out == PROMPTS[0] + expected + "\n"
 
 
-def test_generate_batch_with_two_reward_models_from_a_jsonl_file(capsys, saved, tmp_path):
-    prompts_file = tmp_path / "prompts.jsonl"
-    prompts_file.write_text("".join(json.dumps({"prompt": prompt}) + "\n" for prompt in PROMPTS[1:]))
+@pytest.mark.parametrize("file_name", ["prompts.jsonl", "PROMPTS.JSONL.GZ"])
+def test_generate_batch_with_two_reward_models_from_a_jsonl_file(capsys, saved, tmp_path, file_name):
+    prompts_file = tmp_path / file_name
+    text = "".join(json.dumps({"prompt": prompt}) + "\n" for prompt in PROMPTS[1:])
+    prompts_file.write_bytes(gzip.compress(text.encode()) if file_name.endswith(".GZ") else text.encode())
     status, out, _ = cli(
         capsys,
         GENERATE + "--reward-model {saved}/arm --reward-model {saved}/arm2 --alpha 0.7 --alpha 0.3 --beta 0.5 "
@@ -239,6 +339,32 @@ def test_generate_beam_search_and_the_base_alone(capsys, saved):
     assert status == 0
     base_alone = reference_completions(saved, ["Life"], ["arm"], 0.0, 1.0, max_new_tokens=4)[0]
     assert json.loads(out) == {"prompt": "Life", "completion": base_alone}
+
+
+def test_generate_with_the_chat_template_of_a_tokenizer_without_pad_token(capsys, saved):
+    command_line = GENERATE.replace("/base", "/chat") + (
+        "--reward-model {saved}/arm --greedy --max-new-tokens 5 --chat-template --jsonl {first} {second}"
+    )
+    status, out, err = cli(capsys, command_line, saved=saved, first=PROMPTS[0], second=PROMPTS[1])
+    assert status == 0, err
+    rendered = [f"<|user|>{prompt}\n<|assistant|>" for prompt in PROMPTS[:2]]
+    tokenizer = AutoTokenizer.from_pretrained(saved / "chat")
+    assert (
+        tokenizer.pad_token is None
+        and tokenizer.apply_chat_template(
+            [{"role": "user", "content": PROMPTS[0]}], tokenize=False, add_generation_prompt=True
+        )
+        == rendered[0]
+    )
+    expected = reference_completions(saved, rendered, ["arm"], 1.0, 1.0, max_new_tokens=5)
+    records = [json.loads(line) for line in out.splitlines()]
+    assert records == [{"prompt": prompt, "completion": text} for prompt, text in zip(PROMPTS[:2], expected)]
+
+
+def test_chat_template_option_needs_a_tokenizer_with_one(capsys, saved):
+    status, out, err = cli(capsys, GENERATE + "--chat-template --greedy Hi", saved=saved)
+    assert status == 2 and out == ""
+    assert err.endswith(f"--chat-template: the tokenizer of {saved}/base has no chat template; drop --chat-template\n")
 
 
 def test_library_errors_are_one_line_with_status_1_and_debug_shows_them(capsys, saved):
@@ -325,54 +451,130 @@ def test_push_passes_hub_options_and_the_tokenizer(capsys, saved, monkeypatch):
     assert len(kwargs["tokenizer"]) == 400
 
 
-def test_demo_hands_its_options_to_hf_genarm_demo(capsys, monkeypatch):
-    received = []
-    fake_demo = types.ModuleType("hf_genarm.demo")
-    fake_demo.main = received.append
-    monkeypatch.setitem(sys.modules, "hf_genarm.demo", fake_demo)
-    monkeypatch.setattr(hf_genarm, "demo", fake_demo, raising=False)
-    status, _, _ = cli(capsys, "demo --prompts 2 --max-new-tokens 5 --beta 0.5 --seed 7")
-    assert status == 0
-    [args] = received
-    assert (args.prompts, args.max_new_tokens, args.beta, args.seed) == (2, 5, 0.5, 7)
+def test_push_network_failure_is_one_line(capsys, saved, monkeypatch):
+    # Nothing listens on port 9 (discard): the connection is refused at once, as when the network is down.
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", "http://127.0.0.1:9")
+    status, out, err = cli(capsys, "push --reward-model {saved}/arm --repo-id me/arm --token hf_x", saved=saved)
+    assert status == 1 and out == ""
+    assert_one_line_error(err)
 
 
 # ------------------------------------------------------------------------------------------ train
-def test_training_data_sources(tmp_path):
+def test_training_data_sources(capsys, saved, tmp_path, no_model_loading):
     from datasets import Dataset, DatasetDict
 
+    from hf_genarm.cli import _load_dataset
+
     rows = [{"prompt": "Q:", "chosen": " yes", "rejected": " no"}] * 3
-    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    assert _load_dataset(str(tmp_path / "pairs.jsonl"), "train") == str(tmp_path / "pairs.jsonl")
+    for name in ("pairs.jsonl", "PAIRS.JSONL", "pairs.jsonl.gz", "pairs.JSONL.GZ"):
+        path = str(write_pairs(tmp_path / name, rows))
+        assert _load_dataset(path, "train", "--dataset") == path
     Dataset.from_list(rows).to_csv(tmp_path / "pairs.csv")
-    assert _load_dataset(str(tmp_path / "pairs.csv"), "train").to_list() == rows
+    assert _load_dataset(str(tmp_path / "pairs.csv"), "train", "--dataset").to_list() == rows
     DatasetDict({"train": Dataset.from_list(rows), "test": Dataset.from_list(rows[:1])}).save_to_disk(tmp_path / "d")
-    assert _load_dataset(str(tmp_path / "d"), "test").num_rows == 1
-    with pytest.raises(Exception, match="no split 'valid'"):
-        _load_dataset(str(tmp_path / "d"), "valid")
+    assert _load_dataset(str(tmp_path / "d"), "test", "--eval_dataset").num_rows == 1
+    status, _, err = cli(capsys, TRAIN + "--dataset {tmp}/d --split valid", saved=saved, tmp=tmp_path)
+    assert status == 2 and err.endswith(
+        f"hf-genarm: error: --dataset: {tmp_path}/d has no split 'valid'; choose one of ['test', 'train'] with "
+        "--split\n"
+    )
+
+
+TRAIN_RUN = (
+    "train --model {saved}/base --dataset {data} --output_dir {out} --beta_r 0.2 --per_device_train_batch_size 2 "
+    "--learning_rate 1e-3 --max_length 64 --use_cpu --disable_tqdm true "
+)
 
 
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
 def test_train_saves_a_reward_model(capsys, saved, tmp_path, lora):
-    pytest.importorskip("hf_genarm.trainer")
-    pairs = [
-        {"prompt": "Question: how are you? Answer:", "chosen": " Good, thank you!", "rejected": " I hate it."},
-        {"prompt": "Question: the weather? Answer:", "chosen": " Lovely and sunny.", "rejected": " The worst."},
-    ] * 2
-    # The LoRA run reads the same pairs gzip-compressed, as the embedded assets ship them.
-    data_file = tmp_path / ("pairs.jsonl.gz" if lora else "pairs.jsonl")
-    text = "".join(json.dumps(pair) + "\n" for pair in pairs)
-    data_file.write_bytes(gzip.compress(text.encode("utf-8")) if lora else text.encode("utf-8"))
-    command_line = (
-        "train --model {saved}/base --dataset {tmp}/" + data_file.name + " --output-dir {tmp}/arm --beta-r 0.2 "
-        "--max-steps 2 --batch-size 2 --learning-rate 1e-3 --max-length 64"
-    )
+    # The LoRA run reads the pairs gzip-compressed, as the embedded assets ship them.
+    data = write_pairs(tmp_path / ("pairs.jsonl.gz" if lora else "pairs.jsonl"))
+    command_line = TRAIN_RUN + "--max_steps 2"
     if lora:
-        command_line += " --lora --lora-r 4 --lora-alpha 8 --lora-target-modules c_attn"
-    status, out, err = cli(capsys, command_line, saved=saved, tmp=tmp_path)
-    assert status == 0, err
+        command_line += " --lora --lora_r 4 --lora_alpha 8 --lora_target_modules c_attn"
     output_dir = tmp_path / "arm"
+    status, out, err = cli(capsys, command_line, saved=saved, data=data, out=output_dir)
+    assert status == 0, err
+    assert out.count("saved the reward model") == 1
     assert f"saved the reward model to {output_dir}" in out
     assert json.loads((output_dir / "genarm_config.json").read_text())["beta_r"] == 0.2
     assert (output_dir / ("adapter_config.json" if lora else "model.safetensors")).is_file()
     assert AutoregressiveRewardModel.from_pretrained(output_dir).beta_r == 0.2
+    assert not any(name.startswith("runs") for name in os.listdir(output_dir)), "report_to defaults to none"
+
+
+def test_train_evaluates_the_eval_dataset_and_records_it(capsys, saved, tmp_path):
+    data = write_pairs(tmp_path / "pairs.jsonl")
+    status, _, err = cli(
+        capsys,
+        TRAIN_RUN + "--max_steps 1 --eval_dataset {data}",
+        saved=saved,
+        data=data,
+        out=tmp_path / "arm",
+    )
+    assert status == 0, err
+    metrics = json.loads((tmp_path / "arm" / "genarm_config.json").read_text())["metrics"]
+    assert 0 <= metrics["eval_preference_accuracy"] <= 1
+
+
+def _weights(folder):
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_train_interrupted_then_resumed_ends_with_the_weights_of_an_uninterrupted_run(
+    capsys, saved, tmp_path, monkeypatch
+):
+    from hf_genarm.trainer import ARMTrainer
+
+    data = write_pairs(tmp_path / "pairs.jsonl", repeat=2)
+    command_line = TRAIN_RUN + "--max_steps 4 --save_steps 2 --seed 1"
+    assert cli(capsys, command_line, saved=saved, data=data, out=tmp_path / "straight")[0] == 0
+
+    training_step = ARMTrainer.training_step
+
+    def ctrl_c_at_step_3(self, *args, **kwargs):
+        if self.state.global_step == 2:
+            raise KeyboardInterrupt
+        return training_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(ARMTrainer, "training_step", ctrl_c_at_step_3)
+    status, _, err = cli(capsys, command_line, saved=saved, data=data, out=tmp_path / "resumed")
+    assert status == 130 and err.endswith("hf-genarm: interrupted\n")
+    assert sorted(os.listdir(tmp_path / "resumed")) == ["checkpoint-2"]
+    monkeypatch.setattr(ARMTrainer, "training_step", training_step)
+    checkpoint = tmp_path / "resumed" / "checkpoint-2"
+    status, _, err = cli(
+        capsys,
+        command_line + " --resume_from_checkpoint {checkpoint}",
+        saved=saved,
+        data=data,
+        out=tmp_path / "resumed",
+        checkpoint=checkpoint,
+    )
+    assert status == 0, err
+    straight, resumed = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
+    assert straight.keys() == resumed.keys()
+    for name, tensor in straight.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0, msg=name)
+    started = _weights(checkpoint)
+    assert any(not torch.equal(started[name], tensor) for name, tensor in straight.items())
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [{"WORLD_SIZE": "2"}, {"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1"}],
+    ids=["torchrun-without-backend", "accelerate-launch-cpu"],
+)
+def test_a_launch_whose_processes_would_each_train_alone_is_refused(
+    capsys, saved, tmp_path, monkeypatch, no_model_loading, environment
+):
+    data = write_pairs(tmp_path / "pairs.jsonl")
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    command_line = TRAIN_RUN.replace("--use_cpu ", "")
+    status, out, err = cli(capsys, command_line + "--max_steps 1", saved=saved, data=data, out=tmp_path / "arm")
+    assert status == 2 and out == "" and err.count("\n") == 1
+    expected = "starts a single process" if "MASTER_ADDR" in environment else "each would train alone"
+    assert expected in err and "--use_cpu" in err

@@ -74,8 +74,8 @@ def test_demo_method_describes_its_weights():
 
 
 def test_the_command_line_and_the_library_share_the_demo_defaults():
-    parsed = cli.build_parser().parse_args(["demo"])
-    assert DemoOptions(parsed.prompts, parsed.max_new_tokens, parsed.beta, parsed.seed) == DEMO_DEFAULTS
+    options, _ = cli.build_parser("demo").parse_args_into_dataclasses([], look_for_args_file=False)
+    assert options == DEMO_DEFAULTS
 
 
 def test_demo_options_fill_missing_values_from_the_defaults(monkeypatch):
