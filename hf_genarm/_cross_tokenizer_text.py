@@ -1,0 +1,161 @@
+"""Text bookkeeping for cross-tokenizer guidance: the base's tokens as text, the reward model's tokens of that text.
+
+Two jobs, one per class:
+
+- `BaseTextDecoder` turns base token ids into the text they add, decoding only a short window of the
+  tokens before them (a tokenizer's decoder may change a token's text by what precedes it: `▁` prefixes,
+  byte-fallback and byte-level tokens that complete a character).
+- `RewardTokenizer` tokenizes text for the reward model and finds, in a pending tail of text, the longest
+  prefix whose reward-model tokens no later text can change (its "stable" part), so only the unstable tail
+  is re-tokenized each step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["BaseTextDecoder", "RewardTokenizer", "complete_text"]
+
+# A trailing U+FFFD is an incomplete UTF-8 character (byte-level or byte-fallback tokens of one character split
+# across tokens): it is held back until the tokens that complete it arrive.
+_INCOMPLETE = "\ufffd"
+# Base tokens decoded before the new ones, so the decoder sees what it needs of the left context.
+_DECODE_WINDOW = 8
+# Commit points tried per step (each try tokenizes three short strings).
+_MAX_SPLIT_TRIES = 3
+# Without word boundaries from a pre-tokenizer, a pending tail longer than this falls back to token boundaries
+# and keeps `_FALLBACK_PENDING_TOKENS` tokens pending.
+_LONG_PENDING_CHARS = 64
+_FALLBACK_PENDING_TOKENS = 4
+
+
+def complete_text(text: str) -> str:
+    """`text` without a trailing incomplete character (the U+FFFD a partial UTF-8 sequence decodes to)."""
+    return text.rstrip(_INCOMPLETE)
+
+
+class BaseTextDecoder:
+    """Text that base token ids add to a row, decoding a short window of context.
+
+    Args:
+        tokenizer (`PreTrainedTokenizerBase`): The base model's tokenizer.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.special_ids = frozenset(tokenizer.all_special_ids)
+
+    def decode(self, ids: list[list[int]]) -> list[str]:
+        """Decode each list of ids, special tokens skipped, spaces left exactly as the tokens hold them."""
+        return self.tokenizer.batch_decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def continuations(self, contexts: list[list[int]], additions: list[list[list[int]]]) -> list[list[str]]:
+        """For each row, the complete text each addition appends to the complete text of its context.
+
+        Args:
+            contexts (`list[list[int]]`): Each row's base ids so far.
+            additions (`list[list[list[int]]]`): Per row, the id sequences to append (candidates, or the new tokens).
+
+        Returns:
+            `list[list[str]]`: `complete(decode(context + addition))` minus `complete(decode(context))`.
+        """
+        windows = [context[-_DECODE_WINDOW:] for context in contexts]
+        before = [complete_text(text) for text in self.decode(windows)]
+        flat = [window + addition for window, row in zip(windows, additions) for addition in row]
+        after = iter(self.decode(flat))
+        texts = []
+        for context, row_additions, prefix in zip(contexts, additions, before):
+            row_texts = []
+            for addition in row_additions:
+                text = complete_text(next(after))
+                row_texts.append(
+                    text[len(prefix) :] if text.startswith(prefix) else self._full_continuation(context, addition)
+                )
+            texts.append(row_texts)
+        return texts
+
+    def _full_continuation(self, context: list[int], addition: list[int]) -> str:
+        # A decoder whose output for the window is not a suffix of its output for the whole row: decode it all.
+        whole_before, whole_after = (complete_text(text) for text in self.decode([context, context + addition]))
+        shared = 0
+        while shared < min(len(whole_before), len(whole_after)) and whole_before[shared] == whole_after[shared]:
+            shared += 1
+        return whole_after[shared:]
+
+
+class RewardTokenizer:
+    """The reward model's tokenizer, with the stable-prefix rule of cross-tokenizer guidance.
+
+    Args:
+        tokenizer (`PreTrainedTokenizerBase`): The reward model's tokenizer.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        self._pre_tokenizer = backend.pre_tokenizer if backend is not None else None
+        self.prefix_ids = self._special_prefix()
+        self.eos_token_id = tokenizer.eos_token_id
+
+    def _special_prefix(self) -> list[int]:
+        """Ids the tokenizer puts before any text (e.g. a BOS token); trailing special tokens are not kept."""
+        with_special = list(self.tokenizer("a")["input_ids"])
+        plain = list(self.tokenizer("a", add_special_tokens=False)["input_ids"])
+        for start in range(len(with_special) - len(plain) + 1):
+            if with_special[start : start + len(plain)] == plain:
+                return with_special[:start]
+        return []
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """Tokenize each text without special tokens."""
+        if not texts:
+            return []
+        return [list(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+    def stable_prefix(self, pending: str, force: bool = False) -> tuple[int, list[int]]:
+        """Characters and ids of the longest prefix of `pending` whose tokens text appended later cannot change.
+
+        A commit point is the start of a pre-token (a word, a run of spaces, punctuation, as the tokenizer's own
+        pre-tokenizer splits them) with at least two more pre-tokens after it, so that text appended later,
+        which can only extend or re-split the last pre-tokens, leaves it in place; and tokenizing both sides
+        apart must give the tokens of the whole (this refuses a `▁` the tokenizer would prepend to the right
+        side, a split inside a byte-fallback character, a normalizer that moves characters). Without word
+        boundaries (no pre-tokenizer, or one long word) a long tail falls back to token boundaries, keeping
+        a few tokens pending.
+
+        Args:
+            pending (`str`): Text not yet committed to the reward model's cache.
+            force (`bool`, *optional*, defaults to `False`):
+                Commit at least one token (a row whose cache is still empty needs a first token to condition on).
+
+        Returns:
+            `tuple[int, list[int]]`: the number of characters committed and their reward-model ids.
+        """
+        if not pending:
+            return 0, []
+        for point in self._commit_points(pending)[:_MAX_SPLIT_TRIES]:
+            left, right, whole = self.encode([pending[:point], pending[point:], pending])
+            if left and left + right == whole:
+                return point, left
+        if force:
+            return self._first_token(pending)
+        return 0, []
+
+    def _commit_points(self, pending: str) -> list[int]:
+        points = []
+        if self._pre_tokenizer is not None:
+            starts = [start for _, (start, _) in self._pre_tokenizer.pre_tokenize_str(pending)]
+            points = [start for start in starts[1:-1] if start > 0]
+        if len(pending) - max(points, default=0) > _LONG_PENDING_CHARS:
+            # One long word (or no pre-tokenizer): token boundaries, a few tokens before the end.
+            offsets = self.tokenizer(pending, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+            points += [start for start, _ in offsets[1 : len(offsets) - _FALLBACK_PENDING_TOKENS + 1] if start > 0]
+        return sorted(set(points), reverse=True)
+
+    def _first_token(self, pending: str) -> tuple[int, list[int]]:
+        offsets = self.tokenizer(pending, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        for _, end in offsets[:-1]:
+            left, right, whole = self.encode([pending[:end], pending[end:], pending])
+            if left and left + right == whole:
+                return end, left
+        return len(pending), self.encode([pending])[0]
