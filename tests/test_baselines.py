@@ -133,6 +133,36 @@ def test_best_of_n_can_score_completions_alone(base, tokenizer):
     assert all(not text.startswith(PROMPTS[0]) for text in seen)
 
 
+def test_best_of_n_can_rank_by_reward_per_completion_token(base, tokenizer):
+    # Many EOS ids make the completions stop at different lengths; generate() pads finished rows with 0, an EOS id.
+    kwargs = {"max_new_tokens": 8, "temperature": 2.0, "eos_token_id": list(range(0, 400, 7)), "pad_token_id": 0}
+
+    def summed_log_probs(texts):  # negative, like an ARM's summed log-probabilities
+        return [-1.0 - index % 5 for index in range(len(texts))]
+
+    torch.manual_seed(1)
+    raw = best_of_n(base, tokenizer, PROMPTS, summed_log_probs, n=4, **kwargs)
+    torch.manual_seed(1)
+    normalized = best_of_n(base, tokenizer, PROMPTS, summed_log_probs, n=4, length_normalized=True, **kwargs)
+    torch.manual_seed(1)
+    inputs = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    sequences = base.generate(**inputs, do_sample=True, num_return_sequences=4, **kwargs)
+    lengths = []
+    for row in sequences[:, inputs["input_ids"].shape[1] :].tolist():
+        ends = [column for column, token in enumerate(row) if token % 7 == 0]
+        lengths.append(ends[0] + 1 if ends else len(row))
+    assert len(set(lengths)) > 1, "the completions should differ in length"
+    assert normalized.candidates == raw.candidates
+    rewards = summed_log_probs([None] * 12)
+    for row in range(len(PROMPTS)):
+        expected = [rewards[4 * row + index] / lengths[4 * row + index] for index in range(4)]
+        assert raw.candidate_scores[row] == pytest.approx(rewards[4 * row : 4 * row + 4])
+        assert normalized.candidate_scores[row] == pytest.approx(expected)
+        best = max(range(4), key=lambda index: (expected[index], -index))
+        assert normalized.completions[row] == normalized.candidates[row][best]
+        assert normalized.scores[row] == pytest.approx(expected[best])
+
+
 def test_best_of_n_rejects_bad_arguments(base, tokenizer):
     with pytest.raises(ValueError, match="`n`"):
         best_of_n(base, tokenizer, PROMPTS, lambda texts: [0.0] * len(texts), n=0)
@@ -142,6 +172,8 @@ def test_best_of_n_rejects_bad_arguments(base, tokenizer):
         best_of_n(base, tokenizer, PROMPTS, lambda texts: [0.0] * len(texts), n=2, num_return_sequences=2)
     with pytest.raises(TypeError, match="reward_fn"):
         best_of_n(base, tokenizer, PROMPTS, "not callable", n=2)
+    with pytest.raises(TypeError, match="length_normalized"):
+        best_of_n(base, tokenizer, PROMPTS, lambda texts: [0.0] * len(texts), n=2, length_normalized="yes")
 
 
 # ------------------------------------------------------------------------------------------ ARGS

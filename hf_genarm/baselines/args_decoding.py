@@ -45,7 +45,8 @@ class _CachedCandidateRewards:
     As in the released ARGS code, the reward model's cache of each row's prefix is repeated for the `k` candidates,
     each candidate is fed as one new token, and the next step keeps the cache of the candidate generate() chose. A
     decoder classifier pools at its last token that is not the pad token; a candidate equal to the pad token (often
-    EOS) therefore gets the reward of its prefix, as a full forward pass would give it.
+    EOS) therefore gets the reward of its prefix, as a full forward pass would give it. Here the released code
+    differs: from its second step on, it scores such a candidate as the token itself (see `ARGSLogitsProcessor`).
     """
 
     def __init__(self, model: torch.nn.Module, cache_argument: str) -> None:
@@ -136,8 +137,13 @@ class ARGSLogitsProcessor(LogitsProcessor):
     candidate prefix is scored from scratch, in chunks of `batch_size`. GenARM's autoregressive reward model needs
     one cached one-token pass per token, whatever `k`.
 
-    Build one processor per `generate()` call (as `args_generate` does): the prompt mask belongs to one call.
+    One difference from the released ARGS code, measured on the same models: a candidate equal to the reward
+    model's pad token id (EOS on many models, as on the embedded demo models) is scored here with the reward of
+    its prefix, as a full forward pass gives it (a decoder classifier pools at its last non-pad token), while the
+    released code, from its second step on, feeds the token through its cache and scores the token itself. Every
+    other candidate gets the same score in both.
 
+    Build one processor per `generate()` call (as `args_generate` does): the prompt mask belongs to one call.
 
     Args:
         reward_model (`PreTrainedModel`, `SequenceClassifierReward` or callable):

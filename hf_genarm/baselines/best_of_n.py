@@ -17,9 +17,10 @@ class BestOfNOutput:
 
     Args:
         completions (`list[str]`): The best completion of each prompt (prompt excluded).
-        scores (`list[float]`): Its reward.
+        scores (`list[float]`): Its ranking score: the reward, or the reward per completion token when
+            `best_of_n` ranked with `length_normalized=True`.
         candidates (`list[list[str]]`): All `n` completions of each prompt, in sampling order.
-        candidate_scores (`list[list[float]]`): Their rewards.
+        candidate_scores (`list[list[float]]`): Their ranking scores.
 
     Examples:
 
@@ -44,6 +45,7 @@ def best_of_n(
     n: int,
     *,
     include_prompt: bool = True,
+    length_normalized: bool = False,
     **generate_kwargs: Any,
 ) -> BestOfNOutput:
     """Best-of-N: sample `n` completions per prompt with `generate()` and keep the highest-reward one.
@@ -66,6 +68,11 @@ def best_of_n(
             Completions sampled per prompt.
         include_prompt (`bool`, *optional*, defaults to `True`):
             Score `prompt + completion` (what classic reward models read); `False` scores the completion alone.
+        length_normalized (`bool`, *optional*, defaults to `False`):
+            Rank by the reward divided by the completion's number of generated tokens (EOS included, padding
+            excluded). A GenARM reward, `beta_r * sum_t log pi_r(y_t | x, y_<t)`, sums negative terms, so ranked
+            as it is it favours short completions; the per-token score removes that bias. The default keeps the
+            paper's summed reward.
         generate_kwargs:
             Passed to `generate()` (`max_new_tokens`, `temperature`, `top_p`, ...); `do_sample` defaults to `True`.
 
@@ -94,6 +101,8 @@ def best_of_n(
         raise ValueError(f"`n` must be a positive int (completions per prompt), got {n!r}.")
     if not callable(reward_fn):
         raise TypeError(f"`reward_fn` must be callable (texts -> scores), got {type(reward_fn).__name__}.")
+    if not isinstance(length_normalized, bool):
+        raise TypeError(f"`length_normalized` must be True or False, got {length_normalized!r}.")
     if "num_return_sequences" in generate_kwargs:
         raise ValueError("Pass the number of samples as `n`, not `num_return_sequences`.")
     generate_kwargs.setdefault("do_sample", True)
@@ -101,7 +110,8 @@ def best_of_n(
     inputs = tokenizer(prompt_list, return_tensors="pt", padding=True, padding_side="left").to(base.device)
     with torch.no_grad():
         output = base.generate(**inputs, num_return_sequences=n, **generate_kwargs)
-    completions = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    generated = output[:, inputs["input_ids"].shape[1] :]
+    completions = tokenizer.batch_decode(generated, skip_special_tokens=True)
     texts = [
         prompt_list[index // n] + completion if include_prompt else completion
         for index, completion in enumerate(completions)
@@ -111,6 +121,9 @@ def best_of_n(
         raise ValueError(f"`reward_fn` returned {scores.shape[0]} scores for {len(texts)} texts; return one per text.")
     if torch.isnan(scores).any():
         raise ValueError("`reward_fn` returned NaN scores; best-of-N cannot rank them.")
+    if length_normalized:
+        eos_token_id = generate_kwargs.get("eos_token_id", base.generation_config.eos_token_id)
+        scores = scores / _completion_lengths(generated, eos_token_id).cpu()
     grouped = scores.reshape(len(prompt_list), n)
     best = grouped.argmax(dim=-1).tolist()
     candidates = [completions[row * n : (row + 1) * n] for row in range(len(prompt_list))]
@@ -120,3 +133,11 @@ def best_of_n(
         candidates=candidates,
         candidate_scores=grouped.tolist(),
     )
+
+
+def _completion_lengths(generated: torch.Tensor, eos_token_id: int | Sequence[int] | None) -> torch.Tensor:
+    """Generated tokens of each row up to and including its first EOS; generate() pads the columns after it."""
+    if eos_token_id is None:
+        return torch.full((generated.shape[0],), generated.shape[1], dtype=torch.float32)
+    is_eos = torch.isin(generated, torch.as_tensor(eos_token_id, device=generated.device).reshape(-1)).long()
+    return ((is_eos.cumsum(-1) - is_eos) == 0).sum(-1).clamp_min(1).float()
