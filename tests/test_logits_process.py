@@ -455,3 +455,116 @@ def test_long_generation_past_the_cache_spare_room_equals_brute_force(tokenizer)
     generate(base, inputs, recorder, max_new_tokens=270, min_new_tokens=270, do_sample=True, num_beams=2)
     assert len(recorder.calls) == 270
     assert_every_step_matches(recorder, [reward_model], torch.tensor([[0.5]]), inputs["attention_mask"])
+
+
+def test_vocabulary_recorded_in_metadata_never_bans_base_tokens_silently(tokenizer):
+    # The reward model's metadata records the 400-token tokenizer; the base scores 416 ids, which only the base
+    # tokenizer can say are padded rows rather than real tokens.
+    base = make_tiny_causal_lm(vocab_size=416, seed=0)
+    reward_model = AutoregressiveRewardModel(make_tiny_causal_lm(vocab_size=416, seed=1), tokenizer=tokenizer)
+    inputs = tokenizer([PROMPTS[0]], return_tensors="pt")
+    with pytest.raises(ValueError, match=r"would ban the base's ids 400\.\.415.*`tokenizer=`"):
+        generate(base, inputs, GenARMLogitsProcessor(reward_model))
+    recorder = Recorder(GenARMLogitsProcessor(reward_model, tokenizer=tokenizer))
+    generate(base, inputs, recorder, max_new_tokens=3)
+    assert torch.isinf(recorder.calls[0][2][:, 400:]).all()
+
+
+def swapped_tokens_tokenizer(tokenizer):
+    """The same tokens and size as `tokenizer`, two of them with each other's ids."""
+    import json
+
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    data = json.loads(tokenizer.backend_tokenizer.to_str())
+    vocab = data["model"]["vocab"]
+    first, second = (token for token, index in vocab.items() if index in (300, 301))
+    vocab[first], vocab[second] = vocab[second], vocab[first]
+    special = {name: getattr(tokenizer, name) for name in ("bos_token", "eos_token", "pad_token")}
+    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(data)), **special)
+
+
+def test_tokenizer_with_same_size_but_other_tokens_or_special_tokens_is_refused(tokenizer):
+    swapped = swapped_tokens_tokenizer(tokenizer)
+    assert len(swapped) == len(tokenizer)
+    with pytest.raises(ValueError, match="same vocabulary size but different tokens"):
+        GenARMLogitsProcessor(
+            AutoregressiveRewardModel(make_tiny_causal_lm(seed=1), tokenizer=swapped), tokenizer=tokenizer
+        )
+    with pytest.raises(ValueError, match="same vocabulary size but different tokens"):
+        GenARMLogitsProcessor(make_tiny_causal_lm(seed=1), tokenizer=tokenizer, reward_model_tokenizers=[swapped])
+    other_special = make_tiny_tokenizer()
+    other_special.pad_token = "."
+    assert other_special.get_vocab() == tokenizer.get_vocab()
+    with pytest.raises(ValueError, match=r"pad_token '<\|endoftext\|>' \(base\) vs '\.' \(reward model\)"):
+        GenARMLogitsProcessor(make_tiny_causal_lm(seed=1), tokenizer=tokenizer, reward_model_tokenizers=[other_special])
+
+
+def test_plain_causal_lm_with_tokenizer_says_it_cannot_be_checked(tokenizer, caplog):
+    import logging
+
+    logging.Logger.warning_once.cache_clear()
+    with caplog.at_level(logging.WARNING):
+        GenARMLogitsProcessor(
+            AutoregressiveRewardModel(make_tiny_causal_lm(seed=1), tokenizer=tokenizer), tokenizer=tokenizer
+        )
+        GenARMLogitsProcessor(make_tiny_causal_lm(seed=1), tokenizer=tokenizer, reward_model_tokenizers=[tokenizer])
+    assert "cannot be checked" not in caplog.text
+    with caplog.at_level(logging.WARNING):
+        GenARMLogitsProcessor([make_tiny_causal_lm(seed=1)], tokenizer=tokenizer)
+    assert "`reward_models[0]` (GPT2LMHeadModel) records no tokenizer, so it cannot be checked" in caplog.text
+
+
+def test_reward_model_in_training_mode_guides_without_dropout(tokenizer, caplog):
+    import logging
+
+    base = make_tiny_causal_lm(seed=0)
+    reward_model = make_tiny_causal_lm(seed=1).train()
+    assert reward_model.config.resid_pdrop > 0, "dropout must be on for this test to mean anything"
+    inputs = left_padded(tokenizer)
+    logging.Logger.warning_once.cache_clear()
+    outputs = []
+    with caplog.at_level(logging.WARNING):
+        for seed in (1, 2):
+            torch.manual_seed(seed)
+            recorder = Recorder(GenARMLogitsProcessor(reward_model, attention_mask=inputs["attention_mask"]))
+            outputs.append(generate(base, inputs, recorder, max_new_tokens=6, do_sample=False))
+    assert "is in training mode; GenARM runs its forward passes in eval mode" in caplog.text
+    assert torch.equal(outputs[0], outputs[1])
+    assert reward_model.training and all(module.training for module in reward_model.modules())
+    reward_model.eval()
+    assert_every_step_matches(recorder, [reward_model], torch.tensor([[1.0]]), inputs["attention_mask"])
+
+
+def count_forwards(model):
+    calls = []
+    model.register_forward_hook(lambda *args: calls.append(1))
+    return calls
+
+
+def test_position_limit_is_checked_before_decoding(tokenizer):
+    base = make_tiny_causal_lm(seed=0)
+    reward_model = make_tiny_causal_lm(seed=1, max_positions=16)
+    long_prompt = tokenizer([" ".join(["cat"] * 20)], return_tensors="pt")
+    assert long_prompt["input_ids"].shape[1] > 16
+    forwards = count_forwards(reward_model)
+    with pytest.raises(ValueError, match=r"`reward_models\[0\]` reads at most 16 positions.*the prompt alone need"):
+        generate(base, long_prompt, GenARMLogitsProcessor(reward_model), max_new_tokens=2)
+    assert not forwards, "the reward model ran before the limit was checked"
+    prompt = tokenizer(["The cat sat on the warm"], return_tensors="pt")
+    width = prompt["input_ids"].shape[1]
+    with pytest.raises(ValueError, match=rf"the prompt and {16 - width + 1} generated tokens need 17"):
+        generate(base, prompt, GenARMLogitsProcessor(reward_model), max_new_tokens=20, min_new_tokens=20)
+
+
+def test_encoder_decoder_and_meta_reward_models_are_refused_at_construction():
+    from transformers import GPT2Config, GPT2LMHeadModel, T5Config, T5ForConditionalGeneration
+
+    t5 = T5ForConditionalGeneration(T5Config(vocab_size=400, d_model=16, d_ff=32, d_kv=8, num_layers=1, num_heads=2))
+    with pytest.raises(ValueError, match=r"`reward_models\[0\]` \(T5ForConditionalGeneration\) is an encoder-decoder"):
+        GenARMLogitsProcessor(t5)
+    with torch.device("meta"):
+        on_meta = GPT2LMHeadModel(GPT2Config(vocab_size=400, n_embd=16, n_layer=1, n_head=2))
+    with pytest.raises(ValueError, match=r"`reward_models\[0\]` has weights on the `meta` device"):
+        GenARMLogitsProcessor(on_meta)
