@@ -21,6 +21,7 @@ __all__ = [
     "GENARM_CONFIG_NAME",
     "GENARM_FORMAT_VERSION",
     "RewardModelMetadata",
+    "refuse_remote_code",
     "validate_alpha",
     "validate_beta",
     "validate_beta_r",
@@ -171,6 +172,39 @@ def validate_positive_length(value: Any, name: str, *, allow_none: bool = True) 
     if value < 1:
         raise ValueError(f"`{name}` must be {expected}, got {value!r}.")
     return value
+
+
+def refuse_remote_code(options: dict[str, Any], name: str) -> None:
+    """Apply the package's one rule for remote code: hf-genarm never runs code from a model folder or repository.
+
+    Reward models and base models are plain causal LMs that transformers implements; a folder saved by
+    hf-genarm never needs its own code. Every entry point that loads a model by name (`AutoregressiveRewardModel.
+    from_pretrained`, `ARMTrainer`'s `model_init_kwargs`, the CLI) refuses `trust_remote_code=True`. To use a model
+    whose code lives in its repository, load it yourself and pass the object.
+
+    Args:
+        options (`dict`): Keyword arguments about to be passed to a `from_pretrained`.
+        name (`str`): Where they came from, named in the error (e.g. `"model_init_kwargs"`).
+
+    Raises:
+        `ValueError` when `options` asks for `trust_remote_code`.
+
+    Examples:
+
+    ```python
+    >>> refuse_remote_code({"dtype": "float32"}, "from_pretrained()")
+    >>> refuse_remote_code({"trust_remote_code": True}, "from_pretrained()")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: hf-genarm never runs code from a model repository: remove `trust_remote_code` from from_pretrained()...
+    ```
+    """
+    if options.get("trust_remote_code"):
+        raise ValueError(
+            f"hf-genarm never runs code from a model repository: remove `trust_remote_code` from {name}, or load the "
+            "model yourself (e.g. `AutoModelForCausalLM.from_pretrained(..., trust_remote_code=True)`) and pass the "
+            "object."
+        )
 
 
 def _check_optional_str(value: Any, name: str) -> None:

@@ -8,21 +8,35 @@ while keeping the checkpoint on disk exactly what `AutoModelForCausalLM` (or PEF
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
+import tempfile
+from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any, Literal
 
 import torch
+from huggingface_hub import CommitInfo, hf_hub_download, try_to_load_from_cache
+from huggingface_hub import constants as hf_constants
+from huggingface_hub.errors import EntryNotFoundError, HFValidationError, LocalEntryNotFoundError
+from huggingface_hub.utils import validate_repo_id
 from torch.nn import functional
 from transformers import AutoModelForCausalLM, PreTrainedModel
-from transformers.utils import cached_file, logging
+from transformers.utils import logging
 
+from ._saved_folder import check_one_model, upload_reward_model_folder, write_folder_atomically
 from ._version import __version__
-from .configuration import DEFAULT_BETA_R, GENARM_CONFIG_NAME, RewardModelMetadata, validate_beta_r
-from .vocab import tokenizer_fingerprint
+from .configuration import (
+    DEFAULT_BETA_R,
+    GENARM_CONFIG_NAME,
+    RewardModelMetadata,
+    refuse_remote_code,
+    validate_beta_r,
+)
+from .model_card import read_user_model_card, write_model_card
+from .vocab import describe_tokenizer_difference, tokenizer_fingerprint
 
-__all__ = ["AutoregressiveRewardModel", "positions_from_attention_mask", "response_log_probs"]
+__all__ = ["AutoregressiveRewardModel", "check_repo_id", "positions_from_attention_mask", "response_log_probs"]
 
 logger = logging.get_logger(__name__)
 
@@ -187,8 +201,10 @@ class AutoregressiveRewardModel(PreTrainedModel):
         metadata.beta_r = validate_beta_r(metadata.beta_r)
         if tokenizer is not None:
             metadata.tokenizer = tokenizer_fingerprint(tokenizer)
-        if metadata.base_model is None:
-            metadata.base_model = getattr(model.config, "_name_or_path", None) or None
+        # A relative folder (`--model ./base`) would not resolve from another directory: record it absolute.
+        metadata.base_model = _resolvable_path(metadata.base_model or getattr(model.config, "_name_or_path", None))
+        for adapter_config in getattr(model, "peft_config", {}).values():
+            adapter_config.base_model_name_or_path = _resolvable_path(adapter_config.base_model_name_or_path)
         self.metadata = metadata
 
     @property
@@ -302,74 +318,152 @@ class AutoregressiveRewardModel(PreTrainedModel):
             raise ValueError("This reward model has no PEFT adapter to merge.")
         return AutoregressiveRewardModel(self.model.merge_and_unload(), metadata=self.metadata)
 
+    def _record_tokenizer(self, tokenizer: Any) -> None:
+        """Record `tokenizer`'s fingerprint when none is recorded; refuse one that differs from the recorded one."""
+        fingerprint = tokenizer_fingerprint(tokenizer)
+        recorded = self.metadata.tokenizer
+        if recorded is None:
+            self.metadata.tokenizer = fingerprint
+            return
+        difference = describe_tokenizer_difference(fingerprint, recorded)
+        if difference is not None:
+            raise ValueError(
+                f"`tokenizer` differs from the tokenizer this reward model records ({difference}; 'base' is the "
+                "given tokenizer), so saving it would make the metadata lie about the model. Pass the reward model's "
+                "own tokenizer, or leave `tokenizer=` out."
+            )
+
     def save_pretrained(
         self,
         save_directory: str | os.PathLike,
         tokenizer: Any = None,
         *,
         overwrite_model_card: bool = False,
+        overwrite: bool = False,
         **kwargs: Any,
     ) -> None:
         """Save the wrapped model's checkpoint (safetensors), `genarm_config.json`, a model card and the tokenizer.
 
-        The folder stays loadable by `AutoModelForCausalLM.from_pretrained` (or PEFT for an adapter). A
-        `README.md` already in the folder that hf-genarm did not write is kept as it was.
+        The folder stays loadable by `AutoModelForCausalLM.from_pretrained` (or PEFT for an adapter) and holds
+        exactly one model afterwards: model files of an earlier hf-genarm save that this one does not rewrite (an
+        adapter when saving a full model and vice versa, stale shards or shard index) are removed. Model files
+        hf-genarm did not write (no `genarm_config.json` beside them, or weights in another format) are refused
+        unless `overwrite=True`. Other files, and a `README.md` hf-genarm did not write, are kept as they were.
 
         Args:
             save_directory (`str` or `os.PathLike`): Folder to write into (created if missing).
-            tokenizer (`PreTrainedTokenizerBase`, *optional*): Saved beside the model; its fingerprint is recorded.
+            tokenizer (`PreTrainedTokenizerBase`, *optional*): Saved beside the model. Its fingerprint is recorded
+                when the model records none; a tokenizer that differs from the recorded one is refused.
             overwrite_model_card (`bool`, *optional*, defaults to `False`): Replace a `README.md` that hf-genarm
                 did not write with the generated card.
+            overwrite (`bool`, *optional*, defaults to `False`): Replace model files in the folder that hf-genarm
+                did not write.
             kwargs: Passed to the wrapped model's `save_pretrained` (e.g. `max_shard_size`). `push_to_hub=True`
                 (with `repo_id`, `token`, `private`, `revision`, `commit_message`, `create_pr`) then uploads the
                 reward model with `push_to_hub`.
         """
-        from .hub import read_user_model_card, write_model_card
-
-        if os.path.isfile(save_directory):
-            raise ValueError(f"`save_directory` ({save_directory}) is a file; pass a folder.")
         push_to_hub = kwargs.pop("push_to_hub", False)
         hub_kwargs = {
             name: kwargs.pop(name)
             for name in ("token", "private", "revision", "commit_message", "create_pr")
             if name in kwargs
         }
-        repo_id = kwargs.pop("repo_id", None) or os.path.basename(os.path.normpath(os.fspath(save_directory)))
+        folder = os.fspath(save_directory)
+        repo_id = kwargs.pop("repo_id", None) or os.path.basename(os.path.normpath(folder))
         kwargs.pop("safe_serialization", None)
-        os.makedirs(save_directory, exist_ok=True)
-        user_card = read_user_model_card(save_directory)
-        self.model.save_pretrained(save_directory, **kwargs)
+        if os.path.isfile(folder):
+            raise ValueError(f"`save_directory` ({folder}) is a file; pass a folder.")
         if not kwargs.get("is_main_process", True):
             return
         if tokenizer is not None:
-            self.metadata.tokenizer = tokenizer_fingerprint(tokenizer)
-            tokenizer.save_pretrained(save_directory)
+            self._record_tokenizer(tokenizer)
         self.metadata.library_version = __version__
-        self.metadata.to_json_file(os.path.join(save_directory, GENARM_CONFIG_NAME))
-        write_model_card(
-            save_directory,
-            self.metadata,
-            user_card=user_card,
-            overwrite=overwrite_model_card,
-            is_adapter=self.is_peft_model,
-        )
+        user_card = read_user_model_card(folder) if os.path.isdir(folder) else None
+
+        def write(staging: str) -> None:
+            self.model.save_pretrained(staging, **kwargs)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(staging)
+            self.metadata.to_json_file(os.path.join(staging, GENARM_CONFIG_NAME))
+            write_model_card(
+                staging,
+                self.metadata,
+                user_card=user_card,
+                overwrite=overwrite_model_card,
+                model_name=os.path.basename(os.path.normpath(folder)),
+                repo_id=folder,
+                is_adapter=self.is_peft_model,
+            )
+
+        write_folder_atomically(folder, write, is_adapter=self.is_peft_model, overwrite=overwrite)
         if push_to_hub:
             self.push_to_hub(repo_id, tokenizer=tokenizer, overwrite_model_card=overwrite_model_card, **hub_kwargs)
 
-    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
-        """Upload the reward model, its sidecar and a model card to the Hub; see `hf_genarm.hub.push_reward_model`.
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        tokenizer: Any = None,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        private: bool | None = None,
+        commit_message: str | None = None,
+        commit_description: str | None = None,
+        create_pr: bool = False,
+        overwrite_model_card: bool = False,
+        max_shard_size: int | str = "5GB",
+        run_as_future: bool = False,
+    ) -> CommitInfo | Future[CommitInfo]:
+        """Upload the reward model, its tokenizer, `genarm_config.json` and a model card to the Hub in one commit.
+
+        The model is saved into a temporary folder exactly as `save_pretrained` writes it and uploaded with
+        `HfApi.upload_folder`: nothing else in the repository is deleted or touched, and an existing `README.md`
+        that hf-genarm did not generate is kept unless `overwrite_model_card=True`. Without network access this
+        raises the Hub client's own errors (e.g. `huggingface_hub.errors.OfflineModeIsEnabled` when
+        `HF_HUB_OFFLINE=1`).
 
         Args:
-            repo_id (`str`): `"namespace/name"` of the Hub repository (created if missing).
-            kwargs: `tokenizer`, `revision`, `token`, `private`, `commit_message`, `create_pr`,
-                `overwrite_model_card`, ... as accepted by `push_reward_model`.
+            repo_id (`str`): `"namespace/name"` (or `"name"` for your own namespace); created if missing.
+            tokenizer (`PreTrainedTokenizerBase`, *optional*): Uploaded beside the model (refused when it differs
+                from the tokenizer the model records, as in `save_pretrained`).
+            revision (`str`, *optional*): Branch to commit to (created if missing); defaults to `main`.
+            token (`str` or `bool`, *optional*): Hub token; defaults to the saved login.
+            private (`bool`, *optional*): Visibility of a newly created repository.
+            commit_message (`str`, *optional*): Defaults to `"Upload GenARM reward model"`.
+            commit_description (`str`, *optional*): Longer commit description.
+            create_pr (`bool`, *optional*, defaults to `False`): Open a pull request instead of committing.
+            overwrite_model_card (`bool`, *optional*, defaults to `False`): Replace a `README.md` hf-genarm did not
+                write.
+            max_shard_size (`int` or `str`, *optional*, defaults to `"5GB"`): Largest safetensors shard.
+            run_as_future (`bool`, *optional*, defaults to `False`): Upload in the background and return a
+                `concurrent.futures.Future`.
 
         Returns:
-            `huggingface_hub.CommitInfo`: the commit URL (a `str`), with `.oid` the commit hash.
+            `huggingface_hub.CommitInfo` (a `str` holding the commit URL, with `.oid` and `.repo_url`), or a
+            `Future` of it when `run_as_future=True`.
         """
-        from .hub import push_reward_model
-
-        return push_reward_model(self, repo_id, **kwargs)
+        check_repo_id(repo_id)
+        staging = tempfile.mkdtemp(prefix="hf-genarm-push-")
+        try:
+            self.save_pretrained(staging, tokenizer=tokenizer, max_shard_size=max_shard_size)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return upload_reward_model_folder(
+            staging,
+            repo_id,
+            metadata=self.metadata,
+            is_adapter=self.is_peft_model,
+            token=token,
+            private=private,
+            revision=revision,
+            commit_message=commit_message or "Upload GenARM reward model",
+            commit_description=commit_description,
+            create_pr=create_pr,
+            overwrite_model_card=overwrite_model_card,
+            run_as_future=run_as_future,
+            remove_after=staging,
+        )
 
     @classmethod
     def from_pretrained(
@@ -386,9 +480,11 @@ class AutoregressiveRewardModel(PreTrainedModel):
     ) -> AutoregressiveRewardModel:
         """Load a reward model from a local folder or a Hub repository.
 
-        The folder may hold a full causal-LM checkpoint or a PEFT adapter, with or without
-        `genarm_config.json` (released GenARM checkpoints are plain causal LMs: pass their `beta_r`). An adapter
-        is put on the base model its `adapter_config.json` names, or on `base_model` when given.
+        The folder may hold a full causal-LM checkpoint or a PEFT adapter (not both: such a folder is refused),
+        with or without `genarm_config.json` (released GenARM checkpoints are plain causal LMs: pass their
+        `beta_r`). An adapter is put on the base model its `adapter_config.json` records, or on `base_model` when
+        given. Code from the folder is never run: `trust_remote_code=True` is refused (see
+        `hf_genarm.configuration.refuse_remote_code`).
 
         Args:
             pretrained_model_name_or_path (`str` or `os.PathLike`): Hub repo id or local folder.
@@ -400,53 +496,154 @@ class AutoregressiveRewardModel(PreTrainedModel):
             is_trainable (`bool`, *optional*, defaults to `False`): For adapters, keep the LoRA weights trainable.
             base_model (`str`, `os.PathLike` or `PreTrainedModel`, *optional*): For adapters, the causal LM (or
                 its name or folder) to put the adapter on, instead of the one recorded in `adapter_config.json`;
-                needed when the adapter was trained on a model built from a config, which records none.
+                needed when the adapter was trained on a model built from a config (which records none) or when
+                the recorded folder has moved.
             model_kwargs: Passed to `AutoModelForCausalLM.from_pretrained` (e.g. `dtype`, `device_map`).
+
+        Raises:
+            `ValueError` for a damaged `genarm_config.json`, a folder holding two models, `trust_remote_code`, or
+            an adapter whose base model cannot be found; `OSError` naming the repository when it must come from
+            the Hub while `HF_HUB_OFFLINE` is set.
         """
-        hub_kwargs = {"revision": revision, "token": token, "cache_dir": cache_dir}
-        path = str(pretrained_model_name_or_path)
-        sidecar = cached_file(
-            path,
-            GENARM_CONFIG_NAME,
-            _raise_exceptions_for_missing_entries=False,
-            _raise_exceptions_for_connection_errors=False,
-            **hub_kwargs,
-        )
+        refuse_remote_code(model_kwargs, "AutoregressiveRewardModel.from_pretrained()")
+        model_kwargs.pop("trust_remote_code", None)
+        source = _CheckpointSource(os.fspath(pretrained_model_name_or_path), revision, token, cache_dir)
+        sidecar = source.file(GENARM_CONFIG_NAME)
         metadata = RewardModelMetadata.from_json_file(sidecar) if sidecar else None
         if metadata is None and beta_r is None:
             logger.warning(
-                f"{path} has no {GENARM_CONFIG_NAME}; using beta_r={DEFAULT_BETA_R}. Pass `beta_r=` to set it."
+                f"{source.name} has no {GENARM_CONFIG_NAME}; using beta_r={DEFAULT_BETA_R}. Pass `beta_r=` to set it."
             )
-        adapter_config = cached_file(
-            path,
-            _ADAPTER_CONFIG_NAME,
-            _raise_exceptions_for_missing_entries=False,
-            _raise_exceptions_for_connection_errors=False,
-            **hub_kwargs,
-        )
-        if adapter_config:
-            from peft import PeftModel
+        if source.is_local:
+            check_one_model(source.name)
+        if source.file(_ADAPTER_CONFIG_NAME):
+            from peft import PeftConfig, PeftModel
 
-            with open(adapter_config, encoding="utf-8") as handle:
-                recorded = json.load(handle)
-            if base_model is None:
-                base_model = recorded.get("base_model_name_or_path")
-                if not base_model:
-                    raise ValueError(
-                        f"The adapter at {path} does not record its base model (it was trained on a model built "
-                        "from a config); pass `base_model=` with that causal LM or its folder."
-                    )
+            adapter_config = PeftConfig.from_pretrained(source.name, **source.hub_kwargs)
             if not isinstance(base_model, torch.nn.Module):
-                base_model = AutoModelForCausalLM.from_pretrained(
-                    os.fspath(base_model),
-                    revision=recorded.get("revision"),
-                    token=token,
-                    cache_dir=cache_dir,
-                    **model_kwargs,
-                )
-            model = PeftModel.from_pretrained(base_model, path, is_trainable=is_trainable, **hub_kwargs)
+                base_model = _load_adapter_base(source.name, base_model, adapter_config, token, cache_dir, model_kwargs)
+            model = PeftModel.from_pretrained(base_model, source.name, is_trainable=is_trainable, **source.hub_kwargs)
         else:
-            model = AutoModelForCausalLM.from_pretrained(path, **hub_kwargs, **model_kwargs)
+            model = source.load(AutoModelForCausalLM, **model_kwargs)
         if not is_trainable:
             model.eval()
         return cls(model, beta_r=beta_r, metadata=metadata)
+
+
+def check_repo_id(repo_id: Any) -> str:
+    """Check a Hub repository id with `huggingface_hub.utils.validate_repo_id`, with an error that says what to pass.
+
+    Examples:
+
+    ```python
+    >>> check_repo_id("alice/tiny-arm")
+    'alice/tiny-arm'
+    >>> check_repo_id("")
+    Traceback (most recent call last):
+    ...
+    ValueError: `repo_id` must be a Hub repository id such as 'your-name/my-reward-model', got ''.
+    ```
+    """
+    if not isinstance(repo_id, str) or not repo_id.strip():
+        raise ValueError(f"`repo_id` must be a Hub repository id such as 'your-name/my-reward-model', got {repo_id!r}.")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ValueError(
+            f"`repo_id` must be a Hub repository id such as 'your-name/my-reward-model', got {repo_id!r}: {error}"
+        ) from None
+    return repo_id
+
+
+class _CheckpointSource:
+    """A local folder or a Hub repository, read with huggingface_hub's public calls and clear offline errors."""
+
+    def __init__(self, name: str, revision: str | None, token: str | bool | None, cache_dir: Any) -> None:
+        self.name = name
+        self.is_local = os.path.isdir(name)
+        self.hub_kwargs = {"revision": revision, "token": token, "cache_dir": cache_dir}
+        if not self.is_local:
+            try:
+                validate_repo_id(name)
+            except HFValidationError:
+                raise ValueError(
+                    f"{name!r} is neither an existing folder nor a Hub repository id ('namespace/name'); check the "
+                    "path."
+                ) from None
+
+    def _offline_error(self, what: str) -> OSError:
+        return OSError(
+            f"Cannot load {what} of {self.name!r} from the Hub: HF_HUB_OFFLINE is set and it is not in the local "
+            "cache. Unset HF_HUB_OFFLINE (or set HF_HUB_OFFLINE=0) to download it once, or pass a local folder."
+        )
+
+    def file(self, filename: str) -> str | None:
+        """Local path of `filename` (downloaded when remote), or `None` when the checkpoint has no such file."""
+        if self.is_local:
+            path = os.path.join(self.name, filename)
+            return path if os.path.isfile(path) else None
+        revision, cache_dir = self.hub_kwargs["revision"], self.hub_kwargs["cache_dir"]
+        try:
+            return hf_hub_download(self.name, filename, **self.hub_kwargs)
+        except LocalEntryNotFoundError:
+            if not hf_constants.HF_HUB_OFFLINE:
+                raise
+            cached = try_to_load_from_cache(self.name, filename, cache_dir=cache_dir, revision=revision)
+            if cached is not None and not isinstance(cached, str):  # the cache knows the file does not exist
+                return None
+            raise self._offline_error(filename) from None
+        except EntryNotFoundError:
+            return None
+
+    def load(self, auto_class: Any, **model_kwargs: Any) -> PreTrainedModel:
+        """`auto_class.from_pretrained` on this checkpoint, naming the repository when offline."""
+        try:
+            return auto_class.from_pretrained(self.name, **self.hub_kwargs, **model_kwargs)
+        except OSError:
+            if self.is_local or not hf_constants.HF_HUB_OFFLINE:
+                raise
+            raise self._offline_error("the model") from None
+
+
+def _load_adapter_base(
+    adapter: str,
+    base_model: str | os.PathLike | None,
+    adapter_config: Any,
+    token: str | bool | None,
+    cache_dir: Any,
+    model_kwargs: dict[str, Any],
+) -> PreTrainedModel:
+    """Load the causal LM an adapter goes on: `base_model` when given, else the one the adapter records."""
+    how = (
+        f"pass `base_model=` with the base causal LM or its folder: "
+        f"AutoregressiveRewardModel.from_pretrained({adapter!r}, base_model=...)."
+    )
+    if base_model is None:
+        base_model = adapter_config.base_model_name_or_path
+        if not base_model:
+            raise ValueError(
+                f"The adapter at {adapter} does not record its base model (it was trained on a model built from a "
+                f"config); {how}"
+            )
+        revision = adapter_config.revision
+    else:
+        revision = None
+    name = os.fspath(base_model)
+    try:
+        source = _CheckpointSource(name, revision, token, cache_dir)
+    except ValueError:
+        raise ValueError(
+            f"The base model of the adapter at {adapter}, {name!r}, is neither a folder here nor a Hub repository "
+            f"id (a relative path recorded elsewhere, or a folder that moved); {how}"
+        ) from None
+    try:
+        return source.load(AutoModelForCausalLM, **model_kwargs)
+    except OSError as error:
+        raise OSError(f"Could not load {name!r}, the base model of the adapter at {adapter}: {error}; {how}") from error
+
+
+def _resolvable_path(name: str | None) -> str | None:
+    """An existing relative folder as an absolute path, so that it still resolves from another directory."""
+    if name and not os.path.isabs(name) and os.path.isdir(name):
+        return os.path.abspath(name)
+    return name

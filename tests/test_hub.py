@@ -25,8 +25,8 @@ from huggingface_hub.errors import OfflineModeIsEnabled
 from transformers import AutoModelForCausalLM
 
 from hf_genarm import ARMConfig, ARMTrainer, AutoregressiveRewardModel, GenARMLogitsProcessor, push_reward_model
-from hf_genarm.hub import MODEL_CARD_TAGS, create_model_card, is_unedited_generated_card
 from hf_genarm.configuration import RewardModelMetadata
+from hf_genarm.model_card import MODEL_CARD_TAGS, create_model_card, is_unedited_generated_card
 from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
 from hf_genarm.vocab import tokenizer_fingerprint
 

@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM
 
 from hf_genarm import AutoregressiveRewardModel, RewardModelMetadata
 from hf_genarm.configuration import GENARM_CONFIG_NAME
-from hf_genarm.hub import is_unedited_generated_card
+from hf_genarm.model_card import is_unedited_generated_card
 from hf_genarm.modeling import response_log_probs
 from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
 from hf_genarm.vocab import tokenizer_fingerprint

@@ -1,0 +1,282 @@
+"""What a saved reward-model folder holds, how it is written so that it holds exactly one model, and its upload.
+
+A folder holds one model: a full causal-LM checkpoint (`config.json` + `model.safetensors` or its shards) or a PEFT
+adapter (`adapter_config.json` + `adapter_model.safetensors`), beside `genarm_config.json`, a card and the
+tokenizer. A `genarm_config.json` marks the model files next to it as hf-genarm's own: a later save may replace
+them. Model files without it, and weights in any format hf-genarm never writes, belong to someone else and are
+only replaced when the caller asks (`overwrite=True`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import Future
+
+from huggingface_hub import CommitInfo, HfApi
+from transformers.utils import logging
+
+from .configuration import GENARM_CONFIG_NAME, RewardModelMetadata
+from .model_card import (
+    MODEL_CARD_NAME,
+    is_unedited_generated_card,
+    read_remote_model_card,
+    read_user_model_card,
+    write_model_card,
+)
+
+FULL_MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json")
+FULL_MODEL_SHARDS = "model-*-of-*.safetensors"
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+# Written by `transformers.Trainer` beside the model; a pickle, so never uploaded, but not a second model.
+TRAINER_STATE_FILES = ("training_args.bin",)
+_FOREIGN_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".h5", ".msgpack", ".safetensors")
+_STAGING_PREFIX = ".hf-genarm-save-"
+
+logger = logging.get_logger(__name__)
+
+
+def _top_level_files(folder: str) -> list[str]:
+    if not os.path.isdir(folder):
+        return []
+    return sorted(name for name in os.listdir(folder) if os.path.isfile(os.path.join(folder, name)))
+
+
+def full_model_files(names: list[str]) -> list[str]:
+    """The names among `names` that belong to a full causal-LM checkpoint as transformers saves it."""
+    return [name for name in names if name in FULL_MODEL_FILES or fnmatch.fnmatch(name, FULL_MODEL_SHARDS)]
+
+
+def adapter_files(names: list[str]) -> list[str]:
+    """The names among `names` that belong to a PEFT adapter as PEFT saves it."""
+    return [name for name in names if name in ADAPTER_FILES]
+
+
+def foreign_weight_files(names: list[str]) -> list[str]:
+    """Weights hf-genarm never writes (pickles, other frameworks, other safetensors names)."""
+    ours = set(full_model_files(names)) | set(adapter_files(names)) | set(TRAINER_STATE_FILES)
+    return [name for name in names if name.endswith(_FOREIGN_WEIGHT_SUFFIXES) and name not in ours]
+
+
+def holds_genarm_metadata(folder: str) -> bool:
+    """Whether `folder` holds a valid `genarm_config.json` (so its model files are hf-genarm's own)."""
+    path = os.path.join(folder, GENARM_CONFIG_NAME)
+    if not os.path.isfile(path):
+        return False
+    try:
+        RewardModelMetadata.from_json_file(path)
+    except ValueError:
+        return False
+    return True
+
+
+def check_one_model(folder: str, names: list[str] | None = None) -> None:
+    """Refuse a folder that holds both a full checkpoint and a PEFT adapter, naming the files of each.
+
+    Raises:
+        `ValueError` naming both sets of files and how to proceed.
+    """
+    names = _top_level_files(folder) if names is None else names
+    full = [name for name in full_model_files(names) if name != "generation_config.json"]
+    adapter = adapter_files(names)
+    if adapter and any(name != "config.json" for name in full):
+        raise ValueError(
+            f"{folder} holds two models: a full checkpoint ({', '.join(full)}) and a PEFT adapter "
+            f"({', '.join(adapter)}), so which one loads would be a guess (an earlier save into the same folder "
+            "likely left one behind). Move the one you do not want to another folder, or save the reward model "
+            "again with hf-genarm, which leaves exactly one."
+        )
+
+
+def _files_to_replace(folder: str, names: list[str], overwrite: bool) -> list[str]:
+    """The model files a new save must remove, after refusing files hf-genarm did not write unless `overwrite`."""
+    model_files = full_model_files(names) + adapter_files(names)
+    foreign = foreign_weight_files(names)
+    if not holds_genarm_metadata(folder):
+        foreign = model_files + foreign
+    if foreign and not overwrite:
+        raise ValueError(
+            f"{folder} already holds model files that hf-genarm did not write ({', '.join(sorted(foreign))}); saving "
+            "there would mix two models. Save into another folder, or pass `overwrite=True` to replace them."
+        )
+    return sorted(set(model_files) | set(foreign_weight_files(names)))
+
+
+def write_folder_atomically(
+    folder: str | os.PathLike, write: Callable[[str], None], *, is_adapter: bool, overwrite: bool = False
+) -> None:
+    """Write a reward model into `folder` through `write(staging)`, leaving exactly one model there.
+
+    `write` saves into an empty staging folder inside `folder`; its files then replace their namesakes, and model
+    files of an earlier hf-genarm save that the new save did not write (the other kind of checkpoint, stale shards
+    or index) are removed. Files that are not model files (the user's notes, data) are left alone.
+
+    Args:
+        folder (`str` or `os.PathLike`): Destination (created if missing).
+        write (`Callable[[str], None]`): Saves the model, metadata, card and tokenizer into the given folder.
+        is_adapter (`bool`): Whether the new checkpoint is a PEFT adapter (checked against what `write` wrote).
+        overwrite (`bool`, *optional*, defaults to `False`): Replace model files hf-genarm did not write.
+
+    Raises:
+        `ValueError` when `folder` holds model files hf-genarm did not write and `overwrite` is false.
+    """
+    folder = os.fspath(folder)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"`save_directory` ({folder}) is a file; pass a folder.")
+    os.makedirs(folder, exist_ok=True)
+    to_replace = _files_to_replace(folder, _top_level_files(folder), overwrite)
+    staging = tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=folder)
+    try:
+        write(staging)
+        written = _top_level_files(staging)
+        kind_written = adapter_files(written) if is_adapter else full_model_files(written)
+        if not kind_written:
+            raise RuntimeError(f"Saving wrote no {'adapter' if is_adapter else 'model'} files into {folder}.")
+        for name in to_replace:
+            if name not in written:
+                os.remove(os.path.join(folder, name))
+        for root, _, filenames in os.walk(staging):
+            target_root = os.path.join(folder, os.path.relpath(root, staging))
+            os.makedirs(target_root, exist_ok=True)
+            for filename in filenames:
+                os.replace(os.path.join(root, filename), os.path.join(target_root, filename))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_saved_reward_model(folder: str | os.PathLike) -> tuple[RewardModelMetadata, bool]:
+    """Check a folder written by `AutoregressiveRewardModel.save_pretrained` (or `ARMTrainer`) without loading it.
+
+    Args:
+        folder (`str` or `os.PathLike`): The saved reward model.
+
+    Returns:
+        `tuple[RewardModelMetadata, bool]`: its metadata, and whether the checkpoint is a PEFT adapter.
+
+    Raises:
+        `ValueError` when the folder is missing, has no valid `genarm_config.json`, holds no model or two, or holds
+        weights other than safetensors.
+    """
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise ValueError(f"{folder} is not a folder; pass the folder a reward model was saved into.")
+    metadata_path = os.path.join(folder, GENARM_CONFIG_NAME)
+    if not os.path.isfile(metadata_path):
+        raise ValueError(
+            f"{folder} has no {GENARM_CONFIG_NAME}, so it was not saved as a reward model; load it with "
+            "`AutoregressiveRewardModel.from_pretrained(folder, beta_r=...)` and push that."
+        )
+    metadata = RewardModelMetadata.from_json_file(metadata_path)
+    names = _top_level_files(folder)
+    check_one_model(folder, names)
+    foreign = foreign_weight_files(names)
+    if foreign:
+        raise ValueError(
+            f"{folder} holds weights that are not safetensors written by hf-genarm ({', '.join(foreign)}); "
+            "hf-genarm only shares safetensors checkpoints. Remove them, or re-save the reward model."
+        )
+    is_adapter = bool(adapter_files(names))
+    weights = ["adapter_model.safetensors"] if is_adapter else ["model.safetensors", "model.safetensors.index.json"]
+    if not any(name in names for name in weights) or (not is_adapter and "config.json" not in names):
+        raise ValueError(
+            f"{folder} holds no complete model (expected config.json with model.safetensors or its shards, or "
+            "adapter_config.json with adapter_model.safetensors)."
+        )
+    return metadata, is_adapter
+
+
+def files_to_upload(folder: str) -> list[str]:
+    """The files of a saved reward-model folder that belong on the Hub: top-level, not hidden, no trainer state."""
+    return [name for name in _top_level_files(folder) if not name.startswith(".") and name not in TRAINER_STATE_FILES]
+
+
+def _upload_view(folder: str, names: list[str], metadata: RewardModelMetadata, repo_id: str, is_adapter: bool) -> str:
+    """A temporary folder of links to `names` in `folder`, with the generated card rewritten for `repo_id`.
+
+    The card of a saved folder points its usage snippet at the folder; on the Hub it must point at the repository.
+    A card the user wrote is uploaded as it is. The saved folder itself is not touched.
+    """
+    view = tempfile.mkdtemp(prefix="hf-genarm-upload-")
+    for name in names:
+        if name == MODEL_CARD_NAME:
+            continue
+        source, target = os.path.abspath(os.path.join(folder, name)), os.path.join(view, name)
+        try:
+            os.symlink(source, target)
+        except OSError:  # file systems or platforms without symbolic links
+            shutil.copy2(source, target)
+    card_path = os.path.join(folder, MODEL_CARD_NAME)
+    user_card = read_user_model_card(folder)
+    if user_card is not None:
+        shutil.copy2(card_path, os.path.join(view, MODEL_CARD_NAME))
+    else:
+        write_model_card(view, metadata, model_name=repo_id.split("/")[-1], repo_id=repo_id, is_adapter=is_adapter)
+    return view
+
+
+def upload_reward_model_folder(
+    folder: str,
+    repo_id: str,
+    *,
+    metadata: RewardModelMetadata,
+    is_adapter: bool,
+    token: str | bool | None = None,
+    private: bool | None = None,
+    revision: str | None = None,
+    commit_message: str,
+    commit_description: str | None = None,
+    create_pr: bool = False,
+    overwrite_model_card: bool = False,
+    run_as_future: bool = False,
+    remove_after: str | None = None,
+) -> CommitInfo | Future[CommitInfo]:
+    """Upload a saved reward-model folder in one commit with `HfApi.upload_folder`, deleting nothing remote.
+
+    The repository (and the `revision` branch) is created if missing. What is uploaded: the folder's top-level
+    files except hidden ones and trainer state, with the generated card rewritten for `repo_id` (a card the user
+    wrote goes up as it is). A `README.md` on the Hub that hf-genarm did not generate (or that was edited since) is
+    kept unless `overwrite_model_card=True`. `remove_after` names a folder to delete once the upload is over.
+    """
+    view = None
+
+    def clean_up(*_: object) -> None:
+        for path in (view, remove_after):
+            if path is not None:
+                shutil.rmtree(path, ignore_errors=True)
+
+    try:
+        api = HfApi(token=token)
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        if revision is not None and revision != "main" and not create_pr:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        view = _upload_view(folder, files_to_upload(folder), metadata, repo_id, is_adapter)
+        ignore = None
+        if not overwrite_model_card:
+            remote_card = read_remote_model_card(repo_id, revision=revision, token=token, endpoint=api.endpoint)
+            if remote_card is not None and not is_unedited_generated_card(remote_card):
+                ignore = [MODEL_CARD_NAME]
+                logger.warning(
+                    f"Kept the {MODEL_CARD_NAME} of {repo_id}, which hf-genarm did not write (or which was edited "
+                    "since); pass `overwrite_model_card=True` to replace it with the generated card."
+                )
+        result = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=view,
+            ignore_patterns=ignore,
+            commit_message=commit_message,
+            commit_description=commit_description,
+            revision=revision,
+            create_pr=create_pr,
+            run_as_future=run_as_future,
+        )
+    except BaseException:
+        clean_up()
+        raise
+    if isinstance(result, Future):
+        result.add_done_callback(clean_up)
+    else:
+        clean_up()
+    return result
