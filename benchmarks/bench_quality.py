@@ -59,6 +59,7 @@ from hf_genarm.assets import ASSETS_DIR, default_asset_path, preference_pairs_pa
 from hf_genarm.baselines import ARGSLogitsProcessor, best_of_n
 from hf_genarm.data import prepare_preference_dataset
 from hf_genarm.demo.judges import SentimentJudge, TopicJudge
+from hf_genarm.modeling import response_log_probs
 from hf_genarm.trainer import disable_dropout
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -180,6 +181,17 @@ def _right_padded(sequences: Sequence[Sequence[int]], pad: int) -> tuple[torch.T
     return input_ids, mask
 
 
+def _prompt_response_batch(
+    examples: Sequence[tuple[list[int], list[int]]], pad: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded `prompt + response` ids, their attention mask, and a mask of the response tokens."""
+    input_ids, mask = _right_padded([prompt + response for prompt, response in examples], pad)
+    response_mask = torch.zeros_like(mask)
+    for row, (prompt, response) in enumerate(examples):
+        response_mask[row, len(prompt) : len(prompt) + len(response)] = 1
+    return input_ids, mask, response_mask
+
+
 @torch.no_grad()
 def arm_rewards(
     reward_model: AutoregressiveRewardModel, examples: Sequence[tuple[list[int], list[int]]], pad: int
@@ -187,11 +199,7 @@ def arm_rewards(
     """`beta_r * sum log pi_r(response | prompt)` of each `(prompt_ids, response_ids)`."""
     rewards = []
     for start in range(0, len(examples), 64):
-        chunk = examples[start : start + 64]
-        input_ids, mask = _right_padded([prompt + response for prompt, response in chunk], pad)
-        response_mask = torch.zeros_like(mask)
-        for row, (prompt, response) in enumerate(chunk):
-            response_mask[row, len(prompt) : len(prompt) + len(response)] = 1
+        input_ids, mask, response_mask = _prompt_response_batch(examples[start : start + 64], pad)
         rewards.append(reward_model.sequence_rewards(input_ids, mask, response_mask=response_mask))
     return torch.cat(rewards) if rewards else torch.zeros(0)
 
@@ -230,18 +238,12 @@ def perplexity_under(model, tokenizer, prompts: Sequence[str], completions: Sequ
     examples = [ex for ex in split_prompt(tokenizer, prompts, completions) if ex[1]]
     if not examples:
         return float("nan")
-    total_nll, total_tokens = 0.0, 0
+    total_log_prob, total_tokens = 0.0, 0
     for start in range(0, len(examples), 64):
-        chunk = examples[start : start + 64]
-        input_ids, mask = _right_padded([prompt + response for prompt, response in chunk], tokenizer.pad_token_id)
-        logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), input_ids[:, 1:], reduction="none")
-        scored = torch.zeros_like(nll, dtype=torch.bool)
-        for row, (prompt, response) in enumerate(chunk):
-            scored[row, len(prompt) - 1 : len(prompt) - 1 + len(response)] = True
-        total_nll += float(nll[scored].sum())
-        total_tokens += int(scored.sum())
-    return math.exp(total_nll / total_tokens)
+        input_ids, mask, response_mask = _prompt_response_batch(examples[start : start + 64], tokenizer.pad_token_id)
+        total_log_prob += float(response_log_probs(model, input_ids, mask, response_mask)[1].sum())
+        total_tokens += int(response_mask.sum())
+    return math.exp(-total_log_prob / total_tokens)
 
 
 def bootstrap_mean(values: list[list[float]], seed: int) -> tuple[float, float, float]:

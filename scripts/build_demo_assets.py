@@ -59,6 +59,7 @@ from transformers import (
 
 from hf_genarm.assets import OBJECTIVES, preference_pairs_path, read_preference_pairs
 from hf_genarm.demo.judges import DEFAULT_TOPIC
+from hf_genarm.modeling import response_log_probs
 from hf_genarm.testing import END_OF_TEXT, train_byte_level_bpe_tokenizer
 
 __all__ = [
@@ -331,15 +332,12 @@ def _make_optimizer(model: torch.nn.Module, config: BaseBuildConfig) -> torch.op
 @torch.no_grad()
 def _held_out_perplexity(model: GPT2LMHeadModel, input_ids: torch.Tensor, labels: torch.Tensor) -> float:
     model.eval()
-    total_nll, total_tokens = 0.0, 0
+    total_log_prob, total_tokens = 0.0, 0
     for start in range(0, input_ids.shape[0], 32):
-        logits = model(input_ids=input_ids[start : start + 32]).logits[:, :-1]
-        targets = labels[start : start + 32, 1:]
-        total_nll += torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum"
-        ).item()
-        total_tokens += int((targets != -100).sum())
-    return math.exp(total_nll / total_tokens)
+        scored = labels[start : start + 32] != -100
+        total_log_prob += response_log_probs(model, input_ids[start : start + 32], response_mask=scored)[1].sum().item()
+        total_tokens += int(scored[:, 1:].sum())
+    return math.exp(-total_log_prob / total_tokens)
 
 
 def _pretrain_causal_lm(
@@ -1044,7 +1042,7 @@ def build_arm(
     True
     ```
     """
-    from hf_genarm.hub import write_model_card
+    from hf_genarm.model_card import write_model_card
     from hf_genarm.modeling import AutoregressiveRewardModel, RewardModelMetadata
     from hf_genarm.trainer import ARMConfig, ARMTrainer
 

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from build_demo_assets import (
     PREFERENCES_QUICK_CONFIG,
     REWARD_BACKBONE_QUICK_CONFIG,
     PreferenceBuildConfig,
+    _held_out_perplexity,
     _preference_pairs,
     _write_pairs,
     build_arm,
@@ -56,6 +58,23 @@ def test_pack_fortunes_starts_rows_with_documents_and_masks_padding():
     input_ids, labels = pack_fortunes([[5, 6], [7], [8, 9, 10]], block_size=8, eos_token_id=0)
     assert input_ids.tolist() == [[0, 5, 6, 0, 0, 7, 0, 0], [0, 8, 9, 10, 0, 0, 0, 0]]
     assert labels.tolist() == [[-100, 5, 6, 0, -100, 7, 0, -100], [-100, 8, 9, 10, 0, -100, -100, -100]]
+
+
+def test_held_out_perplexity_equals_each_labelled_token_scored_from_a_full_forward_pass():
+    from hf_genarm.testing import make_tiny_causal_lm
+
+    model = make_tiny_causal_lm(seed=1)
+    input_ids, labels = pack_fortunes([[5, 6], [7], [8, 9, 10], [11, 12, 13, 14, 15]], block_size=8, eos_token_id=0)
+    total_log_prob, count = 0.0, 0
+    for row, row_labels in zip(input_ids, labels):
+        with torch.no_grad():
+            log_probs = torch.log_softmax(model(row[None]).logits[0].float(), dim=-1)
+        for column in range(1, len(row)):
+            if row_labels[column] != -100:
+                total_log_prob += log_probs[column - 1, row_labels[column]].item()
+                count += 1
+    expected = math.exp(-total_log_prob / count)
+    assert _held_out_perplexity(model, input_ids, labels) == pytest.approx(expected, rel=1e-5)
 
 
 def test_quick_build_writes_loadable_safetensors_assets(quick_base):

@@ -2,6 +2,7 @@
 
 import importlib.util
 import logging
+import math
 import pathlib
 import sys
 import warnings
@@ -42,6 +43,30 @@ def test_args_target_takes_args_best_weight_and_needs_the_speed_ratio(bench):
     behind = {beta: {**value, "win": 0.6} for beta, value in genarm_runs.items()}
     met, evidence = bench.args_line(args_runs, behind, 9.0, settings)
     assert not met and "ahead at β=none" in evidence
+
+
+def brute_force_log_prob(model, prompt, response):
+    """sum log p(response | prompt) of one unpadded row, from a full forward pass."""
+    ids = prompt + response
+    with torch.no_grad():
+        log_probs = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), dim=-1)
+    return sum(log_probs[t - 1, ids[t]].item() for t in range(len(prompt), len(ids)))
+
+
+def test_perplexity_and_arm_rewards_equal_each_row_scored_alone(bench, tokenizer):
+    from hf_genarm import AutoregressiveRewardModel
+    from hf_genarm.testing import make_tiny_causal_lm
+
+    model = make_tiny_causal_lm(seed=4)
+    prompts, completions = ["The cat sat", "Life", "Good friends"], [" on the mat.", " is short; eat", " make"]
+    examples = bench.split_prompt(tokenizer, prompts, completions)
+    log_probs = [brute_force_log_prob(model, prompt, response) for prompt, response in examples]
+    tokens = sum(len(response) for _, response in examples)
+    perplexity = bench.perplexity_under(model, tokenizer, prompts, completions)
+    assert perplexity == pytest.approx(math.exp(-sum(log_probs) / tokens), rel=1e-5)
+    reward_model = AutoregressiveRewardModel(model, beta_r=0.5)
+    rewards = bench.arm_rewards(reward_model, examples, tokenizer.pad_token_id)
+    assert rewards.tolist() == pytest.approx([0.5 * value for value in log_probs], abs=1e-5)
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 import argparse
 import io
+import math
 import re
 
 import pytest
+import torch
 
 from hf_genarm import cli, demo
 from hf_genarm.demo import DEMO_DEFAULTS, DEMO_METHODS, DemoMethod, DemoOptions
@@ -83,3 +85,26 @@ def test_demo_options_fill_missing_values_from_the_defaults(monkeypatch):
     monkeypatch.setattr("hf_genarm.demo._runner.run_demo", lambda options, stream: seen.append(options) or 0)
     assert demo.main(argparse.Namespace(prompts=3, beta=None)) == 0
     assert seen == [DemoOptions(prompts=3, max_new_tokens=DEMO_DEFAULTS.max_new_tokens)]
+
+
+def test_continuation_perplexity_equals_each_row_scored_alone(tokenizer):
+    from hf_genarm.demo._runner import _continuation_perplexity
+    from hf_genarm.testing import make_tiny_causal_lm
+
+    base = make_tiny_causal_lm(seed=2)
+    eos = tokenizer.eos_token_id
+    inputs = tokenizer(["The cat sat", "Life"], return_tensors="pt", padding=True)
+    # Row 0 ends with EOS and padding (which must not count), row 1 runs to the last column.
+    generated = torch.tensor([[11, 12, eos, eos, eos], [13, 14, 15, 16, 17]])
+    sequences = torch.cat([inputs["input_ids"], generated], dim=1)
+    total_log_prob, count = 0.0, 0
+    for prompt_ids, prompt_mask, new_tokens in zip(inputs["input_ids"], inputs["attention_mask"], generated.tolist()):
+        kept = new_tokens[: new_tokens.index(eos) + 1] if eos in new_tokens else new_tokens
+        ids = prompt_ids[prompt_mask.bool()].tolist() + kept
+        with torch.no_grad():
+            log_probs = torch.log_softmax(base(torch.tensor([ids])).logits[0].float(), dim=-1)
+        start = len(ids) - len(kept)
+        total_log_prob += sum(log_probs[t - 1, ids[t]].item() for t in range(start, len(ids)))
+        count += len(kept)
+    expected = math.exp(-total_log_prob / count)
+    assert _continuation_perplexity(base, sequences, inputs["attention_mask"], eos) == pytest.approx(expected, rel=1e-5)

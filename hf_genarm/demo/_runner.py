@@ -20,7 +20,7 @@ from transformers.utils import logging
 
 from ..assets import default_asset_path
 from ..logits_process import GenARMLogitsProcessor
-from ..modeling import AutoregressiveRewardModel, positions_from_attention_mask
+from ..modeling import AutoregressiveRewardModel, response_log_probs
 from .judges import SentimentJudge, TopicJudge
 from .settings import DEMO_BASE_TOP_K, DEMO_METHODS, DEMO_TOP_P, DemoMethod, DemoOptions
 
@@ -56,16 +56,11 @@ def _continuation_perplexity(
     base: torch.nn.Module, sequences: torch.Tensor, prompt_mask: torch.Tensor, eos: int
 ) -> float:
     """Perplexity, under the base model, of all the generated tokens of a batch."""
-    prompt_width = prompt_mask.shape[1]
-    generated = sequences[:, prompt_width:]
-    generated_mask = _generated_mask(generated, eos)
+    generated_mask = _generated_mask(sequences[:, prompt_mask.shape[1] :], eos)
     attention_mask = torch.cat([prompt_mask.bool(), generated_mask], dim=1).long()
-    logits = base(
-        input_ids=sequences, attention_mask=attention_mask, position_ids=positions_from_attention_mask(attention_mask)
-    ).logits[:, prompt_width - 1 : -1]
-    log_probs = torch.log_softmax(logits.float(), dim=-1).gather(-1, generated.unsqueeze(-1)).squeeze(-1)
-    total = -(log_probs * generated_mask).sum()
-    return math.exp(total.item() / max(1, int(generated_mask.sum())))
+    response_mask = torch.cat([torch.zeros_like(prompt_mask, dtype=torch.bool), generated_mask], dim=1)
+    _, summed = response_log_probs(base, sequences, attention_mask, response_mask)
+    return math.exp(-summed.sum().item() / max(1, int(generated_mask.sum())))
 
 
 def _distinct_bigrams(generated: torch.Tensor, eos: int) -> list[float]:
