@@ -26,6 +26,7 @@ from transformers import AutoModelForCausalLM
 
 from hf_genarm import ARMConfig, ARMTrainer, AutoregressiveRewardModel, GenARMLogitsProcessor, push_reward_model
 from hf_genarm.configuration import RewardModelMetadata
+from hf_genarm.hub import push_saved_reward_model
 from hf_genarm.model_card import MODEL_CARD_TAGS, create_model_card, is_unedited_generated_card
 from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
 from hf_genarm.vocab import tokenizer_fingerprint
@@ -462,3 +463,69 @@ def test_card_lists_beta_r_base_model_data_and_citation():
     assert "400 tokens" in text and "@inproceedings{xu2025genarm" in text
     assert is_unedited_generated_card(str(card))
     assert not is_unedited_generated_card(str(card).replace("my-arm", "your-arm"))
+
+
+def test_push_refuses_a_tokenizer_other_than_the_one_the_model_records(local_hub, tokenizer):
+    reward_model = AutoregressiveRewardModel(make_tiny_causal_lm(), beta_r=0.1, tokenizer=tokenizer)
+    with pytest.raises(ValueError, match="`tokenizer` differs from the tokenizer this reward model records"):
+        push_reward_model(reward_model, "alice/lying", tokenizer=make_tiny_tokenizer(vocab_size=380))
+    assert "alice/lying" not in local_hub.repos
+    assert reward_model.metadata.tokenizer == tokenizer_fingerprint(tokenizer)
+
+
+def test_push_saved_folder_uploads_it_without_loading_and_leaves_it_untouched(local_hub, tokenizer, tmp_path):
+    folder = tmp_path / "arm"
+    reward_model = AutoregressiveRewardModel(make_tiny_causal_lm(seed=5), beta_r=0.2, tokenizer=tokenizer)
+    reward_model.save_pretrained(folder, tokenizer=tokenizer)
+    (folder / "training_args.bin").write_bytes(b"trainer state, a pickle")
+    (folder / "checkpoint-10").mkdir()
+    (folder / "checkpoint-10" / "model.safetensors").write_bytes(b"intermediate")
+    local_card = (folder / "README.md").read_text(encoding="utf-8")
+
+    commit = push_saved_reward_model(folder, "alice/saved-arm", commit_message="From a folder")
+    files = local_hub.files("alice/saved-arm")
+    assert commit.oid == local_hub.repos["alice/saved-arm"]["branches"]["main"]
+    assert {"model.safetensors", "config.json", "genarm_config.json", "README.md", "tokenizer.json"} <= set(files)
+    assert "training_args.bin" not in files and not [name for name in files if name.startswith("checkpoint-")]
+    assert 'AutoregressiveRewardModel.from_pretrained("alice/saved-arm")' in files["README.md"].decode()
+    assert (folder / "README.md").read_text(encoding="utf-8") == local_card, "the saved folder is not modified"
+    loaded = AutoregressiveRewardModel.from_pretrained("alice/saved-arm", cache_dir=tmp_path / "cache")
+    assert loaded.beta_r == 0.2 and torch.allclose(rewards(loaded, tokenizer), rewards(reward_model, tokenizer))
+
+    # Once pulled, the repository loads offline from the cache; a repository never pulled names HF_HUB_OFFLINE.
+    with pytest.MonkeyPatch.context() as offline:
+        offline.setattr(constants, "HF_HUB_OFFLINE", True)
+        cached = AutoregressiveRewardModel.from_pretrained("alice/saved-arm", cache_dir=tmp_path / "cache")
+        assert torch.allclose(rewards(cached, tokenizer), rewards(reward_model, tokenizer))
+        with pytest.raises(OSError, match="'alice/other-arm' from the Hub: HF_HUB_OFFLINE is set"):
+            AutoregressiveRewardModel.from_pretrained("alice/other-arm", cache_dir=tmp_path / "cache")
+
+
+def test_push_saved_folder_is_checked_before_any_network_call(tokenizer, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    assert constants.HF_HUB_OFFLINE, "a network call would raise OfflineModeIsEnabled instead"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match=r"has no genarm_config\.json"):
+        push_saved_reward_model(empty, "alice/arm")
+
+    two = tmp_path / "two"
+    AutoregressiveRewardModel(make_tiny_causal_lm()).save_pretrained(two)
+    get_peft_model(make_tiny_causal_lm(), LoraConfig(r=2, target_modules=["c_attn"])).save_pretrained(two)
+    with pytest.raises(ValueError, match="holds two models"):
+        push_saved_reward_model(two, "alice/arm")
+
+    pickled = tmp_path / "pickled"
+    AutoregressiveRewardModel(make_tiny_causal_lm()).save_pretrained(pickled)
+    (pickled / "pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(ValueError, match=r"not safetensors.*pytorch_model\.bin"):
+        push_saved_reward_model(pickled, "alice/arm")
+
+    damaged = tmp_path / "damaged"
+    AutoregressiveRewardModel(make_tiny_causal_lm()).save_pretrained(damaged)
+    (damaged / "genarm_config.json").write_text("null")
+    with pytest.raises(ValueError, match=r"genarm_config\.json is not valid GenARM metadata"):
+        push_saved_reward_model(damaged, "alice/arm")
+    with pytest.raises(ValueError, match="`repo_id` must be a Hub repository id"):
+        push_saved_reward_model(pickled, "not a repo id")

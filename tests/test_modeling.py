@@ -270,3 +270,158 @@ def test_adapter_of_a_config_built_model_needs_and_accepts_base_model(tokenizer,
         reward_model.sequence_rewards(input_ids, attention_mask, prompt_length=starts),
         atol=1e-6,
     )
+
+
+def adapter_reward_model(base_dir, seed=3):
+    from peft import LoraConfig, get_peft_model
+
+    peft_model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base_dir),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"], init_lora_weights=False),
+    )
+    return AutoregressiveRewardModel(peft_model, beta_r=BETA_R).eval()
+
+
+def saved_files(folder):
+    return {path.name for path in folder.iterdir()}
+
+
+def test_saving_over_an_earlier_save_leaves_exactly_one_model(tokenizer, tmp_path):
+    base_dir = tmp_path / "base"
+    make_tiny_causal_lm(seed=3).save_pretrained(base_dir)
+    adapter_model, full_model = adapter_reward_model(base_dir), AutoregressiveRewardModel(make_tiny_causal_lm(seed=8))
+    input_ids, attention_mask, starts = padded_batch(tokenized_rows(tokenizer), "right", tokenizer.pad_token_id)
+
+    def rewards(model):
+        return model.sequence_rewards(input_ids, attention_mask, prompt_length=starts)
+
+    folder = tmp_path / "arm"
+    adapter_model.save_pretrained(folder)
+    (folder / "notes.txt").write_text("mine", encoding="utf-8")
+    full_model.save_pretrained(folder)  # a full-model run saved where a LoRA run was
+    assert not {"adapter_config.json", "adapter_model.safetensors"} & saved_files(folder)
+    loaded = AutoregressiveRewardModel.from_pretrained(folder)
+    assert not loaded.is_peft_model and torch.allclose(rewards(loaded), rewards(full_model), atol=1e-6)
+
+    adapter_model.save_pretrained(folder)  # and back
+    assert not {"config.json", "model.safetensors"} & saved_files(folder)
+    loaded = AutoregressiveRewardModel.from_pretrained(folder)
+    assert loaded.is_peft_model and torch.allclose(rewards(loaded), rewards(adapter_model), atol=1e-6)
+
+    full_model.save_pretrained(folder, max_shard_size="100KB")
+    shards = {name for name in saved_files(folder) if name.startswith("model-")}
+    assert len(shards) > 1 and "model.safetensors.index.json" in saved_files(folder)
+    full_model.save_pretrained(folder)  # unsharded over sharded: no stale index or shard may stay
+    assert not shards & saved_files(folder) and "model.safetensors.index.json" not in saved_files(folder)
+    assert torch.allclose(rewards(AutoregressiveRewardModel.from_pretrained(folder)), rewards(full_model), atol=1e-6)
+    assert (folder / "notes.txt").read_text(encoding="utf-8") == "mine"
+    assert not [name for name in saved_files(folder) if name.startswith(".")], "no staging folder left behind"
+
+
+def test_saving_refuses_model_files_it_did_not_write_unless_asked(tmp_path):
+    reward_model = AutoregressiveRewardModel(make_tiny_causal_lm(seed=1))
+    someone_elses = tmp_path / "plain"
+    make_tiny_causal_lm(seed=9).save_pretrained(someone_elses)
+    before = (someone_elses / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match=r"did not write \(config.json, .*model.safetensors\).*`overwrite=True`"):
+        reward_model.save_pretrained(someone_elses)
+    assert (someone_elses / "model.safetensors").read_bytes() == before
+    assert GENARM_CONFIG_NAME not in saved_files(someone_elses)
+    reward_model.save_pretrained(someone_elses, overwrite=True)
+    assert GENARM_CONFIG_NAME in saved_files(someone_elses)
+
+    pickled = tmp_path / "pickled"
+    reward_model.save_pretrained(pickled)
+    (pickled / "pytorch_model.bin").write_bytes(b"not ours")
+    with pytest.raises(ValueError, match=r"pytorch_model\.bin"):
+        reward_model.save_pretrained(pickled)
+    reward_model.save_pretrained(pickled, overwrite=True)
+    assert "pytorch_model.bin" not in saved_files(pickled)
+
+
+def test_loading_refuses_a_folder_holding_two_models(tmp_path):
+    base_dir = tmp_path / "base"
+    make_tiny_causal_lm(seed=3).save_pretrained(base_dir)
+    folder = tmp_path / "arm"
+    AutoregressiveRewardModel(make_tiny_causal_lm(seed=8)).save_pretrained(folder)
+    adapter_reward_model(base_dir).model.save_pretrained(folder)  # written by PEFT itself, beside the full model
+    with pytest.raises(ValueError, match=r"holds two models: a full checkpoint \(.*model.safetensors.*adapter_config"):
+        AutoregressiveRewardModel.from_pretrained(folder)
+
+
+def test_save_with_a_tokenizer_records_its_fingerprint_and_refuses_another(tokenizer, tmp_path):
+    reward_model = AutoregressiveRewardModel(make_tiny_causal_lm(seed=1), beta_r=BETA_R)
+    assert reward_model.metadata.tokenizer is None
+    reward_model.save_pretrained(tmp_path / "arm", tokenizer=tokenizer)
+    assert json.loads((tmp_path / "arm" / GENARM_CONFIG_NAME).read_text())["tokenizer"] == tokenizer_fingerprint(
+        tokenizer
+    )
+    assert AutoregressiveRewardModel.from_pretrained(tmp_path / "arm").metadata.tokenizer == tokenizer_fingerprint(
+        tokenizer
+    )
+
+    other = make_tiny_tokenizer(vocab_size=380)
+    with pytest.raises(ValueError, match="`tokenizer` differs from the tokenizer this reward model records"):
+        reward_model.save_pretrained(tmp_path / "lie", tokenizer=other)
+    assert reward_model.metadata.tokenizer == tokenizer_fingerprint(tokenizer), "in-memory metadata unchanged"
+    assert not (tmp_path / "lie").exists()
+
+
+def test_adapters_record_a_base_that_resolves_from_anywhere_and_accept_base_model(tokenizer, tmp_path, monkeypatch):
+    workdir = tmp_path / "work"
+    make_tiny_causal_lm(seed=3).save_pretrained(workdir / "base")
+    monkeypatch.chdir(workdir)
+    reward_model = adapter_reward_model("./base")  # as `hf-genarm train --model ./base --lora` loads it
+    reward_model.save_pretrained("arm")
+    recorded = json.loads((workdir / "arm" / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert recorded == str(workdir / "base")
+    assert json.loads((workdir / "arm" / GENARM_CONFIG_NAME).read_text())["base_model"] == str(workdir / "base")
+
+    input_ids, attention_mask, starts = padded_batch(tokenized_rows(tokenizer), "right", tokenizer.pad_token_id)
+    expected = reward_model.sequence_rewards(input_ids, attention_mask, prompt_length=starts)
+    monkeypatch.chdir(tmp_path)
+    loaded = AutoregressiveRewardModel.from_pretrained(workdir / "arm")
+    assert torch.allclose(loaded.sequence_rewards(input_ids, attention_mask, prompt_length=starts), expected, atol=1e-6)
+
+    # An adapter whose recorded base cannot be found (relative, or moved): the error says how to point at it.
+    config_path = workdir / "arm" / "adapter_config.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "base_model_name_or_path": "./base"}))
+    with pytest.raises(ValueError, match=r"'\./base', is neither a folder here nor a Hub repository id.*base_model="):
+        AutoregressiveRewardModel.from_pretrained(workdir / "arm")
+    moved = AutoregressiveRewardModel.from_pretrained(workdir / "arm", base_model=workdir / "base")
+    assert torch.allclose(moved.sequence_rewards(input_ids, attention_mask, prompt_length=starts), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "is not valid JSON"),
+        ("null", "got null"),
+        ("[]", "got list"),
+        ('{"beta_r": 0.1, "format_version": 1, "tokenizer": 7}', "`tokenizer` must be"),
+        ('{"beta_r": 0.1, "format_version": 99}', "`format_version` is 99, written by a newer hf-genarm"),
+    ],
+)
+def test_loading_a_damaged_genarm_config_names_the_file_and_the_field(tmp_path, content, message):
+    AutoregressiveRewardModel(make_tiny_causal_lm()).save_pretrained(tmp_path)
+    (tmp_path / GENARM_CONFIG_NAME).write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=message) as raised:
+        AutoregressiveRewardModel.from_pretrained(tmp_path)
+    assert str(tmp_path / GENARM_CONFIG_NAME) in str(raised.value)
+
+
+def test_loading_from_the_hub_offline_names_the_repo_and_hf_hub_offline(tmp_path):
+    from huggingface_hub import constants
+
+    assert constants.HF_HUB_OFFLINE, "tests run with HF_HUB_OFFLINE=1"
+    with pytest.raises(OSError, match=r"'alice/never-downloaded' from the Hub: HF_HUB_OFFLINE is set"):
+        AutoregressiveRewardModel.from_pretrained("alice/never-downloaded", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="neither an existing folder nor a Hub repository id"):
+        AutoregressiveRewardModel.from_pretrained(tmp_path / "no" / "such" / "folder")
+
+
+def test_remote_code_is_refused_as_everywhere_in_the_package(tmp_path):
+    AutoregressiveRewardModel(make_tiny_causal_lm()).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="never runs code from a model repository"):
+        AutoregressiveRewardModel.from_pretrained(tmp_path, trust_remote_code=True)
+    assert AutoregressiveRewardModel.from_pretrained(tmp_path, trust_remote_code=False).beta_r == 0.1
