@@ -347,16 +347,12 @@ def args_generate(
     Examples:
 
     ```python
-    >>> from transformers import GPT2Config, GPT2ForSequenceClassification
     >>> from hf_genarm.baselines import args_generate
     >>> from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
-    >>> tokenizer = make_tiny_tokenizer()
-    >>> config = GPT2Config(
-    ...     vocab_size=400, n_embd=32, n_layer=1, n_head=4, num_labels=1, pad_token_id=0, bos_token_id=0, eos_token_id=0
-    ... )
-    >>> reward_model = GPT2ForSequenceClassification(config).eval()
-    >>> base = make_tiny_causal_lm()
-    >>> completions = args_generate(base, tokenizer, ["The cat", "Life is"], reward_model, top_k=4, max_new_tokens=3)
+    >>> def reward(input_ids, attention_mask):  # any callable giving one reward per row; here, a toy one
+    ...     return input_ids[:, -1].float() / 100
+    >>> prompts = ["The cat", "Life is"]
+    >>> completions = args_generate(make_tiny_causal_lm(), make_tiny_tokenizer(), prompts, reward, max_new_tokens=3)
     >>> len(completions)
     2
     ```
