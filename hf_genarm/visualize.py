@@ -2,8 +2,14 @@
 
 An autoregressive reward model gives every response token its own reward `beta_r * log pi_r(y_t | x, y_<t)`
 (figure 3 of the GenARM paper colours them). `score_text` computes those rewards for a prompt and a response;
-`token_reward_heatmap_html` and `save_token_reward_heatmap_png` draw them on a red-white-green diverging scale
-centred on zero; `plot_tradeoff` draws the scores two judges give to generations made with different weights.
+`token_reward_heatmap_html` and `save_token_reward_heatmap_png` draw them on a red-white-green diverging scale;
+`plot_tradeoff` draws the scores two judges give to generations made with different weights.
+
+An ARM's token rewards are log-probabilities times `beta_r`, so they are all negative: a scale centred on zero
+would paint every token red. The heatmaps therefore centre the scale on the response's median token reward by
+default (white: a typical token; green: a token the reward model likes more than the others; red: less), each
+side reaching full colour at the response's highest or lowest reward so that one outlier (often the EOS token)
+does not wash out the rest; `center=0.0` suits signed values such as the difference between two reward models.
 
 matplotlib is imported only inside the PNG functions, and they draw on an Agg canvas of their own, so neither
 `import hf_genarm` nor a notebook's plotting backend is affected.
@@ -15,6 +21,8 @@ import html
 import math
 import os
 import pathlib
+import statistics
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,7 +32,7 @@ from .modeling import AutoregressiveRewardModel
 
 __all__ = ["plot_tradeoff", "save_token_reward_heatmap_png", "score_text", "token_reward_heatmap_html"]
 
-# Ends of the diverging scale (ColorBrewer RdYlGn ends); zero is white.
+# Ends of the diverging scale (ColorBrewer RdYlGn ends); its centre is white.
 _NEGATIVE_RGB = (215, 48, 39)
 _POSITIVE_RGB = (26, 152, 80)
 _WHITE_RGB = (255, 255, 255)
@@ -59,18 +67,44 @@ def _validate_tokens_and_rewards(tokens: Any, rewards: Any) -> tuple[list[str], 
     return list(tokens), values
 
 
-def _resolve_vmax(rewards: list[float], vmax: float | None) -> float:
+def _resolve_scale(rewards: list[float], center: float | str, vmax: float | None) -> tuple[float, float, float]:
+    """The rewards drawn full red, white and full green: `(low, middle, high)`, with `low < middle < high`."""
+    finite = [value for value in rewards if math.isfinite(value)]
+    if center in ("median", "mean"):
+        middle = (statistics.median if center == "median" else statistics.fmean)(finite) if finite else 0.0
+    elif isinstance(center, (int, float)) and not isinstance(center, bool) and math.isfinite(center):
+        middle = float(center)
+    else:
+        raise ValueError(
+            f"`center` must be 'median' or 'mean' (of the response's token rewards) or a finite number such as "
+            f"0.0, got {center!r}."
+        )
     if vmax is not None:
         if isinstance(vmax, bool) or not isinstance(vmax, (int, float)) or not math.isfinite(vmax) or vmax <= 0:
-            raise ValueError(f"`vmax` must be a finite float > 0 (the reward shown at full colour), got {vmax!r}.")
-        return float(vmax)
-    largest = max((abs(value) for value in rewards if math.isfinite(value)), default=0.0)
-    return largest if largest > 0 else 1.0
+            raise ValueError(
+                f"`vmax` must be a finite float > 0 (the distance from `center` shown at full colour), got {vmax!r}."
+            )
+        return middle - vmax, middle, middle + vmax
+    # Each side spans its own data, so one outlier (often the EOS token) does not wash out the other tokens.
+    below = middle - min(finite, default=middle)
+    above = max(finite, default=middle) - middle
+    below, above = below if below > 0 else above, above if above > 0 else below
+    if below <= 0:
+        below = above = 1.0
+    return middle - below, middle, middle + above
 
 
-def _share_of_scale(reward: float, vmax: float) -> float:
+def _share_of_scale(reward: float, scale: tuple[float, float, float]) -> float:
     """Where a reward sits on the colour scale, in [-1, 1]."""
-    return max(-1.0, min(1.0, reward / vmax))
+    low, middle, high = scale
+    share = (reward - middle) / (high - middle) if reward > middle else (reward - middle) / (middle - low)
+    return max(-1.0, min(1.0, share))
+
+
+def _scale_label(center: float | str, middle: float, precision: int) -> str:
+    if isinstance(center, str):
+        return f"token reward (white: this response's {center}, {middle:+.{precision}f})"
+    return "token reward"
 
 
 def _background_rgb(share: float) -> tuple[int, int, int]:
@@ -181,6 +215,7 @@ def token_reward_heatmap_html(
     tokens: Sequence[str],
     rewards: Sequence[float] | torch.Tensor,
     *,
+    center: float | str = "median",
     vmax: float | None = None,
     title: str | None = None,
     full_page: bool = False,
@@ -188,17 +223,21 @@ def token_reward_heatmap_html(
 ) -> str:
     """Colour each token by its reward, as self-contained HTML (inline styles, no scripts).
 
-    Negative rewards are red, zero is white, positive rewards are green; hovering a token shows its value.
-    Tokens with reward `nan` (e.g. the prompt from `score_text(..., include_prompt=True)`) are shown grey and
-    uncoloured. A legend under the text gives the scale.
+    Rewards below `center` are red, `center` is white, rewards above it are green; hovering a token shows its
+    value. Tokens with reward `nan` (e.g. the prompt from `score_text(..., include_prompt=True)`) are shown grey
+    and uncoloured. A legend under the text gives the scale.
 
     Args:
         tokens (`list[str]`):
             The tokens, decoded one by one (whitespace kept).
         rewards (`list[float]` or 1-D `torch.Tensor`):
             One reward per token.
+        center (`float`, `"median"` or `"mean"`, *optional*, defaults to `"median"`):
+            Reward drawn white. The median of the scored tokens suits an ARM's rewards, which are all negative,
+            and is not pulled by one outlier (often the EOS token); pass `0.0` for signed values.
         vmax (`float`, *optional*):
-            Reward drawn at full colour (both signs); defaults to the largest absolute reward.
+            Distance from `center` drawn at full colour on both sides. By default each side spans the data: the
+            lowest reward is full red and the highest full green.
         title (`str`, *optional*):
             Heading shown above the tokens (and the page title with `full_page=True`).
         full_page (`bool`, *optional*, defaults to `False`):
@@ -212,15 +251,18 @@ def token_reward_heatmap_html(
     Examples:
 
     ```python
-    >>> html_text = token_reward_heatmap_html(["Good", " day", "!"], [0.5, -0.25, 0.0])
-    >>> 'title="reward +0.5000' in html_text
+    >>> html_text = token_reward_heatmap_html(["Good", " day", "!"], [-0.5, -2.0, -1.25])
+    >>> 'title="reward -0.5000' in html_text
     True
     >>> html_text.count('title="reward')
     3
+    >>> "median, -1.2500" in html_text  # the legend: white is the median token reward
+    True
     ```
     """
     tokens, values = _validate_tokens_and_rewards(tokens, rewards)
-    scale = _resolve_vmax(values, vmax)
+    scale = _resolve_scale(values, center, vmax)
+    low_end, middle, high_end = scale
     if isinstance(precision, bool) or not isinstance(precision, int) or precision < 0:
         raise ValueError(f"`precision` must be a non-negative int, got {precision!r}.")
     spans = []
@@ -241,10 +283,11 @@ def token_reward_heatmap_html(
     low, high = _background_rgb(-1.0), _background_rgb(1.0)
     legend = (
         '<div style="margin-top:10px;font-size:12px;display:flex;align-items:center;gap:6px;">'
-        f"<span>{-scale:+.{precision}f}</span>"
+        f"<span>{low_end:+.{precision}f}</span>"
         '<span style="display:inline-block;width:160px;height:10px;border:1px solid #ccc;'
         f'background:linear-gradient(to right,rgb{low},rgb{_WHITE_RGB},rgb{high});"></span>'
-        f"<span>{scale:+.{precision}f}</span><span>token reward</span></div>"
+        f"<span>{high_end:+.{precision}f}</span>"
+        f"<span>{html.escape(_scale_label(center, middle, precision))}</span></div>"
     )
     heading = f'<div style="font-weight:bold;margin-bottom:6px;">{html.escape(title)}</div>' if title else ""
     snippet = (
@@ -283,6 +326,24 @@ def _agg_figure(width: float, height: float, dpi: int) -> Any:
     return figure
 
 
+def _wrap_to_width(text: str, width: float, font_size: float, figure: Any, renderer: Any, dpi: int) -> list[str]:
+    """Split `text` into lines no wider than `width` inches (long words, such as paths, are broken)."""
+
+    def measured(line: str) -> float:
+        artist = figure.text(0, 0, line, fontsize=font_size, fontweight="bold", parse_math=False)
+        inches = artist.get_window_extent(renderer).width / dpi
+        artist.remove()
+        return inches
+
+    characters = len(text)
+    while characters > 1:
+        lines = textwrap.wrap(text, characters) or [text]
+        if all(measured(line) <= width for line in lines):
+            return lines
+        characters -= max(1, characters // 10)
+    return textwrap.wrap(text, 1)
+
+
 def _reward_colormap() -> Any:
     from matplotlib.colors import LinearSegmentedColormap
 
@@ -295,6 +356,7 @@ def save_token_reward_heatmap_png(
     rewards: Sequence[float] | torch.Tensor,
     path: str | os.PathLike,
     *,
+    center: float | str = "median",
     vmax: float | None = None,
     title: str | None = None,
     width: float = 8.0,
@@ -303,9 +365,10 @@ def save_token_reward_heatmap_png(
 ) -> pathlib.Path:
     """Draw tokens in wrapped rows on backgrounds coloured by reward, with a colour bar, and save the image.
 
-    The picture follows figure 3 of the GenARM paper: red for negative rewards, white for zero, green for
-    positive ones; `nan` rewards (unscored prompt tokens) are drawn grey without a box. Line breaks inside
-    tokens start a new row. The file format follows the extension of `path` (PNG, SVG, PDF, ...).
+    The picture follows figure 3 of the GenARM paper: red for rewards below `center`, white at `center`, green
+    above it; `nan` rewards (unscored prompt tokens) are drawn grey without a box. Line breaks inside tokens
+    start a new row; a title wider than the figure is wrapped. The file format follows the extension of `path`
+    (PNG, SVG, PDF, ...).
 
     Args:
         tokens (`list[str]`):
@@ -314,10 +377,14 @@ def save_token_reward_heatmap_png(
             One reward per token.
         path (`str` or `os.PathLike`):
             Output file; its folder must exist.
+        center (`float`, `"median"` or `"mean"`, *optional*, defaults to `"median"`):
+            Reward drawn white. The median of the scored tokens suits an ARM's rewards, which are all negative,
+            and is not pulled by one outlier (often the EOS token); pass `0.0` for signed values.
         vmax (`float`, *optional*):
-            Reward drawn at full colour (both signs); defaults to the largest absolute reward.
+            Distance from `center` drawn at full colour on both sides. By default each side spans the data: the
+            lowest reward is full red and the highest full green.
         title (`str`, *optional*):
-            Title above the tokens.
+            Title above the tokens, wrapped to the figure's width.
         width (`float`, *optional*, defaults to `8.0`):
             Figure width in inches; the height follows from the number of rows.
         font_size (`float`, *optional*, defaults to `12.0`):
@@ -339,10 +406,10 @@ def save_token_reward_heatmap_png(
     ```
     """
     from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
+    from matplotlib.colors import TwoSlopeNorm
 
     tokens, values = _validate_tokens_and_rewards(tokens, rewards)
-    scale = _resolve_vmax(values, vmax)
+    scale = _resolve_scale(values, center, vmax)
     output = _checked_output_path(path)
     for name, value in (("width", width), ("font_size", font_size), ("dpi", dpi)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
@@ -373,16 +440,18 @@ def save_token_reward_heatmap_png(
         if "\n" in token:
             column, row = 0.0, row + 1
     rows = max(row for _, _, row, _ in placements) + 1
+    title_lines = _wrap_to_width(title, usable, font_size + 1, scratch, renderer, dpi) if title else []
 
-    title_height = 0.45 if title else 0.0
+    title_line_height = (font_size + 1) * 1.5 / 72
+    title_height = len(title_lines) * title_line_height + 0.15 if title_lines else 0.0
     colour_bar_height = 0.85
     height = margin + title_height + rows * row_height + colour_bar_height + margin / 2
     figure = _agg_figure(width, height, dpi)
-    if title:
+    if title_lines:
         figure.text(
             0.5,
             1 - (margin + title_height / 2) / height,
-            title,
+            "\n".join(title_lines),
             ha="center",
             va="center",
             fontsize=font_size + 1,
@@ -410,9 +479,12 @@ def save_token_reward_heatmap_png(
             bbox={"boxstyle": "square,pad=0.2", "facecolor": background, "edgecolor": "none"},
         )
     bar_axes = figure.add_axes((0.2, (margin / 2 + 0.45) / height, 0.6, 0.14 / height))
-    mappable = ScalarMappable(norm=Normalize(vmin=-scale, vmax=scale), cmap=_reward_colormap())
+    low_end, middle, high_end = scale
+    norm = TwoSlopeNorm(vcenter=middle, vmin=low_end, vmax=high_end)
+    mappable = ScalarMappable(norm=norm, cmap=_reward_colormap())
     colour_bar = figure.colorbar(mappable, cax=bar_axes, orientation="horizontal")
-    colour_bar.set_label("token reward", fontsize=max(font_size - 2, 6))
+    colour_bar.set_ticks([low_end, middle, high_end], labels=[f"{value:+.2f}" for value in scale])
+    colour_bar.set_label(_scale_label(center, middle, 2), fontsize=max(font_size - 2, 6))
     colour_bar.ax.tick_params(labelsize=max(font_size - 3, 6))
     figure.savefig(output, dpi=dpi)
     return output

@@ -6,6 +6,7 @@ import pathlib
 import re
 import struct
 
+import numpy
 import pytest
 import torch
 
@@ -89,13 +90,36 @@ def background(html_text, index):
 
 
 def test_html_colours_tokens_on_a_diverging_scale_with_hover_values():
-    html_text = token_reward_heatmap_html(["bad", " ok", " good", " fine"], [-2.0, 0.0, 2.0, 1.0])
+    html_text = token_reward_heatmap_html(["bad", " ok", " good", " fine"], [-2.0, 0.0, 2.0, 1.0], center=0.0)
     red, white, green, light_green = (background(html_text, index) for index in range(4))
     assert red[0] > red[1] and white == (255, 255, 255) and green[1] > green[0]
     assert light_green[0] > green[0], "half the reward is a lighter green"
     assert 'title="reward -2.0000 (token 0: &#x27;bad&#x27;)"' in html_text
     assert "+2.0000" in html_text and "-2.0000" in html_text, "the legend gives the scale"
     assert not html_text.startswith("<!DOCTYPE")
+
+
+def test_html_centres_the_scale_on_the_median_reward_by_default_since_arm_rewards_are_all_negative():
+    rewards = [-9.0, -1.0, -2.0, -1.5, -1.2, float("nan")]
+    html_text = token_reward_heatmap_html(["eos", " best", " worse", " typical", " good", " prompt"], rewards)
+    outlier, best, worse, typical = (background(html_text, index) for index in range(4))
+    assert outlier == (215, 48, 39) and best == (26, 152, 80), "each side reaches full colour at its extreme"
+    assert worse[0] > worse[1] and worse[1] > 200, "below the median is red, pale when far from the outlier"
+    assert typical == (255, 255, 255), "the median token reward is white"
+    assert "white: this response&#x27;s median, -1.5000" in html_text
+    assert "-9.0000" in html_text and "-1.0000" in html_text, "the legend runs from the lowest to the highest"
+    mean_centred = token_reward_heatmap_html(["a", "b", "c"], [-3.0, -1.0, -2.0], center="mean")
+    assert background(mean_centred, 2) == (255, 255, 255) and "mean, -2.0000" in mean_centred
+    assert background(token_reward_heatmap_html(["a", "b"], [-3.0, -1.0], center=0.0), 1)[1] < 255, (
+        "centred on zero, every negative reward is red"
+    )
+
+
+def test_heatmaps_reject_a_bad_center(tmp_path):
+    with pytest.raises(ValueError, match="center"):
+        token_reward_heatmap_html(["a"], [1.0], center="mode")
+    with pytest.raises(ValueError, match="center"):
+        save_token_reward_heatmap_png(["a"], [1.0], tmp_path / "a.png", center=float("inf"))
 
 
 def test_html_escapes_tokens_marks_unscored_ones_and_shows_line_breaks():
@@ -132,6 +156,22 @@ def test_png_heatmap_wraps_long_texts_into_more_rows(tmp_path):
     long_width, long_height = png_size(long)
     assert short_width == 8 * 150 and long_width == 8 * 50
     assert long_height / 50 > 2 * short_height / 150, "80 tokens need several rows"
+
+
+def test_png_heatmap_wraps_a_long_title_instead_of_clipping_it(tmp_path):
+    import matplotlib.image
+
+    tokens, rewards = ["Good", " day"], [-0.5, -1.5]
+    untitled = save_token_reward_heatmap_png(tokens, rewards, tmp_path / "untitled.png", dpi=50)
+    short = save_token_reward_heatmap_png(tokens, rewards, tmp_path / "short.png", title="arm-sentiment", dpi=50)
+    long_title = "/home/someone/checkpoints/" + "very-long-folder-name/" * 8 + "arm: total reward -9.2900"
+    long = save_token_reward_heatmap_png(tokens, rewards, tmp_path / "long.png", title=long_title, dpi=50)
+    heights = [png_size(path)[1] for path in (untitled, short, long)]
+    assert heights[0] < heights[1] < heights[2], "a title takes room, and a long one wraps onto more lines"
+    pixels = matplotlib.image.imread(long)
+    title_band = pixels[: (heights[2] - heights[1]) + 20]
+    edges = numpy.concatenate([title_band[:, :8, :3], title_band[:, -8:, :3]], axis=1)
+    assert edges.min() > 0.99, "no title text reaches the left or right edge"
 
 
 def test_png_heatmap_rejects_a_missing_folder(tmp_path):
