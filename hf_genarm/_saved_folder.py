@@ -233,12 +233,14 @@ def upload_reward_model_folder(
     run_as_future: bool = False,
     remove_after: str | None = None,
 ) -> CommitInfo | Future[CommitInfo]:
-    """Upload a saved reward-model folder in one commit with `HfApi.upload_folder`, deleting nothing remote.
+    """Upload a saved reward-model folder in one commit with `HfApi.upload_folder`.
 
     The repository (and the `revision` branch) is created if missing. What is uploaded: the folder's top-level
     files except hidden ones and trainer state, with the generated card rewritten for `repo_id` (a card the user
-    wrote goes up as it is). A `README.md` on the Hub that hf-genarm did not generate (or that was edited since) is
-    kept unless `overwrite_model_card=True`. `remove_after` names a folder to delete once the upload is over.
+    wrote goes up as it is). The only files the commit deletes are model files of an earlier push that this one
+    does not rewrite, so the repository holds one model (earlier revisions keep them); nothing else is touched.
+    A `README.md` on the Hub that hf-genarm did not generate (or that was edited since) is kept unless
+    `overwrite_model_card=True`. `remove_after` names a folder to delete once the upload is over.
     """
     view = None
 
@@ -266,6 +268,9 @@ def upload_reward_model_folder(
             repo_id=repo_id,
             folder_path=view,
             ignore_patterns=ignore,
+            # Model files of an earlier push that this one does not rewrite (the other kind of checkpoint, stale
+            # shards) would leave two models in the repository; earlier revisions keep them.
+            delete_patterns=[*FULL_MODEL_FILES, FULL_MODEL_SHARDS, *ADAPTER_FILES],
             commit_message=commit_message,
             commit_description=commit_description,
             revision=revision,

@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any, Literal
 
 import torch
-from huggingface_hub import CommitInfo, hf_hub_download, try_to_load_from_cache
+from huggingface_hub import CommitInfo, HfApi, hf_hub_download, try_to_load_from_cache
 from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import EntryNotFoundError, HFValidationError, LocalEntryNotFoundError
 from huggingface_hub.utils import validate_repo_id
@@ -514,9 +514,9 @@ class AutoregressiveRewardModel(PreTrainedModel):
             logger.warning(
                 f"{source.name} has no {GENARM_CONFIG_NAME}; using beta_r={DEFAULT_BETA_R}. Pass `beta_r=` to set it."
             )
-        if source.is_local:
-            check_one_model(source.name)
-        if source.file(_ADAPTER_CONFIG_NAME):
+        is_adapter = source.file(_ADAPTER_CONFIG_NAME) is not None
+        check_one_model(source.name, source.model_files(is_adapter))
+        if is_adapter:
             from peft import PeftConfig, PeftModel
 
             adapter_config = PeftConfig.from_pretrained(source.name, **source.hub_kwargs)
@@ -594,6 +594,20 @@ class _CheckpointSource:
             raise self._offline_error(filename) from None
         except EntryNotFoundError:
             return None
+
+    def model_files(self, is_adapter: bool) -> list[str]:
+        """The model files the checkpoint holds, as far as they matter to tell whether it holds two models.
+
+        A Hub repository is only asked (without downloading) when it holds an adapter and the Hub can be reached.
+        """
+        if self.is_local:
+            return sorted(os.listdir(self.name))
+        if not is_adapter or hf_constants.HF_HUB_OFFLINE:
+            return []
+        api = HfApi(token=self.hub_kwargs["token"])
+        weights = ("model.safetensors", "model.safetensors.index.json")
+        found = [name for name in weights if api.file_exists(self.name, name, revision=self.hub_kwargs["revision"])]
+        return [*found, _ADAPTER_CONFIG_NAME]
 
     def load(self, auto_class: Any, **model_kwargs: Any) -> PreTrainedModel:
         """`auto_class.from_pretrained` on this checkpoint, naming the repository when offline."""

@@ -529,3 +529,37 @@ def test_push_saved_folder_is_checked_before_any_network_call(tokenizer, tmp_pat
         push_saved_reward_model(damaged, "alice/arm")
     with pytest.raises(ValueError, match="`repo_id` must be a Hub repository id"):
         push_saved_reward_model(pickled, "not a repo id")
+
+
+def test_a_push_replaces_the_model_of_an_earlier_push_and_loading_refuses_a_repo_with_two(
+    local_hub, tokenizer, tmp_path
+):
+    from peft import LoraConfig, get_peft_model
+
+    base_dir = tmp_path / "base"
+    make_tiny_causal_lm(seed=3).save_pretrained(base_dir)
+    peft_model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base_dir),
+        LoraConfig(r=2, target_modules=["c_attn"], init_lora_weights=False),
+    )
+    adapter = AutoregressiveRewardModel(peft_model, beta_r=0.1).eval()
+    full = AutoregressiveRewardModel(make_tiny_causal_lm(seed=8), beta_r=0.3)
+    first = adapter.push_to_hub("alice/switch")
+    HfApi().upload_file(path_or_fileobj=b"keep me", path_in_repo="notes.txt", repo_id="alice/switch")
+    full.push_to_hub("alice/switch")
+    files = local_hub.files("alice/switch")
+    assert not {"adapter_config.json", "adapter_model.safetensors"} & set(files)
+    assert files["notes.txt"] == b"keep me" and "adapter_model.safetensors" in local_hub.files(
+        "alice/switch", first.oid
+    )
+    latest = AutoregressiveRewardModel.from_pretrained("alice/switch", cache_dir=tmp_path / "cache")
+    assert not latest.is_peft_model and torch.allclose(rewards(latest, tokenizer), rewards(full, tokenizer))
+
+    # A repository written by other means that holds both is refused, not guessed at.
+    HfApi().upload_file(
+        path_or_fileobj=local_hub.files("alice/switch", first.oid)["adapter_config.json"],
+        path_in_repo="adapter_config.json",
+        repo_id="alice/switch",
+    )
+    with pytest.raises(ValueError, match="holds two models"):
+        AutoregressiveRewardModel.from_pretrained("alice/switch", cache_dir=tmp_path / "cache2")
