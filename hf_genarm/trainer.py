@@ -582,7 +582,7 @@ class ARMTrainer(Trainer):
         return self._reward_model
 
     def _save(self, output_dir: str | None = None, state_dict: dict[str, torch.Tensor] | None = None) -> None:
-        from .hub import read_user_model_card, write_model_card
+        from .model_card import read_user_model_card, write_model_card
 
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         user_card = read_user_model_card(output_dir) if self.args.should_save and os.path.isdir(output_dir) else None
@@ -619,7 +619,7 @@ class ARMTrainer(Trainer):
         overwrite_model_card: bool = False,
         **unused: Any,
     ) -> None:
-        """Write the GenARM model card (see `hf_genarm.hub.create_model_card`) to `args.output_dir/README.md`.
+        """Write the GenARM model card (see `hf_genarm.model_card.create_model_card`) to `args.output_dir/README.md`.
 
         A `README.md` there that hf-genarm did not write is kept unless `overwrite_model_card=True`.
 
@@ -629,7 +629,7 @@ class ARMTrainer(Trainer):
             overwrite_model_card (`bool`, *optional*, defaults to `False`): Replace a card hf-genarm did not write.
             unused: `Trainer.create_model_card` arguments without a place in the GenARM card (e.g. `language`).
         """
-        from .hub import read_user_model_card, write_model_card
+        from .model_card import read_user_model_card, write_model_card
 
         if not self.is_world_process_zero():
             return
@@ -656,7 +656,8 @@ class ARMTrainer(Trainer):
     ) -> Any:
         """Save the model to `args.output_dir` and upload the reward model to the Hub with its model card.
 
-        The upload goes through `hf_genarm.hub.push_reward_model`: the weights (or adapter), tokenizer,
+        The model is saved once, by `save_model` (so `Trainer`'s own `_save` and callbacks run), and that folder is
+        uploaded as it is with `hf_genarm.hub.push_saved_reward_model`: the weights (or adapter), tokenizer,
         `genarm_config.json` (with the latest evaluation metrics) and the card, in one commit that deletes
         nothing. Checkpoint folders and training state are not uploaded.
 
@@ -673,7 +674,7 @@ class ARMTrainer(Trainer):
         Returns:
             `huggingface_hub.CommitInfo`, or a `Future` of it when `blocking=False`.
         """
-        from .hub import push_reward_model
+        from .hub import push_saved_reward_model
 
         repo_id = kwargs.pop("repo_id", None) or self.hub_model_id or self.args.hub_model_id or self._model_name()
         dataset = kwargs.pop("dataset", None)
@@ -689,10 +690,9 @@ class ARMTrainer(Trainer):
         if not self.is_world_process_zero():
             return None
         self._finish_current_push()
-        return push_reward_model(
-            self.reward_model,
+        return push_saved_reward_model(
+            self.args.output_dir,
             repo_id,
-            tokenizer=self.processing_class,
             revision=revision if revision is not None else self.args.hub_revision,
             token=token if token is not None else self.args.hub_token,
             private=private if private is not None else self.args.hub_private_repo,

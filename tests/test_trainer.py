@@ -498,3 +498,28 @@ def test_beta_r_has_one_source_and_the_model_is_wrapped_once(tmp_path, tokenizer
     assert loss.item() == pytest.approx(expected.item(), abs=1e-5)
     trainer.save_model()
     assert json.loads((tmp_path / "run" / "genarm_config.json").read_text())["beta_r"] == 0.7
+
+
+def test_push_to_hub_saves_the_model_once_then_uploads_that_folder(tmp_path, tokenizer, monkeypatch):
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    trainer = ARMTrainer(
+        make_tiny_causal_lm(seed=14),
+        args=make_args(tmp_path, hub_model_id="alice/arm"),
+        train_dataset=mood_pairs(["cat"], seed=15, count=4),
+        processing_class=tokenizer,
+    )
+    saves = []
+    model_class = type(trainer.model)
+    original_save = model_class.save_pretrained
+
+    def counting_save(model, *args, **kwargs):
+        saves.append(args[0] if args else kwargs.get("save_directory"))
+        return original_save(model, *args, **kwargs)
+
+    monkeypatch.setattr(model_class, "save_pretrained", counting_save)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    with pytest.raises(OfflineModeIsEnabled):
+        trainer.push_to_hub()
+    assert saves == [str(tmp_path / "run")]  # the upload reads the folder Trainer's own save wrote
+    assert (tmp_path / "run" / "genarm_config.json").is_file() and (tmp_path / "run" / "README.md").is_file()
