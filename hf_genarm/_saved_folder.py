@@ -1,4 +1,4 @@
-"""What a saved reward-model folder holds, how it is written so that it holds exactly one model, and its upload.
+"""Where a saved reward model lives (a folder or a Hub repository): what it holds, writing it, reading and uploading it.
 
 A folder holds one model: a full causal-LM checkpoint (`config.json` + `model.safetensors` or its shards) or a PEFT
 adapter (`adapter_config.json` + `adapter_model.safetensors`), beside `genarm_config.json`, a card and the
@@ -15,8 +15,12 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import Any
 
-from huggingface_hub import CommitInfo, HfApi
+from huggingface_hub import CommitInfo, HfApi, hf_hub_download, try_to_load_from_cache
+from huggingface_hub import constants as hf_constants
+from huggingface_hub.errors import EntryNotFoundError, HFValidationError, LocalEntryNotFoundError
+from huggingface_hub.utils import validate_repo_id
 from transformers.utils import logging
 
 from .configuration import GENARM_CONFIG_NAME, RewardModelMetadata
@@ -285,3 +289,92 @@ def upload_reward_model_folder(
     else:
         clean_up()
     return result
+
+
+def check_repo_id(repo_id: Any) -> str:
+    """Check a Hub repository id with `huggingface_hub.utils.validate_repo_id`, with an error that says what to pass.
+
+    Examples:
+
+    ```python
+    >>> check_repo_id("alice/tiny-arm")
+    'alice/tiny-arm'
+    >>> check_repo_id("")
+    Traceback (most recent call last):
+    ...
+    ValueError: `repo_id` must be a Hub repository id such as 'your-name/my-reward-model', got ''.
+    ```
+    """
+    if not isinstance(repo_id, str) or not repo_id.strip():
+        raise ValueError(f"`repo_id` must be a Hub repository id such as 'your-name/my-reward-model', got {repo_id!r}.")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ValueError(
+            f"`repo_id` must be a Hub repository id such as 'your-name/my-reward-model', got {repo_id!r}: {error}"
+        ) from None
+    return repo_id
+
+
+class CheckpointSource:
+    """A local folder or a Hub repository, read with huggingface_hub's public calls and clear offline errors."""
+
+    def __init__(self, name: str, revision: str | None, token: str | bool | None, cache_dir: Any) -> None:
+        self.name = name
+        self.is_local = os.path.isdir(name)
+        self.hub_kwargs = {"revision": revision, "token": token, "cache_dir": cache_dir}
+        if not self.is_local:
+            try:
+                validate_repo_id(name)
+            except HFValidationError:
+                raise ValueError(
+                    f"{name!r} is neither an existing folder nor a Hub repository id ('namespace/name'); check the "
+                    "path."
+                ) from None
+
+    def _offline_error(self, what: str) -> OSError:
+        return OSError(
+            f"Cannot load {what} of {self.name!r} from the Hub: HF_HUB_OFFLINE is set and it is not in the local "
+            "cache. Unset HF_HUB_OFFLINE (or set HF_HUB_OFFLINE=0) to download it once, or pass a local folder."
+        )
+
+    def file(self, filename: str) -> str | None:
+        """Local path of `filename` (downloaded when remote), or `None` when the checkpoint has no such file."""
+        if self.is_local:
+            path = os.path.join(self.name, filename)
+            return path if os.path.isfile(path) else None
+        revision, cache_dir = self.hub_kwargs["revision"], self.hub_kwargs["cache_dir"]
+        try:
+            return hf_hub_download(self.name, filename, **self.hub_kwargs)
+        except LocalEntryNotFoundError:
+            if not hf_constants.HF_HUB_OFFLINE:
+                raise
+            cached = try_to_load_from_cache(self.name, filename, cache_dir=cache_dir, revision=revision)
+            if cached is not None and not isinstance(cached, str):  # the cache knows the file does not exist
+                return None
+            raise self._offline_error(filename) from None
+        except EntryNotFoundError:
+            return None
+
+    def model_files(self, is_adapter: bool) -> list[str]:
+        """The model files the checkpoint holds, as far as they matter to tell whether it holds two models.
+
+        A Hub repository is only asked (without downloading) when it holds an adapter and the Hub can be reached.
+        """
+        if self.is_local:
+            return sorted(os.listdir(self.name))
+        if not is_adapter or hf_constants.HF_HUB_OFFLINE:
+            return []
+        api = HfApi(token=self.hub_kwargs["token"])
+        weights = ("model.safetensors", "model.safetensors.index.json")
+        found = [name for name in weights if api.file_exists(self.name, name, revision=self.hub_kwargs["revision"])]
+        return [*found, ADAPTER_FILES[0]]
+
+    def load(self, auto_class: Any, **model_kwargs: Any) -> Any:
+        """`auto_class.from_pretrained` on this checkpoint, naming the repository when offline."""
+        try:
+            return auto_class.from_pretrained(self.name, **self.hub_kwargs, **model_kwargs)
+        except OSError:
+            if self.is_local or not hf_constants.HF_HUB_OFFLINE:
+                raise
+            raise self._offline_error("the model") from None

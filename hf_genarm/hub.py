@@ -15,8 +15,8 @@ from typing import Any
 
 from huggingface_hub import CommitInfo
 
-from ._saved_folder import check_saved_reward_model, upload_reward_model_folder
-from .modeling import AutoregressiveRewardModel, check_repo_id
+from ._saved_folder import check_repo_id, check_saved_reward_model, upload_reward_model_folder
+from .modeling import AutoregressiveRewardModel
 
 __all__ = ["push_reward_model", "push_saved_reward_model"]
 

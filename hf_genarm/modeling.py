@@ -16,15 +16,19 @@ from dataclasses import replace
 from typing import Any, Literal
 
 import torch
-from huggingface_hub import CommitInfo, HfApi, hf_hub_download, try_to_load_from_cache
-from huggingface_hub import constants as hf_constants
-from huggingface_hub.errors import EntryNotFoundError, HFValidationError, LocalEntryNotFoundError
-from huggingface_hub.utils import validate_repo_id
+from huggingface_hub import CommitInfo
 from torch.nn import functional
 from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.utils import logging
 
-from ._saved_folder import check_one_model, upload_reward_model_folder, write_folder_atomically
+from ._saved_folder import (
+    ADAPTER_FILES,
+    CheckpointSource,
+    check_one_model,
+    check_repo_id,
+    upload_reward_model_folder,
+    write_folder_atomically,
+)
 from ._version import __version__
 from .configuration import (
     DEFAULT_BETA_R,
@@ -36,11 +40,9 @@ from .configuration import (
 from .model_card import read_user_model_card, write_model_card
 from .vocab import describe_tokenizer_difference, tokenizer_fingerprint
 
-__all__ = ["AutoregressiveRewardModel", "check_repo_id", "positions_from_attention_mask", "response_log_probs"]
+__all__ = ["AutoregressiveRewardModel", "positions_from_attention_mask", "response_log_probs"]
 
 logger = logging.get_logger(__name__)
-
-_ADAPTER_CONFIG_NAME = "adapter_config.json"
 
 
 def positions_from_attention_mask(attention_mask: torch.Tensor) -> torch.LongTensor:
@@ -507,14 +509,14 @@ class AutoregressiveRewardModel(PreTrainedModel):
         """
         refuse_remote_code(model_kwargs, "AutoregressiveRewardModel.from_pretrained()")
         model_kwargs.pop("trust_remote_code", None)
-        source = _CheckpointSource(os.fspath(pretrained_model_name_or_path), revision, token, cache_dir)
+        source = CheckpointSource(os.fspath(pretrained_model_name_or_path), revision, token, cache_dir)
         sidecar = source.file(GENARM_CONFIG_NAME)
         metadata = RewardModelMetadata.from_json_file(sidecar) if sidecar else None
         if metadata is None and beta_r is None:
             logger.warning(
                 f"{source.name} has no {GENARM_CONFIG_NAME}; using beta_r={DEFAULT_BETA_R}. Pass `beta_r=` to set it."
             )
-        is_adapter = source.file(_ADAPTER_CONFIG_NAME) is not None
+        is_adapter = source.file(ADAPTER_FILES[0]) is not None
         check_one_model(source.name, source.model_files(is_adapter))
         if is_adapter:
             from peft import PeftConfig, PeftModel
@@ -528,95 +530,6 @@ class AutoregressiveRewardModel(PreTrainedModel):
         if not is_trainable:
             model.eval()
         return cls(model, beta_r=beta_r, metadata=metadata)
-
-
-def check_repo_id(repo_id: Any) -> str:
-    """Check a Hub repository id with `huggingface_hub.utils.validate_repo_id`, with an error that says what to pass.
-
-    Examples:
-
-    ```python
-    >>> check_repo_id("alice/tiny-arm")
-    'alice/tiny-arm'
-    >>> check_repo_id("")
-    Traceback (most recent call last):
-    ...
-    ValueError: `repo_id` must be a Hub repository id such as 'your-name/my-reward-model', got ''.
-    ```
-    """
-    if not isinstance(repo_id, str) or not repo_id.strip():
-        raise ValueError(f"`repo_id` must be a Hub repository id such as 'your-name/my-reward-model', got {repo_id!r}.")
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as error:
-        raise ValueError(
-            f"`repo_id` must be a Hub repository id such as 'your-name/my-reward-model', got {repo_id!r}: {error}"
-        ) from None
-    return repo_id
-
-
-class _CheckpointSource:
-    """A local folder or a Hub repository, read with huggingface_hub's public calls and clear offline errors."""
-
-    def __init__(self, name: str, revision: str | None, token: str | bool | None, cache_dir: Any) -> None:
-        self.name = name
-        self.is_local = os.path.isdir(name)
-        self.hub_kwargs = {"revision": revision, "token": token, "cache_dir": cache_dir}
-        if not self.is_local:
-            try:
-                validate_repo_id(name)
-            except HFValidationError:
-                raise ValueError(
-                    f"{name!r} is neither an existing folder nor a Hub repository id ('namespace/name'); check the "
-                    "path."
-                ) from None
-
-    def _offline_error(self, what: str) -> OSError:
-        return OSError(
-            f"Cannot load {what} of {self.name!r} from the Hub: HF_HUB_OFFLINE is set and it is not in the local "
-            "cache. Unset HF_HUB_OFFLINE (or set HF_HUB_OFFLINE=0) to download it once, or pass a local folder."
-        )
-
-    def file(self, filename: str) -> str | None:
-        """Local path of `filename` (downloaded when remote), or `None` when the checkpoint has no such file."""
-        if self.is_local:
-            path = os.path.join(self.name, filename)
-            return path if os.path.isfile(path) else None
-        revision, cache_dir = self.hub_kwargs["revision"], self.hub_kwargs["cache_dir"]
-        try:
-            return hf_hub_download(self.name, filename, **self.hub_kwargs)
-        except LocalEntryNotFoundError:
-            if not hf_constants.HF_HUB_OFFLINE:
-                raise
-            cached = try_to_load_from_cache(self.name, filename, cache_dir=cache_dir, revision=revision)
-            if cached is not None and not isinstance(cached, str):  # the cache knows the file does not exist
-                return None
-            raise self._offline_error(filename) from None
-        except EntryNotFoundError:
-            return None
-
-    def model_files(self, is_adapter: bool) -> list[str]:
-        """The model files the checkpoint holds, as far as they matter to tell whether it holds two models.
-
-        A Hub repository is only asked (without downloading) when it holds an adapter and the Hub can be reached.
-        """
-        if self.is_local:
-            return sorted(os.listdir(self.name))
-        if not is_adapter or hf_constants.HF_HUB_OFFLINE:
-            return []
-        api = HfApi(token=self.hub_kwargs["token"])
-        weights = ("model.safetensors", "model.safetensors.index.json")
-        found = [name for name in weights if api.file_exists(self.name, name, revision=self.hub_kwargs["revision"])]
-        return [*found, _ADAPTER_CONFIG_NAME]
-
-    def load(self, auto_class: Any, **model_kwargs: Any) -> PreTrainedModel:
-        """`auto_class.from_pretrained` on this checkpoint, naming the repository when offline."""
-        try:
-            return auto_class.from_pretrained(self.name, **self.hub_kwargs, **model_kwargs)
-        except OSError:
-            if self.is_local or not hf_constants.HF_HUB_OFFLINE:
-                raise
-            raise self._offline_error("the model") from None
 
 
 def _load_adapter_base(
@@ -644,7 +557,7 @@ def _load_adapter_base(
         revision = None
     name = os.fspath(base_model)
     try:
-        source = _CheckpointSource(name, revision, token, cache_dir)
+        source = CheckpointSource(name, revision, token, cache_dir)
     except ValueError:
         raise ValueError(
             f"The base model of the adapter at {adapter}, {name!r}, is neither a folder here nor a Hub repository "
