@@ -10,6 +10,7 @@ import functools
 import http.server
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,18 @@ def test_docs_build_prints_no_warning(built_site):
     warnings = [line for line in output.splitlines() if "WARNING" in line]
     assert result.returncode == 0, output
     assert not warnings, "\n".join(warnings)
+
+
+def test_api_reference_shows_plain_types_and_default_values(built_site):
+    site, result = built_site
+    assert result.returncode == 0, result.stdout + result.stderr
+    page = (site / "api" / "index.html").read_text(encoding="utf-8")
+    types = re.findall(r'<td>\s*(?:<code>)?\s*<span class="doc-param-annotation">(.*?)</span>', page, re.DOTALL)
+    types += re.findall(r"<td>\s*<code>(.*?)</code>\s*</td>", page, re.DOTALL)
+    assert len(types) > 50, "the parameter tables were not found"
+    assert not [cell for cell in types if "`" in cell or "*optional*" in cell or "defaults to" in cell]
+    assert "DEFAULT_BETA_R" not in page, "defaults that name a constant are shown by value"
+    assert re.search(r"beta_r.*?<code>0\.1</code>", page, re.DOTALL), "ARMConfig.beta_r's default is shown as 0.1"
 
 
 def test_every_markdown_page_is_in_the_nav():
