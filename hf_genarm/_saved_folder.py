@@ -81,7 +81,7 @@ def check_one_model(folder: str, names: list[str] | None = None) -> None:
     """Refuse a folder that holds both a full checkpoint and a PEFT adapter, naming the files of each.
 
     Raises:
-        `ValueError` naming both sets of files and how to proceed.
+        ValueError: Naming both sets of files and how to proceed.
     """
     names = _top_level_files(folder) if names is None else names
     full = [name for name in full_model_files(names) if name != "generation_config.json"]
@@ -125,7 +125,7 @@ def write_folder_atomically(
         overwrite (`bool`, *optional*, defaults to `False`): Replace model files hf-genarm did not write.
 
     Raises:
-        `ValueError` when `folder` holds model files hf-genarm did not write and `overwrite` is false.
+        ValueError: When `folder` holds model files hf-genarm did not write and `overwrite` is false.
     """
     folder = os.fspath(folder)
     if os.path.exists(folder) and not os.path.isdir(folder):
@@ -161,8 +161,8 @@ def check_saved_reward_model(folder: str | os.PathLike) -> tuple[RewardModelMeta
         `tuple[RewardModelMetadata, bool]`: its metadata, and whether the checkpoint is a PEFT adapter.
 
     Raises:
-        `ValueError` when the folder is missing, has no valid `genarm_config.json`, holds no model or two, or holds
-        weights other than safetensors.
+        ValueError: When the folder is missing, has no valid `genarm_config.json`, holds no model or two, or
+            holds weights other than safetensors.
     """
     folder = os.fspath(folder)
     if not os.path.isdir(folder):

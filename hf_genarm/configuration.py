@@ -57,7 +57,8 @@ def validate_beta_r(beta_r: Any, name: str = "beta_r") -> float:
         `float`
 
     Raises:
-        `TypeError` for a non-number (or a bool), `ValueError` for zero, a negative, NaN or infinity.
+        TypeError: For a non-number (or a bool).
+        ValueError: For zero, a negative, NaN or infinity.
 
     Examples:
 
@@ -187,7 +188,7 @@ def refuse_remote_code(options: dict[str, Any], name: str) -> None:
         name (`str`): Where they came from, named in the error (e.g. `"model_init_kwargs"`).
 
     Raises:
-        `ValueError` when `options` asks for `trust_remote_code`.
+        ValueError: When `options` asks for `trust_remote_code`.
 
     Examples:
 
@@ -308,7 +309,7 @@ class RewardModelMetadata:
             source (`str`, *optional*): Where it came from, named in errors.
 
         Raises:
-            `ValueError` naming `source` and the field, for anything that is not valid metadata.
+            ValueError: Naming `source` and the field, for anything that is not valid metadata.
 
         Examples:
 

@@ -103,7 +103,7 @@ def push_saved_reward_model(
         `huggingface_hub.CommitInfo`, or a `Future` of it when `run_as_future=True`.
 
     Raises:
-        `ValueError` before any network call when the folder is not a complete, single, safetensors reward model.
+        ValueError: Before any network call, when the folder is not a complete, single, safetensors reward model.
 
     Examples:
 

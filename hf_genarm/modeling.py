@@ -272,7 +272,11 @@ class AutoregressiveRewardModel(PreTrainedModel):
         different lengths); guided decoding and training always use the sum, which is what the ARM learns.
 
         Args:
-            input_ids, attention_mask, prompt_length, response_mask: As in `token_rewards`.
+            input_ids (`torch.LongTensor` of shape `(batch, length)`): Prompt and response tokens.
+            attention_mask (`torch.Tensor`, *optional*): 1 for real tokens, 0 for padding (left or right).
+            prompt_length (`int` or `torch.Tensor` of shape `(batch,)`, *optional*): Column at which each row's
+                response starts, as in `token_rewards`.
+            response_mask (`torch.Tensor`, *optional*): 1 on response tokens; overrides `prompt_length`.
             normalize (`str`, *optional*, defaults to `"sum"`): `"sum"` (the paper's reward) or `"mean"` (per
                 scored token; a row without scored tokens gets 0).
 
@@ -503,9 +507,9 @@ class AutoregressiveRewardModel(PreTrainedModel):
             model_kwargs: Passed to `AutoModelForCausalLM.from_pretrained` (e.g. `dtype`, `device_map`).
 
         Raises:
-            `ValueError` for a damaged `genarm_config.json`, a folder holding two models, `trust_remote_code`, or
-            an adapter whose base model cannot be found; `OSError` naming the repository when it must come from
-            the Hub while `HF_HUB_OFFLINE` is set.
+            ValueError: For a damaged `genarm_config.json`, a folder holding two models, `trust_remote_code`,
+                or an adapter whose base model cannot be found.
+            OSError: Naming the repository, when it must come from the Hub while `HF_HUB_OFFLINE` is set.
         """
         refuse_remote_code(model_kwargs, "AutoregressiveRewardModel.from_pretrained()")
         model_kwargs.pop("trust_remote_code", None)
