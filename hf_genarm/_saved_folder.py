@@ -139,14 +139,15 @@ def write_folder_atomically(
         kind_written = adapter_files(written) if is_adapter else full_model_files(written)
         if not kind_written:
             raise RuntimeError(f"Saving wrote no {'adapter' if is_adapter else 'model'} files into {folder}.")
-        for name in to_replace:
-            if name not in written:
-                os.remove(os.path.join(folder, name))
         for root, _, filenames in os.walk(staging):
             target_root = os.path.join(folder, os.path.relpath(root, staging))
             os.makedirs(target_root, exist_ok=True)
             for filename in filenames:
                 os.replace(os.path.join(root, filename), os.path.join(target_root, filename))
+        # Only once the new model is in place: an interruption leaves two models (refused on loading), never none.
+        for name in to_replace:
+            if name not in written:
+                os.remove(os.path.join(folder, name))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
