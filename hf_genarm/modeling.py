@@ -203,8 +203,10 @@ class AutoregressiveRewardModel(PreTrainedModel):
         metadata.beta_r = validate_beta_r(metadata.beta_r)
         if tokenizer is not None:
             metadata.tokenizer = tokenizer_fingerprint(tokenizer)
-        # A relative folder (`--model ./base`) would not resolve from another directory: record it absolute.
-        metadata.base_model = _resolvable_path(metadata.base_model or getattr(model.config, "_name_or_path", None))
+        # A relative folder the model was loaded from (`--model ./base`) would not resolve from another directory:
+        # record it absolute. A name given in `metadata` is the caller's and stays as given.
+        if metadata.base_model is None:
+            metadata.base_model = _resolvable_path(getattr(model.config, "_name_or_path", None) or None)
         for adapter_config in getattr(model, "peft_config", {}).values():
             adapter_config.base_model_name_or_path = _resolvable_path(adapter_config.base_model_name_or_path)
         self.metadata = metadata
