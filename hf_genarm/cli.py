@@ -40,7 +40,6 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 _DATA_FILE_TYPES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".csv")
 _SAVED_DATASET_FILES = ("dataset_dict.json", "state.json")
 _MODEL_FILES = ("config.json", "adapter_config.json")
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 # LoRA settings when `--lora` is given without them: TRL's `ModelConfig` defaults.
 _LORA_DEFAULTS = {"lora_r": 16, "lora_alpha": 32.0, "lora_dropout": 0.05}
 
@@ -606,8 +605,9 @@ def _check_generate(args: argparse.Namespace) -> None:
     if not prompts:
         raise UsageError("no prompt given; pass prompts as arguments or with --prompts-file")
     for number, prompt in enumerate(prompts, start=1):
+        # A base continues its prompt; with nothing to continue, a batch row would be padding only.
         if not prompt.strip():
-            raise UsageError(f"prompt {number} is empty; give it some text (the base continues the prompt)")
+            raise UsageError(f"prompt {number} is empty; give every prompt some text")
     args.prompt_list = prompts
     _check_device(args.device)
 
@@ -632,17 +632,12 @@ def _check_score(args: argparse.Namespace) -> None:
 
 
 def _check_push(args: argparse.Namespace) -> None:
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
+    from ._saved_folder import check_repo_id, check_saved_reward_model
 
-    try:
-        validate_repo_id(args.repo_id)
-    except HFValidationError as error:
-        raise UsageError(f"--repo-id: {_one_line(error)}") from None
-    path = args.reward_model
-    if not os.path.isdir(path):
-        raise UsageError(f"--reward-model: no such folder: {path} (push uploads a saved folder)")
-    if not any(os.path.isfile(os.path.join(path, name)) for name in _MODEL_FILES):
-        raise UsageError(f"--reward-model: {path} is not a saved model folder (no config.json or adapter_config.json)")
+    with _as_usage_error("--repo-id"):
+        check_repo_id(args.repo_id)
+    with _as_usage_error("--reward-model"):
+        check_saved_reward_model(args.reward_model)
 
 
 def _check_dataset_source(value: str, option: str) -> None:
@@ -906,18 +901,11 @@ def _run_train(script_args: TrainScriptArguments, config: Any, trainer_inputs: d
 
 
 def _run_push(args: argparse.Namespace) -> int:
-    from .modeling import AutoregressiveRewardModel
+    from .hub import push_saved_reward_model
 
-    tokenizer = None
-    if any(os.path.isfile(os.path.join(args.reward_model, name)) for name in _TOKENIZER_FILES):
-        tokenizer = _load_tokenizer(args.reward_model)
-    reward_model = AutoregressiveRewardModel.from_pretrained(args.reward_model)
-    hub_kwargs = {
-        name: getattr(args, name)
-        for name in ("private", "revision", "token", "commit_message")
-        if getattr(args, name) is not None
-    }
-    commit = reward_model.push_to_hub(args.repo_id, tokenizer=tokenizer, **hub_kwargs)
+    hub_options = ("private", "revision", "token", "commit_message")
+    given = {name: getattr(args, name) for name in hub_options if getattr(args, name) is not None}
+    commit = push_saved_reward_model(args.reward_model, args.repo_id, **given)
     print(f"pushed {args.reward_model} to {args.repo_id}: {commit}")
     return 0
 

@@ -182,7 +182,8 @@ BAD_ARGUMENTS = {
     "unknown dtype": (GENERATE + "--dtype float8 Hi", "invalid choice: 'float8'"),
     "bad device": (GENERATE + "--device gpu7 Hi", "--device"),
     "no prompt": (GENERATE, "no prompt given"),
-    "empty prompt": (GENERATE + "Hi ''", "prompt 2 is empty"),
+    "empty prompt": (GENERATE + "Hi ' '", "prompt 2 is empty; give every prompt some text"),
+    "empty prompt in a file": (GENERATE + "--prompts-file {tmp}/empty_prompt.jsonl", "prompt 1 is empty"),
     "missing prompts file": (GENERATE + "--prompts-file {tmp}/none.txt", "--prompts-file: no such file"),
     "bad jsonl prompts": (GENERATE + "--prompts-file {tmp}/bad.jsonl", "line 2 of"),
     "bad upper-case JSONL prompts": (GENERATE + "--prompts-file {tmp}/BAD.JSONL", "line 2 of"),
@@ -207,8 +208,8 @@ BAD_ARGUMENTS = {
     "score html is a folder": (SCORE + "--html {tmp}", "--html: {tmp} is a folder"),
     "score png in read-only place": (SCORE + "--png /proc/x.png", "--png: cannot write /proc/x.png"),
     "score empty response": ("score --reward-model {saved}/arm --prompt Q --response ' '", "must not be empty"),
-    "push missing folder": ("push --reward-model {tmp}/nope --repo-id me/arm", "no such folder"),
-    "push bad repo id": ("push --reward-model {saved}/arm --repo-id 'bad id!'", "--repo-id: Repo id must use"),
+    "push missing folder": ("push --reward-model {tmp}/nope --repo-id me/arm", "{tmp}/nope is not a folder"),
+    "push bad repo id": ("push --reward-model {saved}/arm --repo-id 'bad id!'", "--repo-id: "),
     "push without repo": ("push --reward-model {saved}/arm", "required: --repo-id"),
     "train missing dataset": (TRAIN + "--dataset {tmp}/pairs.jsonl", "--dataset: no such file or folder"),
     "train unsupported data file": (
@@ -266,6 +267,7 @@ def test_bad_arguments_are_one_line_errors_with_status_2(capsys, saved, tmp_path
     (tmp_path / "bad.jsonl").write_text('{"prompt": "ok"}\n{"prompt": \n')
     (tmp_path / "BAD.JSONL").write_text('{"prompt": "ok"}\n{"prompt": \n')
     (tmp_path / "empty.jsonl").write_text("\n")
+    (tmp_path / "empty_prompt.jsonl").write_text('{"prompt": ""}\n')
     (tmp_path / "plain.jsonl.gz").write_text(json.dumps(PAIRS[0]) + "\n")
     (tmp_path / "prompts.jsonl.gz").write_bytes(gzip.compress(b'{"prompt": "Hi"}\n'))
     write_pairs(tmp_path / "pairs.JSONL")
@@ -430,25 +432,34 @@ def test_push_offline_fails_with_the_hub_error_on_one_line(capsys, saved, monkey
     assert_one_line_error(err, "offline mode is enabled")
 
 
-def test_push_passes_hub_options_and_the_tokenizer(capsys, saved, monkeypatch):
+def test_push_uploads_the_saved_folder_without_loading_the_model(capsys, saved, monkeypatch, no_model_loading):
     calls = []
 
-    def fake_push(self, repo_id, **kwargs):
-        calls.append((repo_id, kwargs))
+    def fake_push(folder, repo_id, **kwargs):
+        calls.append((folder, repo_id, kwargs))
         return f"https://huggingface.co/{repo_id}/commit/abc"
 
-    monkeypatch.setattr(AutoregressiveRewardModel, "push_to_hub", fake_push)
+    monkeypatch.setattr("hf_genarm.hub.push_saved_reward_model", fake_push)
     status, out, _ = cli(
         capsys,
         "push --reward-model {saved}/arm --repo-id me/arm --private --revision v1 --token hf_x --commit-message first",
         saved=saved,
     )
-    assert status == 0 and "https://huggingface.co/me/arm/commit/abc" in out
-    [(repo_id, kwargs)] = calls
-    assert repo_id == "me/arm"
-    options = {name: kwargs[name] for name in ("private", "revision", "token", "commit_message")}
-    assert options == {"private": True, "revision": "v1", "token": "hf_x", "commit_message": "first"}
-    assert len(kwargs["tokenizer"]) == 400
+    assert status == 0 and out == f"pushed {saved}/arm to me/arm: https://huggingface.co/me/arm/commit/abc\n"
+    assert calls == [
+        (f"{saved}/arm", "me/arm", {"private": True, "revision": "v1", "token": "hf_x", "commit_message": "first"})
+    ]
+
+
+def test_push_checks_the_folder_before_any_upload(capsys, saved, tmp_path, monkeypatch):
+    monkeypatch.setattr("hf_genarm.hub.push_saved_reward_model", pytest.fail)
+    shutil.copytree(saved / "arm", tmp_path / "arm")
+    os.remove(tmp_path / "arm" / "genarm_config.json")
+    status, out, err = cli(capsys, "push --reward-model {tmp}/arm --repo-id me/arm", tmp=tmp_path)
+    assert status == 2 and out == ""
+    assert err.startswith(f"hf-genarm: error: --reward-model: {tmp_path}/arm has no genarm_config.json") and (
+        err.count("\n") == 1
+    )
 
 
 def test_push_network_failure_is_one_line(capsys, saved, monkeypatch):
