@@ -19,7 +19,7 @@ _LAZY_NAMES = {
     "GenARMLogitsProcessor": "logits_process",
     "PreferenceCollator": "data",
     "PreferenceDataReport": "data",
-    "RewardModelMetadata": "modeling",
+    "RewardModelMetadata": "configuration",
     "compute_preference_metrics": "metrics",
     "load_preference_accuracy": "metrics",
     "plot_tradeoff": "visualize",
@@ -50,11 +50,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .configuration import RewardModelMetadata
     from .data import PreferenceCollator, PreferenceDataReport, prepare_preference_dataset
     from .hub import push_reward_model
     from .logits_process import GenARMLogitsProcessor
     from .metrics import compute_preference_metrics, load_preference_accuracy
-    from .modeling import AutoregressiveRewardModel, RewardModelMetadata
+    from .modeling import AutoregressiveRewardModel
     from .trainer import ARMConfig, ARMTrainer
     from .visualize import plot_tradeoff, save_token_reward_heatmap_png, score_text, token_reward_heatmap_html
 
