@@ -321,8 +321,10 @@ class CheckpointSource:
     """A local folder or a Hub repository, read with huggingface_hub's public calls and clear offline errors."""
 
     def __init__(self, name: str, revision: str | None, token: str | bool | None, cache_dir: Any) -> None:
-        self.name = name
         self.is_local = os.path.isdir(name)
+        # Models loaded from an absolute folder record it as their `_name_or_path`, which adapters and metadata
+        # then carry: a relative one would not resolve from another directory.
+        self.name = os.path.abspath(name) if self.is_local else name
         self.hub_kwargs = {"revision": revision, "token": token, "cache_dir": cache_dir}
         if not self.is_local:
             try:

@@ -377,6 +377,13 @@ def test_adapters_record_a_base_that_resolves_from_anywhere_and_accept_base_mode
     assert recorded == str(workdir / "base")
     assert json.loads((workdir / "arm" / GENARM_CONFIG_NAME).read_text())["base_model"] == str(workdir / "base")
 
+    # Loaded by a relative name (as ARMTrainer loads `--model ./base`), an adapter put on it later records it whole.
+    from peft import LoraConfig, get_peft_model
+
+    loaded_base = AutoregressiveRewardModel.from_pretrained("base", beta_r=BETA_R).model
+    later_adapter = get_peft_model(loaded_base, LoraConfig(r=2, target_modules=["c_attn"]))
+    assert later_adapter.peft_config["default"].base_model_name_or_path == str(workdir / "base")
+
     input_ids, attention_mask, starts = padded_batch(tokenized_rows(tokenizer), "right", tokenizer.pad_token_id)
     expected = reward_model.sequence_rewards(input_ids, attention_mask, prompt_length=starts)
     monkeypatch.chdir(tmp_path)
