@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
         from datasets import load_dataset
 
         tokenizer = AutoTokenizer.from_pretrained(args.model, padding_side="left")
+        if tokenizer.pad_token is None:  # Llama-style tokenizers have none; left padding with EOS is masked out
+            tokenizer.pad_token = tokenizer.eos_token
         arm_backbone = args.model  # ARMTrainer loads it with `model_init_kwargs`
         train_rows = load_dataset(args.dataset, split="train")
         if args.train_samples:

@@ -14,11 +14,13 @@ Recipe:
 Usage:
 
     python examples/pku_saferlhf_two_objectives.py --model Qwen/Qwen2.5-0.5B --base Qwen/Qwen2.5-1.5B
-    python examples/pku_saferlhf_two_objectives.py --tiny --output-dir /tmp/arm-pku    # offline, a few seconds
+    python examples/pku_saferlhf_two_objectives.py --tiny --output-dir /tmp/arm-pku    # offline, about 30 s
 
 At real scale it downloads the model(s) and the dataset, and wants a GPU (bf16 when supported). `--tiny` uses
 the embedded fortune-cookie GPT-2 assets (base and reward backbone) with a few PKU-SafeRLHF-style rows, trains each ARM
-3 steps on CPU and generates a few tokens per slider value, offline.
+30 LoRA steps on CPU and generates 12 tokens per slider value, offline (about half a minute): the two ARMs pull the
+greedy text in different directions, so each slider value prints a different continuation (fortune-cookie text,
+since that is all the tiny base model knows).
 """
 
 from __future__ import annotations
@@ -107,9 +109,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sample", action="store_true", help="Sample (top-p 0.9) instead of greedy decoding.")
     args = parser.parse_args(argv)
     if args.tiny:
-        args.max_steps, args.batch_size, args.grad_accum, args.learning_rate = 3, 4, 1, 1e-2
-        args.max_length, args.lora_r, args.max_new_tokens, args.num_prompts = 256, 4, 8, 2
-        args.sweep = [0.0, 0.5, 1.0]
+        # Enough steps for each ARM to learn its tiny rows, and enough weight for the slider to move the greedy text:
+        # the run shows the trade-off itself, not only that the pipeline runs.
+        args.max_steps, args.batch_size, args.grad_accum, args.learning_rate = 30, 4, 1, 5e-3
+        args.max_length, args.lora_r, args.max_new_tokens, args.num_prompts = 256, 8, 12, 2
+        args.sweep, args.alpha_total = [0.0, 0.5, 1.0], 2.0
     return args
 
 
@@ -128,6 +132,8 @@ def main(argv: list[str] | None = None) -> dict[float, list[str]]:
         from datasets import load_dataset
 
         tokenizer = AutoTokenizer.from_pretrained(args.model, padding_side="left")
+        if tokenizer.pad_token is None:  # Llama-style tokenizers have none; left padding with EOS is masked out
+            tokenizer.pad_token = tokenizer.eos_token
         train_rows = load_dataset(args.dataset, split="train")
         if args.train_samples:
             train_rows = train_rows.select(range(min(args.train_samples, len(train_rows))))
@@ -161,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict[float, list[str]]:
             peft_config=LoraConfig(
                 r=args.lora_r,
                 lora_alpha=2 * args.lora_r,
-                target_modules=["c_attn"] if args.tiny else ["q_proj", "k_proj", "v_proj", "o_proj"],
+                target_modules=["c_attn", "c_proj"] if args.tiny else ["q_proj", "k_proj", "v_proj", "o_proj"],
             ),
         )
         print(f"Training the {objective} ARM on `{label}`")

@@ -103,11 +103,14 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
         tokenizer = AutoTokenizer.from_pretrained(default_asset_path("base"), padding_side="left")
         tokenizer.chat_template = TINY_CHAT_TEMPLATE
         arm_backbone = str(default_asset_path("reward-backbone"))
-        train_rows, eval_rows, test_rows = TINY_ROWS, None, TINY_ROWS[: args.num_prompts]
+        # No held-out split in the tiny data: evaluation runs on three training rows, only to exercise the path.
+        train_rows, eval_rows, test_rows = TINY_ROWS, TINY_ROWS[:3], TINY_ROWS[: args.num_prompts]
     else:
         from datasets import load_dataset
 
         tokenizer = AutoTokenizer.from_pretrained(args.model, padding_side="left")
+        if tokenizer.pad_token is None:  # Llama-style tokenizers have none; left padding with EOS is masked out
+            tokenizer.pad_token = tokenizer.eos_token
         arm_backbone = args.model  # ARMTrainer loads it with `model_init_kwargs`
         train_rows = load_dataset(args.dataset, split="train_prefs")
         if args.train_samples:
@@ -130,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
         bf16=bf16,
         model_init_kwargs={"dtype": "bfloat16"} if bf16 else None,
         logging_steps=1 if args.tiny else 10,
-        eval_strategy="no" if eval_rows is None else "steps",
+        eval_strategy="no" if args.tiny else "steps",
         eval_steps=500,
         save_strategy="no" if args.tiny else "steps",
         report_to=[] if args.tiny else "all",
@@ -149,6 +152,11 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
         ),
     )
     trainer.train()
+    metrics = trainer.evaluate()
+    print(
+        f"Evaluation on {len(eval_rows)} pairs: preference accuracy {metrics['eval_preference_accuracy']:.3f}, "
+        f"mean reward margin {metrics['eval_rewards/margins']:.3f}"
+    )
     trainer.save_model(args.output_dir)  # adapter + genarm_config.json + model card
     reward_model = trainer.reward_model.eval()  # in memory; later: AutoregressiveRewardModel.from_pretrained(dir)
 
