@@ -7,6 +7,7 @@ Quotes are made by `python scripts/make_docs_assets.py`, which runs the same cod
 
 import importlib.util
 import pathlib
+import sys
 
 import matplotlib
 import pytest
@@ -16,6 +17,7 @@ matplotlib.use("Agg")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("make_docs_assets", ROOT / "scripts" / "make_docs_assets.py")
 docs_assets = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = docs_assets  # dataclasses look their module up while the class is built
 _spec.loader.exec_module(docs_assets)
 
 PAGES = docs_assets.pages()
