@@ -432,3 +432,17 @@ def test_remote_code_is_refused_as_everywhere_in_the_package(tmp_path):
     with pytest.raises(ValueError, match="never runs code from a model repository"):
         AutoregressiveRewardModel.from_pretrained(tmp_path, trust_remote_code=True)
     assert AutoregressiveRewardModel.from_pretrained(tmp_path, trust_remote_code=False).beta_r == 0.1
+
+
+def test_a_save_that_fails_midway_leaves_the_earlier_save_as_it_was(tokenizer, tmp_path, monkeypatch):
+    folder = tmp_path / "arm"
+    AutoregressiveRewardModel(make_tiny_causal_lm(seed=1), tokenizer=tokenizer).save_pretrained(folder)
+    before = {name: (folder / name).read_bytes() for name in saved_files(folder)}
+
+    def disk_full(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(tokenizer, "save_pretrained", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        AutoregressiveRewardModel(make_tiny_causal_lm(seed=2)).save_pretrained(folder, tokenizer=tokenizer)
+    assert {name: (folder / name).read_bytes() for name in saved_files(folder)} == before
