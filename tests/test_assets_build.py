@@ -265,6 +265,9 @@ def test_pair_files_are_gzip_without_time_stamp_or_name_and_read_back(tmp_path):
     header = path.read_bytes()[:10]
     assert header[:2] == b"\x1f\x8b" and header[3] == 0 and header[4:8] == bytes(4)  # no FNAME flag, mtime 0
     assert read_preference_pairs(path) == rows
+    plain = tmp_path / "pairs.jsonl"
+    plain.write_text("\n" + json.dumps(rows[0], ensure_ascii=False) + "\n\n", encoding="utf-8")
+    assert read_preference_pairs(str(plain)) == rows
     with pytest.raises(ValueError, match="objective"):
         preference_pairs_path(tmp_path, "humour", "train")
     with pytest.raises(ValueError, match="split"):
