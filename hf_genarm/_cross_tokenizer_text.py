@@ -59,7 +59,12 @@ class BaseTextDecoder:
         Returns:
             `list[list[str]]`: `complete(decode(context + addition))` minus `complete(decode(context))`.
         """
-        windows = [context[-_DECODE_WINDOW:] for context in contexts]
+        # Special tokens decode to nothing: the window holds the last tokens that decode to text (after a
+        # row's EOS, generate() pads it with special tokens that must not push its text out of the window).
+        windows = [
+            [token for token in context[-8 * _DECODE_WINDOW :] if token not in self.special_ids][-_DECODE_WINDOW:]
+            for context in contexts
+        ]
         before = [complete_text(text) for text in self.decode(windows)]
         flat = [window + addition for window, row in zip(windows, additions) for addition in row]
         after = iter(self.decode(flat))

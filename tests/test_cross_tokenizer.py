@@ -18,7 +18,7 @@ from hf_genarm.cross_tokenizer_testing import make_tiny_metaspace_tokenizer
 from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
 from hf_genarm.visualize import score_text
 
-PROMPTS = ["The cat sat on", "Good friends and good food make a"]
+PROMPTS = ["The cat sat on", "Good friends and good café food make a"]
 ALPHA, BETA = 1.0, 0.5
 
 
@@ -128,7 +128,7 @@ def _check_against_reference(before, after, model, base_tokenizer, reward_tokeni
                     assert measured == pytest.approx(expected[candidate], abs=1e-4), (row_ids, candidate)
                     checked += 1
                 else:
-                    assert measured == pytest.approx(min(expected.values()), abs=1e-4)
+                    assert measured == pytest.approx(min(expected.values(), default=0.0), abs=1e-4)
     assert checked > 0
 
 
@@ -172,6 +172,39 @@ def test_candidate_scores_match_the_brute_force_reference(
     assert output.shape[1] > inputs["input_ids"].shape[1]
     _check_against_reference(
         before, after, reward_model, base_tokenizer, reward_tokenizer, inputs["attention_mask"], ALPHA / BETA
+    )
+
+
+def test_metaspace_base_guided_by_a_byte_level_reward_model(reward_tokenizer):
+    # The other direction: the base decodes `▁` pieces (its decoder strips the first space), the reward model's
+    # tokenizer adds no BOS (its first token is committed as is). The base's byte-fallback tokens are suppressed:
+    # a random model's invalid UTF-8 makes a byte-fallback decoder rewrite earlier text (see the docs).
+    base_tokenizer, reward_tokenizer = reward_tokenizer, make_tiny_tokenizer()
+    base = make_tiny_causal_lm(vocab_size=len(base_tokenizer), seed=0, eos_token_id=base_tokenizer.eos_token_id)
+    reward_model = AutoregressiveRewardModel(make_tiny_causal_lm("qwen2", seed=4), tokenizer=reward_tokenizer).eval()
+    inputs = base_tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    processor = CrossTokenizerGenARMLogitsProcessor(
+        reward_model,
+        tokenizer=base_tokenizer,
+        reward_model_tokenizers=[reward_tokenizer],
+        beta=BETA,
+        attention_mask=inputs["attention_mask"],
+        num_candidates=8,
+    )
+    byte_tokens = [index for token, index in base_tokenizer.get_vocab().items() if token.startswith("<0x")]
+    torch.manual_seed(0)
+    _, before, after = _run(
+        base,
+        processor,
+        inputs,
+        base_tokenizer.pad_token_id,
+        max_new_tokens=16,
+        do_sample=True,
+        top_k=0,
+        suppress_tokens=byte_tokens,
+    )
+    _check_against_reference(
+        before, after, reward_model, base_tokenizer, reward_tokenizer, inputs["attention_mask"], 1 / BETA
     )
 
 
