@@ -8,13 +8,16 @@ shows the model is saved and announced once.
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from hf_genarm.cli import main
@@ -107,3 +110,32 @@ def test_two_cpu_processes_train_like_one_process_at_the_same_global_batch(input
         torch.testing.assert_close(two[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
     untrained = make_tiny_causal_lm(seed=0, hidden_size=32).state_dict()
     assert any(not torch.equal(one[name], untrained[name]) for name in one), "training should change the weights"
+
+
+HOW_TO = Path(__file__).resolve().parents[1] / "docs" / "how-to" / "distributed-training.md"
+
+
+def _fenced(language):
+    return re.findall(rf"^```{language}\n(.*?)\n```$", HOW_TO.read_text(encoding="utf-8"), re.DOTALL | re.MULTILINE)
+
+
+def test_the_how_to_configurations_are_read_by_accelerate_launch(tmp_path):
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+
+    parser = launch_command_parser()
+    options = {action.dest for action in parser._actions}
+    launched = {}
+    for index, text in enumerate(_fenced("yaml")):
+        config = yaml.safe_load(text)
+        for section in ("fsdp_config", "deepspeed_config"):
+            unknown = set(config.get(section, {})) - options
+            assert not unknown, f"{section} keys accelerate launch does not know: {unknown}"
+        path = tmp_path / f"config{index}.yaml"
+        path.write_text(text)
+        args, _, _ = _validate_launch_command(parser.parse_args(["--config_file", str(path), "-m", "hf_genarm.cli"]))
+        launched[config["distributed_type"]] = args
+    fsdp, zero = launched["FSDP"], launched["DEEPSPEED"]
+    assert fsdp.use_fsdp and fsdp.fsdp_state_dict_type == "FULL_STATE_DICT", "saving must gather the full weights"
+    assert zero.use_deepspeed and zero.zero_stage == 3 and zero.zero3_save_16bit_model
+    [deepspeed_json] = [json.loads(text) for text in _fenced("json")]
+    assert deepspeed_json["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
