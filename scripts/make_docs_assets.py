@@ -12,6 +12,7 @@ Usage, from the repository root:
 
     python scripts/make_docs_assets.py            # rerun every page's commands, rewrite quotes and figures
     python scripts/make_docs_assets.py --check    # only report quotes that differ from what is printed now
+    python scripts/make_docs_assets.py docs/how-to/token-rewards.md   # only the pages named
 
 `tests/test_docs_snippets.py` runs the same pages in a temporary folder and fails when a quote is out of date.
 The quality benchmark's figure (`docs/assets/quality_front.png`) is made by `benchmarks/bench_quality.py`.
@@ -141,6 +142,7 @@ def rewrite(page: pathlib.Path, quotes: list[Quote]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("pages", nargs="*", type=pathlib.Path, help="Pages to rerun (default: every page).")
     parser.add_argument("--check", action="store_true", help="Report out-of-date quotes; change nothing.")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     matplotlib.use("Agg")
     torch.set_num_threads(1)  # as the test suite runs, so both print the same numbers
     stale = []
-    for page in pages():
+    for page in [path.resolve() for path in args.pages] or pages():
         if OUTPUT_MARK not in page.read_text(encoding="utf-8"):
             continue
         quotes = run_page(page, ROOT)
