@@ -52,8 +52,8 @@ def compute_preference_metrics(eval_prediction: Any) -> dict[str, float]:
     """`compute_metrics` for `ARMTrainer`: preference accuracy over the whole evaluation set.
 
     `ARMTrainer.prediction_step` returns, for each pair, the rewards `[chosen, rejected]` as its predictions;
-    this function feeds them to the preference-accuracy `evaluate` module. Unlike the batch-averaged
-    `eval_rewards/accuracies`, the result is exact when the last batch is smaller.
+    this function feeds them to the preference-accuracy `evaluate` module, over the whole evaluation set at once.
+    The trainer's own `eval_rewards/accuracies` counts every pair once too, so the two agree.
 
     Args:
         eval_prediction (`transformers.EvalPrediction`): Predictions of shape `(num_pairs, 2)`.

@@ -335,13 +335,8 @@ class ARMTrainer(Trainer):
         dataset_names = [name for name in (_dataset_name(train_dataset),) if name]
         if train_dataset is not None:
             train_dataset = self._prepare(train_dataset, processing_class, args, "train_dataset")
-        if isinstance(eval_dataset, dict):
-            eval_dataset = {
-                key: self._prepare(value, processing_class, args, f"eval_dataset[{key!r}]")
-                for key, value in eval_dataset.items()
-            }
-        elif eval_dataset is not None:
-            eval_dataset = self._prepare(eval_dataset, processing_class, args, "eval_dataset")
+        if eval_dataset is not None:
+            eval_dataset = self._prepare_eval(eval_dataset, processing_class, args, "eval_dataset")
         if data_collator is None:
             data_collator = PreferenceCollator(pad_token_id=processing_class.pad_token_id)
         if compute_metrics is None:
@@ -446,6 +441,12 @@ class ARMTrainer(Trainer):
         self.data_reports[name] = report
         return dataset
 
+    def _prepare_eval(self, data: Any, tokenizer: PreTrainedTokenizerBase, args: ARMConfig, name: str) -> Any:
+        """`_prepare` for evaluation data, which may also be a `dict` of named datasets."""
+        if isinstance(data, dict):
+            return {key: self._prepare(value, tokenizer, args, f"eval_dataset[{key!r}]") for key, value in data.items()}
+        return self._prepare(data, tokenizer, args, name)
+
     def _set_signature_columns_if_needed(self) -> None:
         if self._signature_columns is None:
             self._signature_columns = list(TOKENIZED_COLUMNS)
@@ -528,13 +529,7 @@ class ARMTrainer(Trainer):
     ) -> dict[str, float]:
         """`Trainer.evaluate`, also accepting raw preference data (tokenized like `eval_dataset`)."""
         if eval_dataset is not None and not isinstance(eval_dataset, str):
-            if isinstance(eval_dataset, dict):
-                eval_dataset = {
-                    key: self._prepare(value, self.processing_class, self.args, f"eval_dataset[{key!r}]")
-                    for key, value in eval_dataset.items()
-                }
-            else:
-                eval_dataset = self._prepare(eval_dataset, self.processing_class, self.args, metric_key_prefix)
+            eval_dataset = self._prepare_eval(eval_dataset, self.processing_class, self.args, metric_key_prefix)
         self._eval_prefix = metric_key_prefix
         return super().evaluate(eval_dataset=eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
 
