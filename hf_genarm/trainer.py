@@ -37,6 +37,7 @@ from ._version import __version__
 from .configuration import (
     GENARM_CONFIG_NAME,
     RewardModelMetadata,
+    refuse_remote_code,
     validate_beta_r,
     validate_positive_length,
 )
@@ -370,11 +371,7 @@ class ARMTrainer(Trainer):
         """Load or wrap `model` once; `AutoregressiveRewardModel` checks that it is a causal LM."""
         if isinstance(model, (str, os.PathLike)):
             init_kwargs = dict(args.model_init_kwargs or {})
-            if init_kwargs.pop("trust_remote_code", False):
-                raise ValueError(
-                    "hf-genarm never runs code from a model repository: remove `trust_remote_code` from "
-                    "`model_init_kwargs`, or load the model yourself and pass the object."
-                )
+            refuse_remote_code(init_kwargs, "`model_init_kwargs`")
             init_kwargs.setdefault("dtype", torch.float32)
             return AutoregressiveRewardModel.from_pretrained(
                 os.fspath(model), beta_r=args.beta_r, is_trainable=True, **init_kwargs
