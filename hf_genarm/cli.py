@@ -270,6 +270,12 @@ def _add_debug(parser: argparse.ArgumentParser, default: Any) -> None:
 
 def _add_model_loading(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
+        "--adapter-base",
+        metavar="PATH",
+        help="Base causal LM (folder or Hub id) for reward models saved as PEFT adapters, when the base they record "
+        "has moved or is unreachable.",
+    )
+    parser.add_argument(
         "--device", default="auto", help=f"Device for the {what}: auto (cuda, mps, cpu), cpu, cuda:N or mps."
     )
     parser.add_argument(
@@ -760,6 +766,22 @@ def _loading(option: str, source: str) -> Iterator[None]:
         raise OSError(f"{option} {source}: cannot load this {where}: {_one_line(error)}") from error
 
 
+def _load_reward_model(path: str, option: str, args: argparse.Namespace) -> Any:
+    """Load a reward model; an adapter goes on `--adapter-base` when given, else on the base it records."""
+    from .modeling import AutoregressiveRewardModel
+
+    is_adapter = os.path.isfile(os.path.join(path, "adapter_config.json"))
+    base = {"base_model": args.adapter_base} if is_adapter and args.adapter_base is not None else {}
+    try:
+        with _loading(option, path):
+            return AutoregressiveRewardModel.from_pretrained(path, **base, **_dtype_kwargs(args.dtype))
+    except (OSError, ValueError) as error:
+        if not is_adapter or args.adapter_base is not None:
+            raise
+        # The library says how to pass `base_model=` in Python; this is its command-line spelling.
+        raise type(error)(f"{_one_line(error)} On the command line: --adapter-base PATH.") from error
+
+
 def _load_tokenizer(path: str, **kwargs: Any) -> Any:
     from transformers import AutoTokenizer
 
@@ -808,7 +830,6 @@ def _run_generate(args: argparse.Namespace) -> int:
     from transformers import AutoModelForCausalLM, TextStreamer, set_seed
 
     from .logits_process import GenARMLogitsProcessor
-    from .modeling import AutoregressiveRewardModel
 
     device = _resolve_device(args.device)
     with _loading("--base", args.base):
@@ -818,11 +839,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     inputs = _render_prompts(tokenizer, args)
     with _loading("--base", args.base):
         base = AutoModelForCausalLM.from_pretrained(args.base, **_dtype_kwargs(args.dtype)).to(device).eval()
-    reward_models = []
-    for path in args.reward_model:
-        with _loading("--reward-model", path):
-            reward_models.append(AutoregressiveRewardModel.from_pretrained(path, **_dtype_kwargs(args.dtype)))
-    reward_models = [reward_model.to(device).eval() for reward_model in reward_models]
+    reward_models = [_load_reward_model(path, "--reward-model", args).to(device).eval() for path in args.reward_model]
     inputs = inputs.to(device)
     processors = []
     if reward_models:
@@ -856,14 +873,12 @@ def _run_generate(args: argparse.Namespace) -> int:
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    from .modeling import AutoregressiveRewardModel
     from .visualize import save_token_reward_heatmap_png, score_text, token_reward_heatmap_html
 
     device = _resolve_device(args.device)
     with _loading("--reward-model", args.reward_model):
         tokenizer = _load_tokenizer(args.reward_model)
-        reward_model = AutoregressiveRewardModel.from_pretrained(args.reward_model, **_dtype_kwargs(args.dtype))
-    reward_model = reward_model.to(device).eval()
+    reward_model = _load_reward_model(args.reward_model, "--reward-model", args).to(device).eval()
     tokens, rewards = score_text(reward_model, tokenizer, args.prompt, args.response, add_eos=not args.no_eos)
     total = sum(rewards)
     if args.json:

@@ -369,6 +369,29 @@ def test_chat_template_option_needs_a_tokenizer_with_one(capsys, saved):
     assert err.endswith(f"--chat-template: the tokenizer of {saved}/base has no chat template; drop --chat-template\n")
 
 
+def test_an_adapter_whose_base_moved_is_pointed_at_it_with_adapter_base(capsys, saved, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    shutil.copytree(saved / "base", tmp_path / "base")
+    lora = LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=["c_attn"], init_lora_weights=False)
+    adapter = get_peft_model(AutoModelForCausalLM.from_pretrained(tmp_path / "base"), lora)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "base")
+    AutoregressiveRewardModel(adapter, tokenizer=tokenizer).save_pretrained(tmp_path / "adapter", tokenizer=tokenizer)
+    shutil.move(tmp_path / "base", tmp_path / "moved")
+    score = "score --reward-model {tmp}/adapter --prompt Life --response ' is short' --json"
+    status, out, err = cli(capsys, score, tmp=tmp_path)
+    assert status == 1 and out == ""
+    assert_one_line_error(err, "On the command line: --adapter-base PATH.")
+    status, out, err = cli(capsys, score + " --adapter-base {tmp}/moved", tmp=tmp_path)
+    assert status == 0, err
+    reward_model = AutoregressiveRewardModel.from_pretrained(tmp_path / "adapter", base_model=tmp_path / "moved")
+    _, rewards = hf_genarm.score_text(reward_model, tokenizer, "Life", " is short")
+    assert json.loads(out)["rewards"] == pytest.approx(rewards)
+    generate = "generate --base {tmp}/moved --reward-model {tmp}/adapter --greedy --max-new-tokens 3 --jsonl Life"
+    assert cli(capsys, generate, tmp=tmp_path)[0] == 1
+    assert cli(capsys, generate + " --adapter-base {tmp}/moved", tmp=tmp_path)[0] == 0
+
+
 def test_library_errors_are_one_line_with_status_1_and_debug_shows_them(capsys, saved):
     command_line = GENERATE + "--reward-model {saved}/foreign --greedy Hi"
     status, out, err = cli(capsys, command_line, saved=saved)
