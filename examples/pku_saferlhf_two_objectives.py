@@ -6,7 +6,8 @@ Recipe:
    labels: `better_response_id` (the more helpful answer) and `safer_response_id` (the more harmless one).
    Turn it into two explicit-prompt preference datasets (`prompt`, `chosen`, `rejected`), one per label, with
    the prompt written in the `BEGINNING OF CONVERSATION: USER: ... ASSISTANT:` format of the Safe-RLHF models.
-2. Train one LoRA ARM per objective with `ARMTrainer` (same backbone `--model`, separate output folders).
+2. Train one LoRA ARM per objective with `ARMTrainer` (same backbone `--model`), saved to `<output-dir>/helpful`
+   and `<output-dir>/harmless`.
 3. Guide a frozen base model (`--base`, same tokenizer) with *both* ARMs at once through one
    `GenARMLogitsProcessor(reward_models=[helpful, harmless], alpha=[a_help, a_harm])`, sweeping the slider `w`
    of `alpha = [w * alpha_total, (1 - w) * alpha_total]` from all-harmless to all-helpful, with no retraining.
@@ -29,12 +30,19 @@ import argparse
 import os
 
 import torch
+from _recipe import (
+    arm_backbone,
+    arm_config,
+    generate_kwargs,
+    load_base,
+    load_tokenizer,
+    lora_config,
+    new_text,
+    recipe_parser,
+)
 from datasets import Dataset
-from peft import LoraConfig
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from hf_genarm import ARMConfig, ARMTrainer, GenARMLogitsProcessor
-from hf_genarm.assets import default_asset_path
+from hf_genarm import ARMTrainer, GenARMLogitsProcessor
 
 PROMPT_TEMPLATE = "BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:"
 OBJECTIVES = {"helpful": "better_response_id", "harmless": "safer_response_id"}
@@ -86,27 +94,17 @@ def preference_pairs(dataset: Dataset, label: str) -> Dataset:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="Qwen/Qwen2.5-0.5B", help="Backbone of both ARMs (Hub id or folder).")
-    parser.add_argument("--base", default=None, help="Base model to guide (defaults to --model); same tokenizer.")
+    parser = recipe_parser(
+        __doc__.splitlines()[0],
+        model="Qwen/Qwen2.5-0.5B",
+        output_dir="arm-pku-saferlhf",
+        # GenARM's released scripts train the helpfulness ARM with 0.5 and the harmlessness ARM with 0.01.
+        beta_r=0.1,
+        max_length=768,
+    )
     parser.add_argument("--dataset", default="PKU-Alignment/PKU-SafeRLHF")
-    parser.add_argument("--output-dir", default="arm-pku-saferlhf", help="ARMs go to <dir>/helpful, <dir>/harmless.")
-    parser.add_argument("--tiny", action="store_true", help="Offline smoke test on the embedded fortune-cookie models.")
-    parser.add_argument("--train-samples", type=int, default=None, help="Use only the first N training rows.")
-    parser.add_argument("--max-steps", type=int, default=-1, help="-1: train for --epochs.")
-    parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--grad-accum", type=int, default=4)
-    parser.add_argument("--learning-rate", type=float, default=5e-4)
-    parser.add_argument("--beta-r", type=float, default=0.1, help="ARM reward scale.")
-    parser.add_argument("--max-length", type=int, default=768)
-    parser.add_argument("--lora-r", type=int, default=8)
     parser.add_argument("--alpha-total", type=float, default=1.0, help="alpha_help + alpha_harm.")
     parser.add_argument("--sweep", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0], help="Slider w values.")
-    parser.add_argument("--beta", type=float, default=1.0, help="KL strength at decoding time (weights alpha/beta).")
-    parser.add_argument("--num-prompts", type=int, default=4)
-    parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--sample", action="store_true", help="Sample (top-p 0.9) instead of greedy decoding.")
     args = parser.parse_args(argv)
     if args.tiny:
         # Enough steps for each ARM to learn its tiny rows, and enough weight for the slider to move the greedy text:
@@ -120,20 +118,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[float, list[str]]:
     """Train both ARMs, sweep the helpful/harmless slider, print and return `{w: texts}`."""
     args = parse_args(argv)
-    use_gpu = torch.cuda.is_available() and not args.tiny
-    bf16 = use_gpu and torch.cuda.is_bf16_supported()
 
     # ------------------------------------------------------------------ data and tokenizer
+    tokenizer = load_tokenizer(args)
     if args.tiny:
-        torch.set_num_threads(1)  # tiny models run fastest on one thread; more just spin on shared cores
-        tokenizer = AutoTokenizer.from_pretrained(default_asset_path("base"), padding_side="left")
         train_rows, test_rows = Dataset.from_list(TINY_ROWS), Dataset.from_list(TINY_ROWS[: args.num_prompts])
     else:
         from datasets import load_dataset
 
-        tokenizer = AutoTokenizer.from_pretrained(args.model, padding_side="left")
-        if tokenizer.pad_token is None:  # Llama-style tokenizers have none; left padding with EOS is masked out
-            tokenizer.pad_token = tokenizer.eos_token
         train_rows = load_dataset(args.dataset, split="train")
         if args.train_samples:
             train_rows = train_rows.select(range(min(args.train_samples, len(train_rows))))
@@ -143,32 +135,12 @@ def main(argv: list[str] | None = None) -> dict[float, list[str]]:
     reward_models = []
     for objective, label in OBJECTIVES.items():
         output_dir = os.path.join(args.output_dir, objective)
-        config = ARMConfig(
-            output_dir=output_dir,
-            beta_r=args.beta_r,
-            learning_rate=args.learning_rate,
-            num_train_epochs=args.epochs,
-            max_steps=args.max_steps,
-            per_device_train_batch_size=args.batch_size,
-            gradient_accumulation_steps=args.grad_accum,
-            max_length=args.max_length,
-            bf16=bf16,
-            model_init_kwargs={"dtype": "bfloat16"} if bf16 else None,
-            logging_steps=1 if args.tiny else 10,
-            save_strategy="no" if args.tiny else "steps",
-            report_to=[] if args.tiny else "all",
-            use_cpu=not use_gpu,
-        )
         trainer = ARMTrainer(
-            str(default_asset_path("reward-backbone")) if args.tiny else args.model,
-            args=config,
+            arm_backbone(args),
+            args=arm_config(args, output_dir),
             train_dataset=preference_pairs(train_rows, label),
             processing_class=tokenizer,
-            peft_config=LoraConfig(
-                r=args.lora_r,
-                lora_alpha=2 * args.lora_r,
-                target_modules=["c_attn", "c_proj"] if args.tiny else ["q_proj", "k_proj", "v_proj", "o_proj"],
-            ),
+            peft_config=lora_config(args, tiny_targets=("c_attn", "c_proj")),
         )
         print(f"Training the {objective} ARM on `{label}`")
         trainer.train()
@@ -176,21 +148,9 @@ def main(argv: list[str] | None = None) -> dict[float, list[str]]:
         reward_models.append(trainer.reward_model.eval())
 
     # ------------------------------------------------------------------ decode with an alpha sweep
-    if args.tiny:
-        base = AutoModelForCausalLM.from_pretrained(default_asset_path("base")).eval()
-    else:
-        dtype = torch.bfloat16 if bf16 else torch.float32
-        base = AutoModelForCausalLM.from_pretrained(args.base or args.model, dtype=dtype)
-        base.to("cuda" if use_gpu else "cpu").eval()
+    base = load_base(args)
     prompts = [PROMPT_TEMPLATE.format(prompt=prompt) for prompt in test_rows["prompt"]]
     inputs = tokenizer(prompts, return_tensors="pt", padding=True).to(base.device)
-    generate_kwargs = {
-        "max_new_tokens": args.max_new_tokens,
-        "min_new_tokens": args.max_new_tokens if args.tiny else None,
-        "do_sample": args.sample,
-        "top_p": 0.9 if args.sample else None,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
     results: dict[float, list[str]] = {}
     for slider in args.sweep:
         alpha = [slider * args.alpha_total, (1.0 - slider) * args.alpha_total]  # [helpful, harmless]
@@ -199,8 +159,8 @@ def main(argv: list[str] | None = None) -> dict[float, list[str]]:
         )
         torch.manual_seed(0)
         with torch.no_grad():
-            output = base.generate(**inputs, logits_processor=[processor], **generate_kwargs)
-        results[slider] = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+            output = base.generate(**inputs, logits_processor=[processor], **generate_kwargs(args, tokenizer))
+        results[slider] = new_text(tokenizer, output, inputs["input_ids"].shape[1])
     for index, prompt in enumerate(prompts):
         print(f"===== prompt {index} =====\n{prompt}")
         for slider, texts in results.items():

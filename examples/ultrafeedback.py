@@ -28,11 +28,19 @@ from __future__ import annotations
 import argparse
 
 import torch
-from peft import LoraConfig
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from _recipe import (
+    arm_backbone,
+    arm_config,
+    generate_kwargs,
+    load_base,
+    load_tokenizer,
+    lora_config,
+    new_text,
+    recipe_parser,
+    shrink_for_tiny,
+)
 
-from hf_genarm import ARMConfig, ARMTrainer, GenARMLogitsProcessor
-from hf_genarm.assets import default_asset_path
+from hf_genarm import ARMTrainer, GenARMLogitsProcessor
 
 # A minimal chat template for the tiny tokenizer, which ships without one; <|endoftext|> ends each turn.
 TINY_CHAT_TEMPLATE = (
@@ -63,55 +71,35 @@ TINY_ROWS = [
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="Qwen/Qwen2.5-0.5B-Instruct", help="ARM backbone (Hub id or folder).")
-    parser.add_argument("--base", default=None, help="Chat model to guide (defaults to --model); same tokenizer.")
+    parser = recipe_parser(
+        __doc__.splitlines()[0],
+        model="Qwen/Qwen2.5-0.5B-Instruct",
+        output_dir="arm-ultrafeedback",
+        beta_r=0.1,
+        max_new_tokens=256,
+    )
     parser.add_argument("--dataset", default="HuggingFaceH4/ultrafeedback_binarized")
-    parser.add_argument("--output-dir", default="arm-ultrafeedback")
-    parser.add_argument("--tiny", action="store_true", help="Offline smoke test on the embedded fortune-cookie models.")
-    parser.add_argument("--train-samples", type=int, default=None, help="Use only the first N training pairs.")
     parser.add_argument("--eval-samples", type=int, default=1000)
-    parser.add_argument("--max-steps", type=int, default=-1, help="-1: train for --epochs.")
-    parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--grad-accum", type=int, default=4)
-    parser.add_argument("--learning-rate", type=float, default=5e-4)
-    parser.add_argument("--beta-r", type=float, default=0.1, help="ARM reward scale.")
-    parser.add_argument("--max-length", type=int, default=1024)
-    parser.add_argument("--lora-r", type=int, default=8)
     parser.add_argument("--alpha", type=float, default=1.0, help="Weight of the ARM at decoding time.")
-    parser.add_argument("--beta", type=float, default=1.0, help="KL strength at decoding time (weight alpha/beta).")
-    parser.add_argument("--num-prompts", type=int, default=4)
-    parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--sample", action="store_true", help="Sample (top-p 0.9) instead of greedy decoding.")
     args = parser.parse_args(argv)
     if args.tiny:
-        args.max_steps, args.batch_size, args.grad_accum, args.learning_rate = 3, 4, 1, 1e-2
-        args.max_length, args.lora_r, args.max_new_tokens, args.num_prompts = 256, 4, 8, 2
+        shrink_for_tiny(args)
     return args
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[str]]:
     """Train the ARM, guide the base model, print and return `{"base": texts, "genarm": texts}`."""
     args = parse_args(argv)
-    use_gpu = torch.cuda.is_available() and not args.tiny
-    bf16 = use_gpu and torch.cuda.is_bf16_supported()
 
-    # ------------------------------------------------------------------ data, tokenizer and ARM backbone
+    # ------------------------------------------------------------------ data and tokenizer
+    tokenizer = load_tokenizer(args)
     if args.tiny:
-        torch.set_num_threads(1)  # tiny models run fastest on one thread; more just spin on shared cores
-        tokenizer = AutoTokenizer.from_pretrained(default_asset_path("base"), padding_side="left")
         tokenizer.chat_template = TINY_CHAT_TEMPLATE
-        arm_backbone = str(default_asset_path("reward-backbone"))
         # No held-out split in the tiny data: evaluation runs on three training rows, only to exercise the path.
         train_rows, eval_rows, test_rows = TINY_ROWS, TINY_ROWS[:3], TINY_ROWS[: args.num_prompts]
     else:
         from datasets import load_dataset
 
-        tokenizer = AutoTokenizer.from_pretrained(args.model, padding_side="left")
-        if tokenizer.pad_token is None:  # Llama-style tokenizers have none; left padding with EOS is masked out
-            tokenizer.pad_token = tokenizer.eos_token
-        arm_backbone = args.model  # ARMTrainer loads it with `model_init_kwargs`
         train_rows = load_dataset(args.dataset, split="train_prefs")
         if args.train_samples:
             train_rows = train_rows.select(range(min(args.train_samples, len(train_rows))))
@@ -120,36 +108,13 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
         test_rows = test_split.select(range(len(test_split) - args.num_prompts, len(test_split)))
 
     # ------------------------------------------------------------------ train the ARM with LoRA
-    config = ARMConfig(
-        output_dir=args.output_dir,
-        beta_r=args.beta_r,
-        learning_rate=args.learning_rate,
-        num_train_epochs=args.epochs,
-        max_steps=args.max_steps,
-        per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=args.batch_size,
-        gradient_accumulation_steps=args.grad_accum,
-        max_length=args.max_length,
-        bf16=bf16,
-        model_init_kwargs={"dtype": "bfloat16"} if bf16 else None,
-        logging_steps=1 if args.tiny else 10,
-        eval_strategy="no" if args.tiny else "steps",
-        eval_steps=500,
-        save_strategy="no" if args.tiny else "steps",
-        report_to=[] if args.tiny else "all",
-        use_cpu=not use_gpu,
-    )
     trainer = ARMTrainer(
-        arm_backbone,
-        args=config,
+        arm_backbone(args),
+        args=arm_config(args, args.output_dir, evaluate=True),
         train_dataset=train_rows,
         eval_dataset=eval_rows,
         processing_class=tokenizer,
-        peft_config=LoraConfig(
-            r=args.lora_r,
-            lora_alpha=2 * args.lora_r,
-            target_modules=["c_attn"] if args.tiny else ["q_proj", "k_proj", "v_proj", "o_proj"],
-        ),
+        peft_config=lora_config(args),
     )
     trainer.train()
     metrics = trainer.evaluate()
@@ -161,25 +126,13 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
     reward_model = trainer.reward_model.eval()  # in memory; later: AutoregressiveRewardModel.from_pretrained(dir)
 
     # ------------------------------------------------------------------ guide the base chat model
-    if args.tiny:
-        base = AutoModelForCausalLM.from_pretrained(default_asset_path("base")).eval()
-    else:
-        dtype = torch.bfloat16 if bf16 else torch.float32
-        base = AutoModelForCausalLM.from_pretrained(args.base or args.model, dtype=dtype)
-        base.to("cuda" if use_gpu else "cpu").eval()
+    base = load_base(args)
     # Every message before the assistant's answer is the prompt; the template writes its own special tokens.
     prompts = [
         tokenizer.apply_chat_template(row["chosen"][:-1], tokenize=False, add_generation_prompt=True)
         for row in test_rows
     ]
     inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(base.device)
-    generate_kwargs = {
-        "max_new_tokens": args.max_new_tokens,
-        "min_new_tokens": args.max_new_tokens if args.tiny else None,
-        "do_sample": args.sample,
-        "top_p": 0.9 if args.sample else None,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
     results: dict[str, list[str]] = {}
     processor = GenARMLogitsProcessor(
         reward_model, alpha=args.alpha, beta=args.beta, attention_mask=inputs["attention_mask"], tokenizer=tokenizer
@@ -187,8 +140,8 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
     for name, processors in (("base", []), ("genarm", [processor])):
         torch.manual_seed(0)
         with torch.no_grad():
-            output = base.generate(**inputs, logits_processor=processors, **generate_kwargs)
-        results[name] = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+            output = base.generate(**inputs, logits_processor=processors, **generate_kwargs(args, tokenizer))
+        results[name] = new_text(tokenizer, output, inputs["input_ids"].shape[1])
     for index, row in enumerate(test_rows):
         print(f"===== prompt {index} =====\n{row['prompt']}")
         print(f"----- base -----\n{results['base'][index]}")

@@ -1,6 +1,7 @@
 """The example scripts run their offline `--tiny` recipes in-process: train, evaluate, guided decoding."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,9 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def _load(name):
+    # As `python examples/<name>.py` would, with the examples' folder (and its shared `_recipe.py`) importable.
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
     spec = importlib.util.spec_from_file_location(f"_example_{name}", EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
