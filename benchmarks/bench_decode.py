@@ -126,7 +126,7 @@ def resident_memory_mib() -> float:
 
 
 def memory_after_calls(base, reward_model, prompt, calls_checkpoints=(10, 100, 200)) -> dict[int, float]:
-    processor = GenARMLogitsProcessor(reward_model, alpha=1.0, beta=1.0)
+    processor = GenARMLogitsProcessor(reward_model, alpha=1.0, beta=1.0, attention_mask=torch.ones_like(prompt))
     readings = {}
     for call in range(1, max(calls_checkpoints) + 1):
         timed_generate(base, prompt, 16, [processor])
@@ -241,13 +241,20 @@ def main() -> None:
         for new_tokens in args.new_tokens:
             prompt = torch.randint(1, VOCAB, (batch, args.prompt_length), generator=torch.Generator().manual_seed(0))
             # (model that generates, factory of its logits processors): a fresh processor per run.
+            unpadded = torch.ones_like(prompt)  # the processor refuses to guess the padding of several prompts
             runs = {
                 "base": (base, list),
                 "reward model": (reward_model, list),
-                "GenARM cached": (base, lambda: [GenARMLogitsProcessor(reward_model, alpha=1.0)]),
+                "GenARM cached": (
+                    base,
+                    lambda mask=unpadded: [GenARMLogitsProcessor(reward_model, attention_mask=mask)],
+                ),
                 "GenARM recompute": (base, lambda: [RecomputingGenARM(reward_model, alpha=1.0, beta=1.0)]),
                 "weak reward model": (small_reward_model, list),
-                "weak-to-strong": (base, lambda: [GenARMLogitsProcessor(small_reward_model, alpha=1.0)]),
+                "weak-to-strong": (
+                    base,
+                    lambda mask=unpadded: [GenARMLogitsProcessor(small_reward_model, attention_mask=mask)],
+                ),
             }
             timings = {name: [] for name in columns}
             timed_generate(base, prompt, 4)  # warm-up
