@@ -33,11 +33,29 @@ class GenARMLogitsProcessor(LogitsProcessor):
     beam search the per-token sums accumulate into `log pi_base(y) + sum_i (alpha_i / beta) log pi_r_i(y)`,
     the sequence-level GenARM objective.
 
-    Each reward model keeps its own KV cache and is fed only the new token each step, with position ids
+    Each reward model keeps its own cache and is fed only the new token each step, with position ids
     taken from the prompt's attention mask as `generate()` takes them for the base (left padding works).
     The processor matches each incoming row to the rows it has cached, so beam search (rows reordered each
     step), assisted decoding (rejected candidates cropped) and a reused processor (a new `generate()` call
-    resets it) all work without help; `reset()` does it by hand.
+    resets it) all work without help; `reset()` does it by hand. Sliding-window, state-space and recurrent
+    reward models follow too: a state that cannot be cropped or reordered is rebuilt from the kept tokens.
+
+    The prompt's padding is settled once, at the first step of each `generate()` call, and never guessed:
+
+    - a given `attention_mask` must be left padding; with the pad id known (`tokenizer=` or
+      `pad_token_id=`) it must also fit the prompt (masked columns hold the pad id), otherwise it may only
+      be reused on the prompts it was first used with (`reset(attention_mask=...)` for new ones);
+    - without a mask, each row's leading pad ids are its padding (as `pipeline(..., batch_size>1)` pads);
+      this is refused where ambiguous: when every row starts with the pad id (a BOS equal to the pad
+      token) or a pad id follows a row's text. Several different prompts with neither mask nor pad id
+      are refused;
+    - a mask (or per-row `alpha`, `reward_model_inputs`) of `k` rows serves `n * k` rows only when they are
+      `n` copies of each prompt (`num_beams` / `num_return_sequences`).
+
+    Also checked before any reward-model forward: the vocabulary (without `tokenizer=`, a vocabulary
+    recorded in a reward model's metadata that is smaller than the base's logits is refused rather than
+    ban base ids) and each reward model's position limit. A reward model in training mode is run in eval
+    mode (dropout off) and left in the mode it was in, with a warning.
 
     Args:
         reward_models (`PreTrainedModel` or `list[PreTrainedModel]`):
@@ -50,7 +68,8 @@ class GenARMLogitsProcessor(LogitsProcessor):
             KL-regularisation strength of the aligned policy; the reward models' weights are `alpha / beta`.
         attention_mask (`torch.Tensor` of shape `(batch, prompt_length)`, *optional*):
             The prompt's attention mask, as passed to `generate()` (which does not hand it to processors).
-            Needed for left-padded batches; rows of `num_beams` / `num_return_sequences` are derived from it.
+            Needed for left-padded batches unless the pad id is known; rows of `num_beams` /
+            `num_return_sequences` are derived from it.
         reward_model_inputs (`dict` or `list[dict | None]`, *optional*):
             Per reward model, its own prompt (`{"input_ids": ..., "attention_mask": ...}`, left-padded, one row
             per prompt), e.g. the prompt in the reward model's chat template. It replaces the base prompt for
@@ -60,6 +79,9 @@ class GenARMLogitsProcessor(LogitsProcessor):
             refuse reward models whose tokenizer (from their saved metadata or `reward_model_tokenizers`) differs.
         reward_model_tokenizers (`list`, *optional*):
             Tokenizers of the reward models, one per model (`None` entries allowed), for the same check.
+        pad_token_id (`int`, *optional*):
+            The pad id of the base tokenizer, when `tokenizer=` is not given; lets the processor read a
+            left-padded prompt's mask off its leading pad ids and check a given mask.
 
     Examples:
 
