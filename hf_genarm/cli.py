@@ -19,7 +19,6 @@ import dataclasses
 import gzip
 import json
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -36,7 +35,6 @@ COMMANDS = {
     "push": "Upload a saved reward model to the Hugging Face Hub.",
 }
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 _DATA_FILE_TYPES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".csv")
 _SAVED_DATASET_FILES = ("dataset_dict.json", "state.json")
 _MODEL_FILES = ("config.json", "adapter_config.json")
@@ -458,7 +456,11 @@ def _as_usage_error(option: str) -> Iterator[None]:
 
 
 def _looks_like_hub_id(value: str) -> bool:
-    if not _HUB_ID.match(value) or ".." in value or "--" in value:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
         return False
     # "models/base" is a Hub id unless "models" is a local folder, in which case a path was meant.
     return "/" not in value or not os.path.isdir(value.split("/")[0])
