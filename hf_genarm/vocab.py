@@ -14,6 +14,8 @@ from typing import Any
 
 from transformers.utils import logging
 
+from .configuration import RewardModelMetadata
+
 logger = logging.get_logger(__name__)
 
 __all__ = [
@@ -144,8 +146,6 @@ def check_reward_model_vocabularies(models: list[Any], tokenizer: Any, model_tok
     400
     ```
     """
-    from .modeling import AutoregressiveRewardModel  # modeling imports this module
-
     if model_tokenizers is not None and len(model_tokenizers) != len(models):
         raise ValueError("`reward_model_tokenizers` needs one entry (or None) per reward model.")
     base_fingerprint = tokenizer_fingerprint(tokenizer) if tokenizer is not None else None
@@ -155,7 +155,7 @@ def check_reward_model_vocabularies(models: list[Any], tokenizer: Any, model_tok
         fingerprint = None
         if model_tokenizers is not None and model_tokenizers[index] is not None:
             fingerprint = tokenizer_fingerprint(model_tokenizers[index])
-        elif isinstance(model, AutoregressiveRewardModel):
+        elif isinstance(getattr(model, "metadata", None), RewardModelMetadata):  # an AutoregressiveRewardModel
             fingerprint = model.metadata.tokenizer
         if base_fingerprint and not fingerprint:
             logger.warning_once(
@@ -169,7 +169,10 @@ def check_reward_model_vocabularies(models: list[Any], tokenizer: Any, model_tok
                 raise ValueError(
                     f"`reward_models[{index}]` was trained with another tokenizer than the base model's "
                     f"({difference}). GenARM adds log-probabilities token id by token id, so the reward model "
-                    "must share the base model's tokenizer."
+                    "must share the base model's tokenizer. To guide with it anyway, opt in to cross-tokenizer "
+                    "guidance: `hf_genarm.cross_tokenizer.CrossTokenizerGenARMLogitsProcessor(reward_models, "
+                    "tokenizer=base_tokenizer, reward_model_tokenizers=[...])` scores the text of the base's top "
+                    "candidates under the reward model (docs: how-to/cross-tokenizer)."
                 )
         if shared is None and fingerprint:
             shared = fingerprint["vocab_size"]
