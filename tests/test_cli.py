@@ -6,6 +6,10 @@ import json
 import os
 import shlex
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -594,6 +598,41 @@ def test_train_interrupted_then_resumed_ends_with_the_weights_of_an_uninterrupte
         torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0, msg=name)
     started = _weights(checkpoint)
     assert any(not torch.equal(started[name], tensor) for name, tensor in straight.items())
+
+
+def test_train_killed_then_resumed_ends_with_the_weights_of_an_uninterrupted_run(capsys, saved, tmp_path):
+    data = write_pairs(tmp_path / "pairs.jsonl", repeat=2)
+    command_line = TRAIN_RUN + "--max_steps 30 --save_steps 1 --save_total_limit 2 --seed 1"
+    assert cli(capsys, command_line, saved=saved, data=data, out=tmp_path / "straight")[0] == 0
+
+    killed = tmp_path / "killed"
+    argv = shlex.split(command_line.format(saved=saved, data=data, out=killed))
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    run = subprocess.Popen([sys.executable, "-m", "hf_genarm.cli", *argv], env=environment, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not (killed / "checkpoint-2" / "trainer_state.json").is_file():
+            assert run.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+            time.sleep(0.005)
+        run.send_signal(signal.SIGKILL)
+    finally:
+        run.wait()
+    assert run.returncode == -signal.SIGKILL
+    complete = [path for path in killed.glob("checkpoint-*") if (path / "trainer_state.json").is_file()]
+    checkpoint = max(complete, key=lambda path: int(path.name.split("-")[1]))
+    assert not (killed / "model.safetensors").exists(), "the kill should land before the end of training"
+    status, _, err = cli(
+        capsys,
+        command_line + " --resume_from_checkpoint {checkpoint}",
+        saved=saved,
+        data=data,
+        out=killed,
+        checkpoint=checkpoint,
+    )
+    assert status == 0, err
+    straight, resumed = _weights(tmp_path / "straight"), _weights(killed)
+    for name, tensor in straight.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0, msg=name)
 
 
 @pytest.mark.parametrize(
