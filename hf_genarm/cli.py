@@ -688,36 +688,32 @@ def _load_dataset(source: str, split: str, option: str) -> Any:
     return loaded
 
 
-def _launched_world_size() -> int:
-    """How many processes the launcher started: torchrun's WORLD_SIZE, or 2+ for `accelerate launch --cpu`.
-
-    `accelerate launch --cpu --num_processes N` (N > 1) starts one process (accelerate spawns several CPU
-    processes only through MPI) and says so only by setting `MASTER_ADDR`.
-    """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    asked_accelerate_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
-    if world_size == 1 and asked_accelerate_cpu and "MASTER_ADDR" in os.environ:
-        return 2
-    return world_size
+# Where launchers announce how many processes they started: torchrun / accelerate, then MPI implementations.
+_WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
 
 def _check_distributed_setup(config: Any) -> None:
-    """Refuse to train when the processes the launcher started would each train alone on all the data."""
-    launched = _launched_world_size()
-    if launched == 1 or config.world_size == launched:
+    """Refuse to train when the processes a launcher started would each train alone on all the data."""
+    announced = [int(os.environ[name]) for name in _WORLD_SIZE_VARIABLES if name in os.environ]
+    if announced:
+        launched = announced[0]
+        if launched > 1 and config.world_size != launched:
+            raise UsageError(
+                f"the launcher started {launched} processes but no accelerator backend joined them, so each would "
+                "train alone on all the data and save into the same folder; add --use_cpu to train on CPU processes "
+                "over gloo, or start one process per GPU"
+            )
         return
-    if "WORLD_SIZE" not in os.environ:
+    # `accelerate launch --cpu --num_processes N` (N > 1) starts one process without MPI, and says so only by
+    # setting MASTER_ADDR for the processes it did not start.
+    accelerate_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
+    if accelerate_cpu and "MASTER_ADDR" in os.environ:
         raise UsageError(
             "`accelerate launch --cpu --num_processes N` starts a single process (accelerate starts several CPU "
             "processes only through MPI); for N CPU processes run `accelerate launch --multi_gpu --num_processes N "
             "-m hf_genarm.cli train ... --use_cpu` or `torchrun --nproc_per_node N -m hf_genarm.cli train ... "
             "--use_cpu`"
         )
-    raise UsageError(
-        f"the launcher started {launched} processes but no accelerator backend joined them, so each would train "
-        "alone on all the data and save into the same folder; add --use_cpu to train on CPU processes over gloo, "
-        "or start one process per GPU"
-    )
 
 
 def _check_train(script_args: TrainScriptArguments, config: Any) -> dict[str, Any]:
