@@ -185,10 +185,19 @@ class RewardModelStream:
             self.attention_mask = self.attention_mask[:, :-tokens_to_remove]
             self._fed_since_crop = 0
 
-    def _check_positions(self, generated: int) -> None:
+    def check_room(self, new_tokens: int) -> None:
+        """Refuse, before any forward, a generation of `new_tokens` tokens that would pass the position limit."""
+        self._check_positions(new_tokens, planned=True)
+
+    def _check_positions(self, generated: int, planned: bool = False) -> None:
         needed = self._longest_prompt + generated
         if self.position_limit is not None and needed > self.position_limit:
-            where = "the prompt alone" if generated == 0 else f"the prompt and {generated} generated tokens"
+            if generated == 0:
+                where = "the prompt alone"
+            elif planned:
+                where = f"the prompt and max_new_tokens={generated}"
+            else:
+                where = f"the prompt and {generated} generated tokens"
             raise ValueError(
                 f"{self.name} reads at most {self.position_limit} positions (its config's position limit), but "
                 f"{where} need {needed}. Shorten the prompt or `max_new_tokens`, or use a reward model built for "

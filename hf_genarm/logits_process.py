@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-from transformers import LogitsProcessor
+from transformers import GenerationConfig, LogitsProcessor
 from transformers.utils import logging
 
 from ._prompt_padding import check_left_padded, check_mask_matches_prompt, infer_left_padding_mask
@@ -17,6 +18,23 @@ from .vocab import check_reward_model_vocabularies, model_vocab_size
 __all__ = ["GenARMLogitsProcessor"]
 
 logger = logging.get_logger(__name__)
+
+
+def _generation_max_length() -> int | None:
+    """The `max_length` (prompt + `max_new_tokens`) of the `generate()` call running this processor, if found.
+
+    `generate()` does not hand its configuration to logits processors; its decoding loops (`_sample`,
+    `_beam_search`, `_assisted_decoding`) hold it as their `generation_config` argument, a few frames up.
+    """
+    frame = inspect.currentframe()
+    for _ in range(12):
+        frame = frame.f_back if frame is not None else None
+        if frame is None:
+            return None
+        config = frame.f_locals.get("generation_config")
+        if isinstance(config, GenerationConfig) and isinstance(config.max_length, int):
+            return config.max_length
+    return None
 
 
 class GenARMLogitsProcessor(LogitsProcessor):
@@ -327,8 +345,11 @@ class GenARMLogitsProcessor(LogitsProcessor):
             weights.expand(rows, -1) if weights.shape[0] == 1 else weights.repeat_interleave(self._rows_per_prompt, 0)
         )
         self._prompt_width = width
+        max_length = _generation_max_length()
         for stream in self._streams:
             stream.start(input_ids, prompt_mask, rows)
+            if max_length is not None:
+                stream.check_room(max_length - width)
 
     def _prompt_mask(self, input_ids: torch.LongTensor) -> torch.Tensor:
         """The mask of the prompt `input_ids`: the given one, checked against the prompt, or inferred from it."""

@@ -554,8 +554,16 @@ def test_position_limit_is_checked_before_decoding(tokenizer):
     assert not forwards, "the reward model ran before the limit was checked"
     prompt = tokenizer(["The cat sat on the warm"], return_tensors="pt")
     width = prompt["input_ids"].shape[1]
+    with pytest.raises(ValueError, match=rf"the prompt and max_new_tokens=20 need {width + 20}"):
+        generate(base, prompt, GenARMLogitsProcessor(reward_model), max_new_tokens=20)
+    assert not forwards, "the reward model ran before the limit was checked"
+    generate(base, prompt, GenARMLogitsProcessor(reward_model), max_new_tokens=16 - width)
+    # Called outside generate(), the processor stops at the limit with the same error, not an IndexError.
+    processor, ids = GenARMLogitsProcessor(reward_model), prompt["input_ids"]
     with pytest.raises(ValueError, match=rf"the prompt and {16 - width + 1} generated tokens need 17"):
-        generate(base, prompt, GenARMLogitsProcessor(reward_model), max_new_tokens=20, min_new_tokens=20)
+        for _ in range(20):
+            processor(ids, torch.zeros(1, 400))
+            ids = torch.cat([ids, torch.tensor([[5]])], dim=1)
 
 
 def test_encoder_decoder_and_meta_reward_models_are_refused_at_construction():
