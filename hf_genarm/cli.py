@@ -43,7 +43,16 @@ _LORA_DEFAULTS = {"lora_r": 16, "lora_alpha": 32.0, "lora_dropout": 0.05}
 
 
 class UsageError(Exception):
-    """A bad command-line argument or input file; reported as one line with exit status 2."""
+    """A bad command-line argument or input file; `main` reports it as one line with exit status 2.
+
+    Examples:
+
+    ```python
+    >>> from hf_genarm.cli import main
+    >>> main(["demo", "--prompts", "0"])  # prints "hf-genarm: error: --prompts: ..." on stderr
+    2
+    ```
+    """
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -247,6 +256,7 @@ examples:
   hf-genarm demo --prompts 8 --beta 0.5 --seed 1
 """
 
+# `DemoOptions` documents its fields in its docstring, not in the field metadata HfArgumentParser reads.
 _DEMO_HELP = {
     "prompts": "Number of held-out fortune openings to continue.",
     "max_new_tokens": "Tokens generated per prompt and method.",
