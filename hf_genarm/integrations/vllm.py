@@ -429,8 +429,9 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
             return
         last = self._rows.pop()
         if last is not request:
-            for runner in self._runners:
-                runner.move_row(last.row, request.row)
+            with torch.inference_mode():  # the buffers were made in inference mode, by `apply`
+                for runner in self._runners:
+                    runner.move_row(last.row, request.row)
             self._rows[request.row] = last
             last.row = request.row
         request.row = None

