@@ -119,11 +119,11 @@ class RewardModelStream:
         )
         self._windowed_cache = any(hasattr(layer, "activate_past_recording") for layer in layers)
         self._state_on_modules = False
-        self.cache: DynamicCache | None = None
-        self._release_rows()
+        self.release()
 
-    def _release_rows(self) -> None:
-        self.cache = None
+    def release(self) -> None:
+        """Drop the cache and per-row state."""
+        self.cache: DynamicCache | None = None
         self.prompt_ids: torch.LongTensor | None = None
         self.prompt_mask: torch.Tensor | None = None
         self.generated: torch.LongTensor | None = None
@@ -137,7 +137,7 @@ class RewardModelStream:
         if self.own_prompt_ids is not None:
             prompt_ids, prompt_mask = self.own_prompt_ids, self.own_prompt_mask
         repeat = rows // prompt_ids.shape[0]
-        self._release_rows()
+        self.release()
         self.prompt_ids = prompt_ids.to(self.device).repeat_interleave(repeat, dim=0)
         self.prompt_mask = prompt_mask.to(self.device, torch.long).repeat_interleave(repeat, dim=0)
         self.generated = self.prompt_ids[:, :0]
@@ -152,10 +152,6 @@ class RewardModelStream:
                 f"{self.name} is in training mode; GenARM runs its forward passes in eval mode (dropout off) and "
                 "leaves the mode as it was. Call `.eval()` on it to silence this warning."
             )
-
-    def release(self) -> None:
-        """Drop the cache and per-row state."""
-        self._release_rows()
 
     def reorder(self, row_sources: torch.LongTensor) -> None:
         """Row `i` continues what row `row_sources[i]` held (beam search reshuffles rows each step)."""
