@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["check_left_padded", "check_mask_matches_prompt", "infer_left_padding_mask"]
+__all__ = ["check_left_padded", "check_mask_matches_prompt", "infer_left_padding_mask", "mask_of_unmasked_prompt"]
 
 _PASS_THE_MASK = "pass the prompt's `attention_mask=` to GenARMLogitsProcessor (the one given to generate())"
 
@@ -41,6 +41,8 @@ def check_left_padded(mask: torch.Tensor, name: str) -> None:
     ValueError: `attention_mask` row 0 has padding after its text (right padding) ...
     ```
     """
+    if not ((mask == 0) | (mask == 1)).all():
+        raise ValueError(f"{name} must hold only zeros (padding) and ones (tokens).")
     mask = mask.bool()
     if ((~mask[:, 1:]) & mask[:, :-1]).any(-1).any():
         row = int(((~mask[:, 1:]) & mask[:, :-1]).any(-1).nonzero()[0])
@@ -132,3 +134,40 @@ def infer_left_padding_mask(input_ids: torch.LongTensor, pad_token_id: int) -> t
             f"{_PASS_THE_MASK}."
         )
     return (~leading).long()
+
+
+def mask_of_unmasked_prompt(
+    input_ids: torch.LongTensor, pad_token_id: int | None, name: str, mask_argument: str
+) -> torch.LongTensor:
+    """The mask of a prompt given without one: inferred from the pad id, or all ones for a single prompt.
+
+    Args:
+        input_ids (`torch.LongTensor` of shape `(batch, length)`): The prompt.
+        pad_token_id (`int` or `None`): The tokenizer's pad id, if known.
+        name (`str`): How the error names the prompt, e.g. "The prompt generate() passes".
+        mask_argument (`str`): Where the error asks for the mask, e.g. "`attention_mask=`".
+
+    Returns:
+        `torch.LongTensor`: the mask, of the shape of `input_ids`.
+
+    Raises:
+        ValueError: where the padding cannot be told (several different rows and no pad id, or see
+        `infer_left_padding_mask`).
+
+    Examples:
+
+    ```python
+    >>> import torch
+    >>> mask_of_unmasked_prompt(torch.tensor([[4, 6], [4, 6]]), None, "The prompt", "`attention_mask=`").tolist()
+    [[1, 1], [1, 1]]
+    ```
+    """
+    if pad_token_id is not None:
+        return infer_left_padding_mask(input_ids, pad_token_id)
+    if torch.unique(input_ids, dim=0).shape[0] > 1:
+        raise ValueError(
+            f"{name} holds several different prompts, and without a pad id their padding cannot be told from their "
+            f"text. Pass {mask_argument}, or `tokenizer=` / `pad_token_id=` so that each row's leading pad ids are "
+            "taken as its padding."
+        )
+    return torch.ones_like(input_ids)

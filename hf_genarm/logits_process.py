@@ -11,7 +11,7 @@ import torch
 from transformers import GenerationConfig, LogitsProcessor
 from transformers.utils import logging
 
-from ._prompt_padding import check_left_padded, check_mask_matches_prompt, infer_left_padding_mask
+from ._prompt_padding import check_left_padded, check_mask_matches_prompt, mask_of_unmasked_prompt
 from ._reward_stream import RewardModelStream, _innermost_transformers_model
 from .vocab import check_reward_model_vocabularies, model_vocab_size
 
@@ -140,8 +140,8 @@ class GenARMLogitsProcessor(LogitsProcessor):
         self.beta = self._validate_beta(beta)
         self.alpha = self._validate_alpha(alpha, len(models))
         self.prompt_attention_mask = self._validate_attention_mask(attention_mask)
-        own_prompts = self._validate_reward_model_inputs(reward_model_inputs, len(models))
         self.pad_token_id = self._resolve_pad_token_id(pad_token_id, tokenizer)
+        own_prompts = self._validate_reward_model_inputs(reward_model_inputs, len(models), self.pad_token_id)
         self.shared_vocab_size = check_reward_model_vocabularies(models, tokenizer, reward_model_tokenizers)
         self._vocab_from_tokenizer = tokenizer is not None
         self._vocab_for_base_width: tuple[int, int] | None = None
@@ -252,7 +252,7 @@ class GenARMLogitsProcessor(LogitsProcessor):
 
     @staticmethod
     def _validate_reward_model_inputs(
-        reward_model_inputs: Any, num_models: int
+        reward_model_inputs: Any, num_models: int, pad_token_id: int | None
     ) -> list[tuple[torch.Tensor | None, torch.Tensor | None]]:
         if reward_model_inputs is None:
             return [(None, None)] * num_models
@@ -273,11 +273,15 @@ class GenARMLogitsProcessor(LogitsProcessor):
             if ids.dim() != 2:
                 raise ValueError(f"`reward_model_inputs[{index}]['input_ids']` must be 2-D (batch, length).")
             mask = entry.get("attention_mask")
-            mask = torch.ones_like(ids) if mask is None else torch.as_tensor(mask).long()
+            name = f"`reward_model_inputs[{index}]['attention_mask']`"
+            if mask is None:
+                prompt = f"`reward_model_inputs[{index}]['input_ids']`"
+                mask = mask_of_unmasked_prompt(ids, pad_token_id, prompt, "its 'attention_mask'")
+            mask = torch.as_tensor(mask)
             if mask.shape != ids.shape:
                 raise ValueError(f"`reward_model_inputs[{index}]` has an attention_mask of another shape than its ids.")
-            check_left_padded(mask, f"`reward_model_inputs[{index}]['attention_mask']`")
-            prompts.append((ids, mask))
+            check_left_padded(mask, name)
+            prompts.append((ids, mask.long()))
         return prompts
 
     def _check_batch_sizes(self) -> int | None:
@@ -356,15 +360,9 @@ class GenARMLogitsProcessor(LogitsProcessor):
         width = input_ids.shape[1]
         mask = self.prompt_attention_mask
         if mask is None:
-            if self.pad_token_id is not None:
-                return infer_left_padding_mask(input_ids, self.pad_token_id)
-            if torch.unique(input_ids, dim=0).shape[0] > 1:
-                raise ValueError(
-                    "generate() passes several different prompts and the processor cannot tell their padding from "
-                    "their text. Pass `attention_mask=` (the mask given to generate()), or `tokenizer=` / "
-                    "`pad_token_id=` so that it takes each row's leading pad ids as its padding."
-                )
-            return torch.ones_like(input_ids)
+            return mask_of_unmasked_prompt(
+                input_ids, self.pad_token_id, "The prompt generate() passes", "`attention_mask=` (generate()'s mask)"
+            )
         if mask.shape[1] != width:
             raise ValueError(
                 f"The prompt passed to generate() has {width} columns but `attention_mask` has {mask.shape[1]}; "

@@ -86,7 +86,7 @@ def test_pipeline_batches_give_each_prompt_its_own_result(models, tokenizer):
 def test_several_prompts_without_mask_or_pad_id_are_refused(models, tokenizer):
     base, reward_model = models
     inputs = tokenizer(PROMPTS, return_tensors="pt", padding=True)
-    with pytest.raises(ValueError, match=r"cannot tell their padding.*attention_mask=.*pad_token_id="):
+    with pytest.raises(ValueError, match=r"several different prompts, and without a pad id.*pad_token_id="):
         guided_generate(base, inputs, GenARMLogitsProcessor(reward_model))
     # One prompt (repeated by generate() for num_return_sequences) has no padding to tell.
     single = tokenizer([PROMPTS[0]], return_tensors="pt")
@@ -158,6 +158,28 @@ def test_reused_processor_does_not_keep_a_stale_mask(models, tokenizer, told):
         base, second, GenARMLogitsProcessor(reward_model, alpha=2.0, attention_mask=second["attention_mask"])
     )
     assert torch.equal(reused, fresh)
+
+
+def test_masks_hold_only_zeros_and_ones():
+    reward_model = make_tiny_causal_lm(seed=1)
+    with pytest.raises(ValueError, match="`attention_mask` must hold only zeros"):
+        GenARMLogitsProcessor(reward_model, attention_mask=torch.tensor([[0, 2, 2]]))
+    with pytest.raises(ValueError, match=r"`reward_model_inputs\[0\]\['attention_mask'\]` must hold only zeros"):
+        own = {"input_ids": torch.tensor([[4, 5]]), "attention_mask": torch.tensor([[0.5, 1.0]])}
+        GenARMLogitsProcessor(reward_model, reward_model_inputs=[own])
+
+
+def test_reward_model_prompts_without_mask_follow_the_same_rule(models, tokenizer):
+    base, reward_model = models
+    inputs = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    own = tokenizer([f"Question: {prompt}? Answer:" for prompt in PROMPTS], return_tensors="pt", padding=True)
+    with pytest.raises(ValueError, match=r"`reward_model_inputs\[0\]\['input_ids'\]` holds several different"):
+        GenARMLogitsProcessor(reward_model, reward_model_inputs=[{"input_ids": own["input_ids"]}])
+    inferred = GenARMLogitsProcessor(
+        reward_model, tokenizer=tokenizer, reward_model_inputs=[{"input_ids": own["input_ids"]}]
+    )
+    given = GenARMLogitsProcessor(reward_model, tokenizer=tokenizer, reward_model_inputs=[dict(own)])
+    assert torch.equal(guided_generate(base, inputs, inferred), guided_generate(base, inputs, given))
 
 
 def test_pad_token_id_is_checked():
