@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from transformers import GenerationConfig, LogitsProcessor
+from transformers import GenerationConfig, GenerationMixin, LogitsProcessor
 from transformers.utils import logging
 
 from ._prompt_padding import check_left_padded, check_mask_matches_prompt, mask_of_unmasked_prompt
@@ -19,22 +19,29 @@ __all__ = ["GenARMLogitsProcessor"]
 
 logger = logging.get_logger(__name__)
 
+_GENERATION_MODULE = GenerationMixin.__module__
+
 
 def _generation_max_length() -> int | None:
     """The `max_length` (prompt + `max_new_tokens`) of the `generate()` call running this processor, if found.
 
     `generate()` does not hand its configuration to logits processors; its decoding loops (`_sample`,
     `_beam_search`, `_assisted_decoding`) hold it as their `generation_config` argument, a few frames up.
+    Only transformers' own generation frames are read, and the outermost one wins: under assisted decoding
+    the assistant's inner `generate()` also runs the processor, with a shorter `max_length`.
     """
+    found = None
     frame = inspect.currentframe()
-    for _ in range(12):
+    for _ in range(40):
         frame = frame.f_back if frame is not None else None
         if frame is None:
-            return None
+            break
+        if frame.f_globals.get("__name__") != _GENERATION_MODULE:
+            continue
         config = frame.f_locals.get("generation_config")
         if isinstance(config, GenerationConfig) and isinstance(config.max_length, int):
-            return config.max_length
-    return None
+            found = config.max_length
+    return found
 
 
 class GenARMLogitsProcessor(LogitsProcessor):

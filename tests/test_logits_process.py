@@ -556,6 +556,16 @@ def test_position_limit_is_checked_before_decoding(tokenizer):
     width = prompt["input_ids"].shape[1]
     with pytest.raises(ValueError, match=rf"the prompt and max_new_tokens=20 need {width + 20}"):
         generate(base, prompt, GenARMLogitsProcessor(reward_model), max_new_tokens=20)
+    # Under assisted decoding the assistant's inner generate() runs the processor first; the limit is still
+    # the outer call's.
+    with pytest.raises(ValueError, match=rf"the prompt and max_new_tokens=20 need {width + 20}"):
+        generate(
+            base,
+            prompt,
+            GenARMLogitsProcessor(reward_model),
+            max_new_tokens=20,
+            assistant_model=make_tiny_causal_lm(seed=9),
+        )
     assert not forwards, "the reward model ran before the limit was checked"
     generate(base, prompt, GenARMLogitsProcessor(reward_model), max_new_tokens=16 - width)
     # Called outside generate(), the processor stops at the limit with the same error, not an IndexError.
