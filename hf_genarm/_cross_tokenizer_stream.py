@@ -1,7 +1,7 @@
 """One reward model of another tokenizer during generation: its tokens of the text, and candidate scores.
 
 The reward model reads its own tokenization of the text the base has produced. Its KV cache holds only the
-*committed* tokens, those of the text's stable prefix (see `RewardTokenizer.stable_prefix`); the rest of the
+*committed* tokens, those of the text's stable prefix (see `RewardTokenizer.stable_prefixes`); the rest of the
 text stays *pending* and is re-tokenized with each candidate. Each step the cache is extended by the newly
 stable tokens, never recomputed. Rows commit different numbers of tokens, so a row's cache may hold padding
 between its tokens: the attention mask and the position ids (counted over attended tokens, as `generate()`
@@ -17,7 +17,7 @@ from transformers import DynamicCache
 
 from ._cross_tokenizer_text import BaseTextDecoder, RewardTokenizer, complete_text
 from ._growing_cache import growing_dynamic_cache
-from ._reward_stream import _innermost_transformers_model
+from ._reward_stream import _innermost_transformers_model, position_limit
 from .modeling import positions_from_attention_mask
 
 __all__ = ["CommittedContext", "CrossTokenizerStream"]
@@ -33,8 +33,11 @@ class CommittedContext:
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
         inner = _innermost_transformers_model(model)
-        self._cache_argument = "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
+        parameters = inspect.signature(inner.forward).parameters
+        self._cache_argument = "cache" if "cache" in parameters else "past_key_values"
+        self._supports_logits_to_keep = "logits_to_keep" in parameters
         self._config = inner.config
+        self.position_limit = position_limit(inner.config)
         self.device = next(model.parameters()).device
         self.cache: DynamicCache | None = None
         self.attention_mask: torch.Tensor | None = None
@@ -55,39 +58,52 @@ class CommittedContext:
         self.cache.reorder_cache(row_sources)
         self.attention_mask = self.attention_mask.index_select(0, row_sources)
 
-    def _forward(self, ids: torch.LongTensor, mask: torch.Tensor, cache: DynamicCache, attention_mask: torch.Tensor):
-        attention_mask = torch.cat([attention_mask, mask], dim=1)
+    def run(
+        self,
+        cache: DynamicCache,
+        attention_mask: torch.Tensor,
+        ids: torch.LongTensor,
+        mask: torch.Tensor,
+        keep: torch.LongTensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Feed `ids` (0 in `mask` on padding) after `cache`; return float32 logits and the extended mask.
+
+        The logits are those of every position, or, where the model takes `logits_to_keep`, of the positions
+        `keep` only (the first `len(keep)` columns then hold them when `keep` is `0, 1, ...`).
+        """
+        attention_mask = torch.cat([attention_mask, mask.to(self.device)], dim=1)
+        needed = int(attention_mask.sum(-1).max())
+        if self.position_limit is not None and needed > self.position_limit:
+            raise ValueError(
+                f"The reward model reads at most {self.position_limit} positions (its config's position limit), but "
+                f"its tokenization of the text so far needs {needed}. Shorten the prompt or `max_new_tokens`, or use "
+                "a reward model built for longer sequences."
+            )
+        kwargs = {self._cache_argument: cache}
+        if keep is not None and self._supports_logits_to_keep:
+            kwargs["logits_to_keep"] = keep
         outputs = self.model(
-            input_ids=ids,
+            input_ids=ids.to(self.device),
             attention_mask=attention_mask,
             position_ids=positions_from_attention_mask(attention_mask)[:, -ids.shape[1] :],
             use_cache=True,
-            **{self._cache_argument: cache},
+            **kwargs,
         )
         return outputs.logits.float(), attention_mask
 
     def extend(self, ids: torch.LongTensor, mask: torch.Tensor) -> torch.Tensor:
         """Append `ids` (0 in `mask` where a row has fewer tokens) to the cache; return the last column's logits."""
-        logits, self.attention_mask = self._forward(
-            ids.to(self.device), mask.to(self.device), self.cache, self.attention_mask
-        )
+        logits, self.attention_mask = self.run(self.cache, self.attention_mask, ids, mask)
         return logits[:, -1]
 
-    def continuation_logits(self, rows: torch.LongTensor, ids: torch.LongTensor, mask: torch.Tensor) -> torch.Tensor:
-        """Logits of every position of `ids[i]` read after the cached tokens of row `rows[i]`; the cache is kept.
-
-        Each sequence needs its row's cache: a copy is made per sequence.
-        """
-        rows = rows.to(self.device)
-        copies = DynamicCache(
+    @staticmethod
+    def fork(cache: DynamicCache, rows: torch.LongTensor) -> DynamicCache:
+        """A new cache whose row `i` is a copy of row `rows[i]` of `cache` (the original is left as it was)."""
+        return DynamicCache(
             ddp_cache_data=[
-                (layer.keys.index_select(0, rows), layer.values.index_select(0, rows)) for layer in self.cache.layers
+                (layer.keys.index_select(0, rows), layer.values.index_select(0, rows)) for layer in cache.layers
             ]
         )
-        logits, _ = self._forward(
-            ids.to(self.device), mask.to(self.device), copies, self.attention_mask.index_select(0, rows)
-        )
-        return logits
 
 
 class CrossTokenizerStream:
@@ -159,6 +175,12 @@ class CrossTokenizerStream:
                 )
         self._commit(leading=[list(prefix)] * rows)
 
+    def check_room(self, new_tokens: int) -> None:
+        """Nothing to refuse in advance: the reward model's tokens for `new_tokens` base tokens are not known yet.
+
+        Its position limit is checked on every forward instead, against its own tokenization of the text.
+        """
+
     def reorder(self, row_sources: torch.LongTensor) -> None:
         """Row `i` continues what row `row_sources[i]` held (beam search)."""
         sources = row_sources.tolist()
@@ -189,13 +211,13 @@ class CrossTokenizerStream:
 
     # -------------------------------------------------------------------------------------- reward model
     def _commit(self, leading: list[list[int]] | None) -> None:
+        heads = leading if leading is not None else [[]] * len(self.texts)
+        pendings = [text[start:] for text, start in zip(self.texts, self.committed_chars)]
+        needs_first_token = [cached == 0 and not head for cached, head in zip(self.cached_tokens, heads)]
         chunks = []
-        for row, text in enumerate(self.texts):
-            head = leading[row] if leading is not None else []
-            needs_first_token = self.cached_tokens[row] == 0 and not head
-            chars, ids = self.reward_tokenizer.stable_prefix(text[self.committed_chars[row] :], force=needs_first_token)
+        for row, (chars, ids) in enumerate(self.reward_tokenizer.stable_prefixes(pendings, needs_first_token)):
             self.committed_chars[row] += chars
-            chunks.append(head + ids)
+            chunks.append(heads[row] + ids)
         self._feed_rows(chunks)
 
     def _feed_rows(self, chunks: list[list[int]]) -> None:
@@ -233,65 +255,112 @@ class CrossTokenizerStream:
         pieces = self.base_decoder.continuations(self.base_ids, [[[token] for token in row] for row in candidates])
         special = self.base_decoder.special_ids
         reward_eos = self.reward_tokenizer.eos_token_id
-        strings, plan = [], []
+        pendings = [text[start:] for text, start in zip(self.texts, self.committed_chars)]
+        strings, where = list(pendings), []
         for row, (row_candidates, row_pieces) in enumerate(zip(candidates, pieces)):
-            pending = self.texts[row][self.committed_chars[row] :]
-            strings.append(pending)
-            row_plan = []
-            for token, piece in zip(row_candidates, row_pieces):
+            for column, (token, piece) in enumerate(zip(row_candidates, row_pieces)):
                 if token == base_eos_token_id and reward_eos is not None:
-                    row_plan.append("eos")
-                elif token in special or not piece:
-                    row_plan.append(None)
-                else:
-                    row_plan.append(len(strings))
-                    strings.append(pending + piece)
-            plan.append(row_plan)
+                    where.append((row, column, None))
+                elif token not in special and piece:
+                    where.append((row, column, len(strings)))
+                    strings.append(pendings[row] + piece)
         encoded = self.reward_tokenizer.encode(strings)
-        row_index, tails, slots = [], [], []
-        position = 0
-        for row, row_plan in enumerate(plan):
-            pending_tokens = encoded[position]
-            row_index.append(row)
-            tails.append(pending_tokens)
-            row_slots = [len(tails) - 1]
-            for entry in row_plan:
-                if entry is None:
-                    row_slots.append(None)
-                    continue
-                row_index.append(row)
-                tails.append([*pending_tokens, reward_eos] if entry == "eos" else encoded[entry])
-                row_slots.append(len(tails) - 1)
-            position += 1 + sum(isinstance(entry, int) for entry in row_plan)
-            slots.append(row_slots)
-        sums = self._tail_log_probs(row_index, tails)
-        scores = torch.zeros(len(candidates), len(candidates[0]) if candidates else 0, device=sums.device)
-        for row, row_slots in enumerate(slots):
-            base_slot, candidate_slots = row_slots[0], row_slots[1:]
-            scored = [index for index, slot in enumerate(candidate_slots) if slot is not None]
-            if not scored:
-                continue
-            values = sums[[candidate_slots[index] for index in scored]] - sums[base_slot]
-            scores[row, scored] = values
-            unscored = [index for index, slot in enumerate(candidate_slots) if slot is None]
-            if unscored:
-                scores[row, unscored] = values.min()
+        pending_tokens = encoded[: len(pendings)]
+        tails = [[*pending_tokens[row], reward_eos] if index is None else encoded[index] for row, _, index in where]
+        scores = torch.zeros(len(candidates), len(candidates[0]) if candidates else 0, device=self.context.device)
+        if not where:
+            return scores
+        values = self._score_tails(pending_tokens, [row for row, _, _ in where], tails)
+        rows = torch.tensor([row for row, _, _ in where], device=scores.device)
+        columns = torch.tensor([column for _, column, _ in where], device=scores.device)
+        # Unscored candidates get their row's lowest score: fill every slot with it, then write the scored ones.
+        lowest = torch.full((len(candidates),), float("inf"), device=scores.device).scatter_reduce(
+            0, rows, values, reduce="amin"
+        )
+        scores = torch.where(torch.isinf(lowest), 0.0, lowest).unsqueeze(-1).expand_as(scores).clone()
+        scores[rows, columns] = values
         return scores
 
-    def _tail_log_probs(self, row_index: list[int], tails: list[list[int]]) -> torch.Tensor:
-        """Sum of log-probabilities of each tail after its row's committed tokens, in one batched forward."""
-        device = self.last_log_probs.device
-        width = max(len(tail) for tail in tails)
-        if width == 0:
-            return torch.zeros(len(tails), device=device)
-        ids = torch.zeros(len(tails), width, dtype=torch.long)
-        mask = torch.zeros(len(tails), width, dtype=torch.long)
-        for index, tail in enumerate(tails):
-            ids[index, : len(tail)] = torch.tensor(tail, dtype=torch.long)
-            mask[index, : len(tail)] = 1
-        logits = self.context.continuation_logits(torch.tensor(row_index), ids, mask)
-        ids, mask, rows = ids.to(device), mask.to(device), torch.tensor(row_index, device=device)
-        log_probs = torch.log_softmax(logits, dim=-1)
-        predictors = torch.cat([self.last_log_probs.index_select(0, rows).unsqueeze(1), log_probs[:, :-1]], dim=1)
-        token_log_probs = predictors.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
-        return (token_log_probs * mask).sum(-1)
+    def _score_tails(self, pending: list[list[int]], rows: list[int], tails: list[list[int]]) -> torch.Tensor:
+        """`log P(tail | committed) - log P(pending | committed)` for each tail of row `rows[i]`.
+
+        The pending tokens of every row run once, on the cache itself (cropped back afterwards). A tail's first
+        token after the pending tokens it shares is then scored from those logits; only tails with more tokens
+        run again, from where they leave the pending tokens, on a copy of their row's cache in which the pending
+        tokens they do not share are masked out (the position ids, counted over attended tokens, skip them as
+        they skip padding).
+        """
+        device, context = self.context.device, self.context
+        pending_width = max(1, max(len(tokens) for tokens in pending))
+        pending_ids, pending_mask = _right_padded(pending, pending_width, device)
+        logits, attention_mask = context.run(context.cache, context.attention_mask, pending_ids, pending_mask)
+        try:
+            log_probs = torch.log_softmax(logits, dim=-1)
+            predictors = torch.cat([self.last_log_probs.unsqueeze(1), log_probs[:, :-1]], dim=1)
+            pending_log_probs = predictors.gather(-1, pending_ids.unsqueeze(-1)).squeeze(-1) * pending_mask
+            shared = [_shared_prefix_length(pending[row], tail) for row, tail in zip(rows, tails)]
+            suffixes = [tail[count:] for tail, count in zip(tails, shared)]
+            row_index = torch.tensor(rows, device=device)
+            shared_count = torch.tensor(shared, device=device)
+            first_ids = torch.tensor([suffix[0] if suffix else 0 for suffix in suffixes], device=device)
+            has_first = torch.tensor([bool(suffix) for suffix in suffixes], device=device)
+            # A suffix's first token is predicted by the last pending token it shares, or by the committed context.
+            suffix_log_probs = (
+                torch.where(
+                    shared_count > 0,
+                    log_probs[row_index, (shared_count - 1).clamp_min(0), first_ids],
+                    self.last_log_probs[row_index, first_ids],
+                )
+                * has_first
+            )
+            longer = [index for index, suffix in enumerate(suffixes) if len(suffix) > 1]
+            if longer:
+                chosen = torch.tensor(longer, device=device)
+                suffix_log_probs[chosen] += self._later_suffix_tokens(
+                    attention_mask, pending_mask, row_index[chosen], shared_count[chosen], [suffixes[i] for i in longer]
+                )
+            columns = torch.arange(pending_width, device=device).unsqueeze(0)
+            dropped = pending_log_probs.index_select(0, row_index) * (columns >= shared_count.unsqueeze(-1))
+            return suffix_log_probs - dropped.sum(-1)
+        finally:
+            context.cache.crop(-pending_width)
+
+    def _later_suffix_tokens(
+        self,
+        attention_mask: torch.Tensor,
+        pending_mask: torch.Tensor,
+        rows: torch.LongTensor,
+        shared_count: torch.LongTensor,
+        suffixes: list[list[int]],
+    ) -> torch.Tensor:
+        """Log-probability of each suffix's tokens after its first, on copies of the (pending-extended) cache."""
+        context, device = self.context, self.context.device
+        width = max(len(suffix) for suffix in suffixes)
+        ids, mask = _right_padded(suffixes, width, device)
+        pending_width = pending_mask.shape[1]
+        columns = torch.arange(pending_width, device=device).unsqueeze(0)
+        kept_pending = pending_mask.index_select(0, rows) * (columns < shared_count.unsqueeze(-1))
+        committed = attention_mask[:, : attention_mask.shape[1] - pending_width].index_select(0, rows)
+        # Logits are needed at every suffix position but the last (each predicts the next suffix token).
+        logits, _ = context.run(
+            context.fork(context.cache, rows),
+            torch.cat([committed, kept_pending], dim=1),
+            ids,
+            mask,
+            keep=torch.arange(width - 1, device=device),
+        )
+        log_probs = torch.log_softmax(logits[:, : width - 1], dim=-1)
+        return (log_probs.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1) * mask[:, 1:]).sum(-1)
+
+
+def _right_padded(sequences: list[list[int]], width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = torch.tensor([sequence + [0] * (width - len(sequence)) for sequence in sequences], device=device)
+    mask = torch.tensor([[1] * len(sequence) + [0] * (width - len(sequence)) for sequence in sequences], device=device)
+    return ids, mask
+
+
+def _shared_prefix_length(first: list[int], second: list[int]) -> int:
+    count = 0
+    while count < min(len(first), len(second)) and first[count] == second[count]:
+        count += 1
+    return count

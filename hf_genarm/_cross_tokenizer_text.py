@@ -43,10 +43,14 @@ class BaseTextDecoder:
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
+        self._backend = getattr(tokenizer, "backend_tokenizer", None)
         self.special_ids = frozenset(tokenizer.all_special_ids)
 
     def decode(self, ids: list[list[int]]) -> list[str]:
         """Decode each list of ids, special tokens skipped, spaces left exactly as the tokens hold them."""
+        if self._backend is not None:
+            # The Rust tokenizer's batch call: transformers' batch_decode loops in Python, once per sequence.
+            return self._backend.decode_batch(ids, skip_special_tokens=True)
         return self.tokenizer.batch_decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
     def continuations(self, contexts: list[list[int]], additions: list[list[list[int]]]) -> list[list[str]]:
@@ -97,8 +101,8 @@ class RewardTokenizer:
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
-        backend = getattr(tokenizer, "backend_tokenizer", None)
-        self._pre_tokenizer = backend.pre_tokenizer if backend is not None else None
+        self._backend = getattr(tokenizer, "backend_tokenizer", None)
+        self._pre_tokenizer = self._backend.pre_tokenizer if self._backend is not None else None
         self.prefix_ids = self._special_prefix()
         self.eos_token_id = tokenizer.eos_token_id
 
@@ -115,10 +119,12 @@ class RewardTokenizer:
         """Tokenize each text without special tokens."""
         if not texts:
             return []
+        if self._backend is not None:
+            return [encoding.ids for encoding in self._backend.encode_batch(list(texts), add_special_tokens=False)]
         return [list(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
-    def stable_prefix(self, pending: str, force: bool = False) -> tuple[int, list[int]]:
-        """Characters and ids of the longest prefix of `pending` whose tokens text appended later cannot change.
+    def stable_prefixes(self, pendings: list[str], force: list[bool]) -> list[tuple[int, list[int]]]:
+        """Per text, the characters and ids of its longest prefix whose tokens text appended later cannot change.
 
         A commit point is the start of a pre-token (a word, a run of spaces, punctuation, as the tokenizer's own
         pre-tokenizer splits them) with at least two more pre-tokens after it, so that text appended later,
@@ -129,21 +135,38 @@ class RewardTokenizer:
         a few tokens pending.
 
         Args:
-            pending (`str`): Text not yet committed to the reward model's cache.
-            force (`bool`, *optional*, defaults to `False`):
-                Commit at least one token (a row whose cache is still empty needs a first token to condition on).
+            pendings (`list[str]`): Per row, the text not yet committed to the reward model's cache.
+            force (`list[bool]`): Per row, commit at least one token (a row whose cache is still empty needs a
+                first token to condition on).
 
         Returns:
-            `tuple[int, list[int]]`: the number of characters committed and their reward-model ids.
+            `list[tuple[int, list[int]]]`: per row, the number of characters committed and their ids.
         """
-        if not pending:
-            return 0, []
-        for point in self._commit_points(pending)[:_MAX_SPLIT_TRIES]:
-            left, right, whole = self.encode([pending[:point], pending[point:], pending])
+        points = [self._commit_points(pending) if pending else [] for pending in pendings]
+        # The most likely point of every row is checked in one tokenizer call; rows it fails try further back.
+        first = [(row, candidates[0]) for row, candidates in enumerate(points) if candidates]
+        encoded = self.encode([text for row, point in first for text in self._split(pendings[row], point)])
+        results = [(0, [])] * len(pendings)
+        for index, (row, point) in enumerate(first):
+            left, right, whole = encoded[3 * index : 3 * index + 3]
+            if left and left + right == whole:
+                results[row] = (point, left)
+            else:
+                results[row] = self._stable_prefix(pendings[row], points[row][1:_MAX_SPLIT_TRIES])
+        for row, (pending, must_commit) in enumerate(zip(pendings, force)):
+            if must_commit and pending and not results[row][1]:
+                results[row] = self._first_token(pending)
+        return results
+
+    @staticmethod
+    def _split(pending: str, point: int) -> tuple[str, str, str]:
+        return pending[:point], pending[point:], pending
+
+    def _stable_prefix(self, pending: str, points: list[int]) -> tuple[int, list[int]]:
+        for point in points:
+            left, right, whole = self.encode(list(self._split(pending, point)))
             if left and left + right == whole:
                 return point, left
-        if force:
-            return self._first_token(pending)
         return 0, []
 
     def _commit_points(self, pending: str) -> list[int]:
