@@ -70,6 +70,34 @@ def test_api_reference_shows_plain_types_and_default_values(built_site):
     assert re.search(r"beta_r.*?<code>0\.1</code>", page, re.DOTALL), "ARMConfig.beta_r's default is shown as 0.1"
 
 
+def test_ci_fails_on_docs_warnings_requires_the_browser_and_installs_from_the_constraints():
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    build = [line for line in ci.splitlines() if line.strip().startswith("mkdocs build")]
+    assert build and all("--strict" in line and "--quiet" not in line and " -q" not in line for line in build)
+    assert 'grep -q "WARNING"' in ci, "a printed warning fails CI even if strict mode did not count it"
+    assert "export HF_GENARM_REQUIRE_BROWSER=1" in ci
+    assert '-e ".[dev]" -c constraints/dev.txt' in ci
+
+
+def test_constraints_pin_the_docs_toolchain_while_the_package_ranges_stay_open():
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: pytest depends on tomli there
+        import tomli as tomllib
+
+    pins = dict(
+        line.split("==")
+        for line in (ROOT / "constraints" / "dev.txt").read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    )
+    for tool in ("mkdocs", "mkdocs-material", "mkdocstrings", "mkdocstrings-python", "griffelib", "playwright"):
+        assert tool in pins, f"{tool} is not pinned in constraints/dev.txt"
+    assert "torch" not in pins, "torch comes first, from the index that fits the machine"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    requirements = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    assert not [r for r in requirements if "==" in r], "pyproject.toml keeps ranges; pins live in constraints/"
+
+
 def test_every_markdown_page_is_in_the_nav():
     import yaml
 
