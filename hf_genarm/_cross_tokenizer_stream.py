@@ -20,7 +20,13 @@ from ._growing_cache import growing_dynamic_cache
 from ._reward_stream import _innermost_transformers_model, position_limit
 from .modeling import positions_from_attention_mask
 
-__all__ = ["CommittedContext", "CrossTokenizerStream"]
+__all__ = ["ASSISTED_DECODING_REFUSED", "CommittedContext", "CrossTokenizerStream"]
+
+ASSISTED_DECODING_REFUSED = (
+    "Cross-tokenizer guidance cannot take back generated tokens, which assisted (speculative) decoding and "
+    "prompt-lookup decoding do; generate without `assistant_model=` / `prompt_lookup_num_tokens=`, or use a "
+    "reward model that shares the base tokenizer (GenARMLogitsProcessor)."
+)
 
 
 class CommittedContext:
@@ -194,11 +200,7 @@ class CrossTokenizerStream:
     def crop(self, tokens_to_remove: int) -> None:
         """Taking tokens back (assisted decoding's rejected candidates) is refused."""
         if tokens_to_remove > 0:
-            raise ValueError(
-                "Cross-tokenizer guidance cannot take back generated tokens, which assisted (speculative) decoding "
-                "and prompt-lookup decoding do; generate without `assistant_model=` / `prompt_lookup_num_tokens=`, "
-                "or use a reward model that shares the base tokenizer (GenARMLogitsProcessor)."
-            )
+            raise ValueError(ASSISTED_DECODING_REFUSED)
 
     def append(self, new_ids: torch.LongTensor) -> None:
         """Append base tokens (one column per step) to every row, and commit the newly stable reward tokens."""

@@ -9,13 +9,14 @@ response the same way, per base token or per reward-model token.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from ._cross_tokenizer_stream import CrossTokenizerStream
+from ._cross_tokenizer_stream import ASSISTED_DECODING_REFUSED, CrossTokenizerStream
 from ._cross_tokenizer_text import BaseTextDecoder, RewardTokenizer, complete_text
 from .logits_process import GenARMLogitsProcessor
 from .modeling import AutoregressiveRewardModel
@@ -24,6 +25,18 @@ from .vocab import describe_tokenizer_difference, tokenizer_fingerprint
 __all__ = ["CrossTokenizerGenARMLogitsProcessor", "cross_tokenizer_token_rewards"]
 
 DEFAULT_NUM_CANDIDATES = 16
+
+
+def _inside_assisted_decoding() -> bool:
+    """Whether `generate()` runs its assisted (speculative or prompt-lookup) decoding loop up the call stack."""
+    frame = inspect.currentframe()
+    for _ in range(32):
+        frame = frame.f_back if frame is not None else None
+        if frame is None:
+            return False
+        if frame.f_code.co_name == "_assisted_decoding":
+            return True
+    return False
 
 
 def _saved_tokenizer(model: torch.nn.Module, index: int) -> Any:
@@ -187,6 +200,8 @@ class CrossTokenizerGenARMLogitsProcessor(GenARMLogitsProcessor):
             return scores
         new_tokens = self._synchronise(input_ids)
         if new_tokens is None:
+            if _inside_assisted_decoding():
+                raise ValueError(ASSISTED_DECODING_REFUSED)
             self._start(input_ids)
         else:
             for stream in self._streams:

@@ -281,7 +281,16 @@ def test_mismatched_tokenizer_error_says_how_to_opt_in(base_tokenizer, reward_mo
         GenARMLogitsProcessor(reward_model, tokenizer=base_tokenizer)
 
 
-def test_assisted_decoding_is_refused(base, reward_model, base_tokenizer, reward_tokenizer):
+@pytest.mark.parametrize(
+    "assistance",
+    [{"assistant_model": "tiny"}, {"prompt_lookup_num_tokens": 3}],
+    ids=["assistant-model", "prompt-lookup"],
+)
+def test_assisted_decoding_is_refused_before_any_reward_forward(
+    assistance, base, reward_model, base_tokenizer, reward_tokenizer
+):
+    if "assistant_model" in assistance:
+        assistance = {"assistant_model": make_tiny_causal_lm(seed=5)}
     inputs = base_tokenizer(PROMPTS[:1], return_tensors="pt")
     processor = CrossTokenizerGenARMLogitsProcessor(
         reward_model, tokenizer=base_tokenizer, reward_model_tokenizers=[reward_tokenizer]
@@ -290,11 +299,12 @@ def test_assisted_decoding_is_refused(base, reward_model, base_tokenizer, reward
         base.generate(
             **inputs,
             logits_processor=[processor],
-            assistant_model=make_tiny_causal_lm(seed=5),
             max_new_tokens=12,
             do_sample=False,
             pad_token_id=base_tokenizer.pad_token_id,
+            **assistance,
         )
+    assert processor._streams[0].context.cache is None
 
 
 def test_reward_tokenizer_is_loaded_from_the_saved_reward_model(
