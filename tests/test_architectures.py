@@ -34,6 +34,10 @@ REWARD_MODEL_CONFIGS = {
     "llama": ("LlamaConfig", ATTENTION),
     # ALiBi
     "bloom": ("BloomConfig", {"hidden_size": 32, "n_layer": 2, "n_head": 4}),
+    "falcon-alibi": (
+        "FalconConfig",
+        {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "alibi": True},
+    ),
     # sliding window on every layer
     "mistral-sliding": ("MistralConfig", {**ATTENTION, "sliding_window": WINDOW}),
     # sliding and full attention layers alternating
@@ -51,9 +55,26 @@ REWARD_MODEL_CONFIGS = {
         "Cohere2Config",
         {**ATTENTION, "sliding_window": WINDOW, "layer_types": ["sliding_attention", "full_attention"]},
     ),
+    "olmo3": (
+        "Olmo3Config",
+        {**ATTENTION, "sliding_window": WINDOW, "layer_types": ["sliding_attention", "full_attention"]},
+    ),
     # state-space layers only
     "mamba": ("MambaConfig", {"hidden_size": 16, "num_hidden_layers": 2, "state_size": 4, "expand": 2}),
     "falcon-mamba": ("FalconMambaConfig", {"hidden_size": 16, "num_hidden_layers": 2, "state_size": 4, "expand": 2}),
+    "mamba2": (
+        "Mamba2Config",
+        {
+            "hidden_size": 32,
+            "num_hidden_layers": 2,
+            "state_size": 8,
+            "expand": 2,
+            "num_heads": 8,
+            "head_dim": 8,
+            "n_groups": 1,
+            "chunk_size": 16,
+        },
+    ),
     # convolution and attention layers
     "lfm2": ("Lfm2Config", {**ATTENTION, "layer_types": ["conv", "full_attention"]}),
     # state-space and attention layers
@@ -69,6 +90,36 @@ REWARD_MODEL_CONFIGS = {
             "mamba_d_state": 4,
             "mamba_expand": 2,
             "mamba_dt_rank": 4,
+        },
+    ),
+    "bamba": (
+        "BambaConfig",
+        {
+            **ATTENTION,
+            "attn_layer_indices": [1],
+            "mamba_n_heads": 8,
+            "mamba_d_head": 8,
+            "mamba_d_state": 8,
+            "mamba_n_groups": 1,
+            "mamba_chunk_size": 16,
+            "mamba_expand": 2,
+        },
+    ),
+    # gated delta-rule linear attention and full attention
+    "qwen3-next": (
+        "Qwen3NextConfig",
+        {
+            **ATTENTION,
+            "head_dim": 8,
+            "layer_types": ["linear_attention", "full_attention"],
+            "linear_num_value_heads": 4,
+            "linear_num_key_heads": 2,
+            "linear_key_head_dim": 8,
+            "linear_value_head_dim": 8,
+            "num_experts": 2,
+            "num_experts_per_tok": 1,
+            "moe_intermediate_size": 32,
+            "shared_expert_intermediate_size": 32,
         },
     ),
     # recurrent blocks whose state lives on the modules, and local attention
