@@ -35,8 +35,9 @@ from .model_card import (
 FULL_MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json")
 FULL_MODEL_SHARDS = "model-*-of-*.safetensors"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-# Written by `transformers.Trainer` beside the model; a pickle, so never uploaded, but not a second model.
-TRAINER_STATE_FILES = ("training_args.bin",)
+# Written by `transformers.Trainer` beside the model (its arguments; in checkpoint-* folders also the optimizer,
+# scheduler, scaler and per-process RNG states): pickles, so never uploaded, but not a second model.
+TRAINER_STATE_FILES = ("training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth")
 _FOREIGN_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".h5", ".msgpack", ".safetensors")
 _STAGING_PREFIX = ".hf-genarm-save-"
 
@@ -59,9 +60,14 @@ def adapter_files(names: list[str]) -> list[str]:
     return [name for name in names if name in ADAPTER_FILES]
 
 
+def trainer_state_files(names: list[str]) -> list[str]:
+    """The names among `names` that `transformers.Trainer` writes beside a model: training state, not weights."""
+    return [name for name in names if any(fnmatch.fnmatch(name, pattern) for pattern in TRAINER_STATE_FILES)]
+
+
 def foreign_weight_files(names: list[str]) -> list[str]:
     """Weights hf-genarm never writes (pickles, other frameworks, other safetensors names)."""
-    ours = set(full_model_files(names)) | set(adapter_files(names)) | set(TRAINER_STATE_FILES)
+    ours = set(full_model_files(names)) | set(adapter_files(names)) | set(trainer_state_files(names))
     return [name for name in names if name.endswith(_FOREIGN_WEIGHT_SUFFIXES) and name not in ours]
 
 
@@ -95,7 +101,7 @@ def check_one_model(folder: str, names: list[str] | None = None) -> None:
         )
 
 
-def _files_to_replace(folder: str, names: list[str], overwrite: bool) -> list[str]:
+def _files_to_replace(folder: str, names: list[str], overwrite: bool, overwrite_option: str) -> list[str]:
     """The model files a new save must remove, after refusing files hf-genarm did not write unless `overwrite`."""
     model_files = full_model_files(names) + adapter_files(names)
     foreign = foreign_weight_files(names)
@@ -104,13 +110,30 @@ def _files_to_replace(folder: str, names: list[str], overwrite: bool) -> list[st
     if foreign and not overwrite:
         raise ValueError(
             f"{folder} already holds model files that hf-genarm did not write ({', '.join(sorted(foreign))}); saving "
-            "there would mix two models. Save into another folder, or pass `overwrite=True` to replace them."
+            f"there would mix two models. Save into another folder, or pass {overwrite_option} to replace them."
         )
     return sorted(set(model_files) | set(foreign_weight_files(names)))
 
 
+def check_folder_takes_a_model(
+    folder: str | os.PathLike, *, overwrite: bool = False, overwrite_option: str = "`overwrite=True`"
+) -> None:
+    """Refuse, before any work, a folder that `write_folder_atomically` would refuse (with the same error).
+
+    Raises:
+        ValueError: When `folder` holds model files hf-genarm did not write and `overwrite` is false.
+    """
+    folder = os.fspath(folder)
+    _files_to_replace(folder, _top_level_files(folder), overwrite, overwrite_option)
+
+
 def write_folder_atomically(
-    folder: str | os.PathLike, write: Callable[[str], None], *, is_adapter: bool, overwrite: bool = False
+    folder: str | os.PathLike,
+    write: Callable[[str], None],
+    *,
+    is_adapter: bool,
+    overwrite: bool = False,
+    overwrite_option: str = "`overwrite=True`",
 ) -> None:
     """Write a reward model into `folder` through `write(staging)`, leaving exactly one model there.
 
@@ -123,6 +146,8 @@ def write_folder_atomically(
         write (`Callable[[str], None]`): Saves the model, metadata, card and tokenizer into the given folder.
         is_adapter (`bool`): Whether the new checkpoint is a PEFT adapter (checked against what `write` wrote).
         overwrite (`bool`, *optional*, defaults to `False`): Replace model files hf-genarm did not write.
+        overwrite_option (`str`, *optional*, defaults to ``"`overwrite=True`"``): How the caller's user asks for
+            `overwrite`, named in the error.
 
     Raises:
         ValueError: When `folder` holds model files hf-genarm did not write and `overwrite` is false.
@@ -131,7 +156,7 @@ def write_folder_atomically(
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise ValueError(f"`save_directory` ({folder}) is a file; pass a folder.")
     os.makedirs(folder, exist_ok=True)
-    to_replace = _files_to_replace(folder, _top_level_files(folder), overwrite)
+    to_replace = _files_to_replace(folder, _top_level_files(folder), overwrite, overwrite_option)
     staging = tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=folder)
     try:
         write(staging)
@@ -195,7 +220,9 @@ def check_saved_reward_model(folder: str | os.PathLike) -> tuple[RewardModelMeta
 
 def files_to_upload(folder: str) -> list[str]:
     """The files of a saved reward-model folder that belong on the Hub: top-level, not hidden, no trainer state."""
-    return [name for name in _top_level_files(folder) if not name.startswith(".") and name not in TRAINER_STATE_FILES]
+    names = _top_level_files(folder)
+    trainer_state = set(trainer_state_files(names))
+    return [name for name in names if not name.startswith(".") and name not in trainer_state]
 
 
 def _upload_view(folder: str, names: list[str], metadata: RewardModelMetadata, repo_id: str, is_adapter: bool) -> str:

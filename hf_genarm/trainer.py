@@ -31,8 +31,10 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
+from ._saved_folder import check_folder_takes_a_model, write_folder_atomically
 from ._version import __version__
 from .configuration import (
     GENARM_CONFIG_NAME,
@@ -103,6 +105,12 @@ class ARMConfig(TrainingArguments):
             `trust_remote_code` is refused.
         disable_dropout (`bool`, *optional*, defaults to `True`):
             Set every dropout probability of the model to 0, as TRL's preference trainers do.
+        overwrite_output_dir (`bool`, *optional*, defaults to `False`):
+            Let saves replace model files in `output_dir` (and in its `checkpoint-*` folders) that hf-genarm did not
+            write: another library's model, or weights in a format hf-genarm never writes. Without it, training
+            refuses to start over such files. Model files of an earlier hf-genarm save (a LoRA adapter under a
+            full-model run, stale shards) are always replaced, so the folder holds exactly one model; other files
+            (notes, data, a model card the user wrote) are always kept.
 
     Examples:
 
@@ -162,6 +170,15 @@ class ARMConfig(TrainingArguments):
         default=True,
         metadata={"help": "Set every dropout probability of the model to 0."},
     )
+    # transformers 5 dropped this TrainingArguments field; the name is the one users of transformers 4 know.
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Let saves replace model files in output_dir (and its checkpoint-* folders) that hf-genarm did "
+            "not write; without it, training refuses to start over them. Earlier hf-genarm saves are always replaced "
+            "so the folder holds one model; other files are kept."
+        },
+    )
 
     def __post_init__(self) -> None:
         self.beta_r = validate_beta_r(self.beta_r)
@@ -170,6 +187,20 @@ class ARMConfig(TrainingArguments):
             self.max_prompt_length = max(1, self.max_length // 2)
         check_truncation_settings(self.max_length, self.max_prompt_length, self.truncation_mode)
         super().__post_init__()
+
+
+# How a user of the trainer asks for `overwrite` (named in the error that refuses someone else's model files).
+_OVERWRITE_OPTION = "`ARMConfig(overwrite_output_dir=True)` (`--overwrite_output_dir` for `hf-genarm train`)"
+
+
+def _check_output_folders(args: ARMConfig) -> None:
+    """Refuse, before any training, an `output_dir` (or `checkpoint-*` folder in it) that saving would refuse."""
+    folders = [args.output_dir]
+    if args.save_strategy != "no" and os.path.isdir(args.output_dir):
+        checkpoints = Path(args.output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+        folders += sorted(os.fspath(folder) for folder in checkpoints if folder.is_dir())
+    for folder in folders:
+        check_folder_takes_a_model(folder, overwrite=args.overwrite_output_dir, overwrite_option=_OVERWRITE_OPTION)
 
 
 def _dataset_name(data: Any) -> str | None:
@@ -237,7 +268,10 @@ class ARMTrainer(Trainer):
 
     Saved checkpoints are what tools already read (the causal LM's safetensors, or only the adapter with
     `peft_config`), plus `genarm_config.json` and a model card; `AutoregressiveRewardModel.from_pretrained`
-    loads them, and `push_to_hub` shares them.
+    loads them, and `push_to_hub` shares them. Saves (the final one and each `checkpoint-*` folder's model) go
+    through the same rule as `AutoregressiveRewardModel.save_pretrained`: the folder ends up holding exactly one
+    model (an earlier hf-genarm save's adapter, full weights or shards are removed), and model files hf-genarm did
+    not write are refused before training starts unless `args.overwrite_output_dir`.
 
     Args:
         model (`str`, `PreTrainedModel`, `peft.PeftModel` or `AutoregressiveRewardModel`):
@@ -314,6 +348,9 @@ class ARMTrainer(Trainer):
                 f"`args` must be an ARMConfig, got {type(args).__name__}; build it with `ARMConfig(output_dir=..., "
                 "beta_r=..., ...)` (it accepts every TrainingArguments field)."
             )
+        if train_dataset is not None:
+            # Before loading the model and tokenizing: a run must not end with a save that is refused.
+            _check_output_folders(args)
         # PEFT initialises adapters randomly: seed first so that runs are reproducible.
         set_seed(args.seed)
         reward_model = self._load_reward_model(model, args)
@@ -573,30 +610,60 @@ class ARMTrainer(Trainer):
         self._reward_model.metadata = self._reward_metadata()
         return self._reward_model
 
+    def train(
+        self,
+        resume_from_checkpoint: str | bool | None = None,
+        trial: Any = None,
+        ignore_keys_for_eval: list[str] | None = None,
+    ) -> Any:
+        """`Trainer.train`, after refusing an output folder that the run's saves could not write into.
+
+        `args.output_dir` (and its `checkpoint-*` folders, when checkpoints are saved) must not hold model files
+        hf-genarm did not write, unless `args.overwrite_output_dir`: the error names them before the first step.
+        """
+        _check_output_folders(self.args)
+        return super().train(
+            resume_from_checkpoint=resume_from_checkpoint, trial=trial, ignore_keys_for_eval=ignore_keys_for_eval
+        )
+
     def _save(self, output_dir: str | None = None, state_dict: dict[str, torch.Tensor] | None = None) -> None:
         from .model_card import read_user_model_card, write_model_card
 
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        user_card = read_user_model_card(output_dir) if self.args.should_save and os.path.isdir(output_dir) else None
-        super()._save(output_dir, state_dict=state_dict)
+        output_dir = os.fspath(output_dir if output_dir is not None else self.args.output_dir)
         if not self.args.should_save:
+            # Writes nothing here; only joins the gathers of a model that transformers sharded at load time.
+            super()._save(output_dir, state_dict=state_dict)
             return
         trained = self._reward_model.model
-        if self._reward_model.is_peft_model and not trained.peft_config[trained.active_adapter].base_model_name_or_path:
+        is_adapter = self._reward_model.is_peft_model
+        if is_adapter and not trained.peft_config[trained.active_adapter].base_model_name_or_path:
             logger.warning_once(
                 "The base model was built from a config, so the saved adapter cannot name it; load the adapter with "
                 "`AutoregressiveRewardModel.from_pretrained(folder, base_model=...)`, or save the base model first "
                 "and train from its folder."
             )
         metadata = self._reward_metadata()
-        metadata.to_json_file(os.path.join(output_dir, GENARM_CONFIG_NAME))
-        write_model_card(
+        user_card = read_user_model_card(output_dir) if os.path.isdir(output_dir) else None
+        save_model_and_tokenizer = super()._save
+
+        def write(staging: str) -> None:
+            save_model_and_tokenizer(staging, state_dict=state_dict)
+            metadata.to_json_file(os.path.join(staging, GENARM_CONFIG_NAME))
+            write_model_card(
+                staging,
+                metadata,
+                user_card=user_card,
+                model_name=self._model_name(),
+                repo_id=self.hub_model_id or self.args.hub_model_id or output_dir,
+                is_adapter=is_adapter,
+            )
+
+        write_folder_atomically(
             output_dir,
-            metadata,
-            user_card=user_card,
-            model_name=self._model_name(),
-            repo_id=self.hub_model_id or self.args.hub_model_id or os.fspath(output_dir),
-            is_adapter=self._reward_model.is_peft_model,
+            write,
+            is_adapter=is_adapter,
+            overwrite=self.args.overwrite_output_dir,
+            overwrite_option=_OVERWRITE_OPTION,
         )
 
     def _model_name(self) -> str:

@@ -1,7 +1,9 @@
 """ARMTrainer: the GenARM loss by hand, learning a preference task, exact resumption, LoRA, bad inputs."""
 
 import json
+import os
 import random
+import re
 import time
 
 import pytest
@@ -521,5 +523,146 @@ def test_push_to_hub_saves_the_model_once_then_uploads_that_folder(tmp_path, tok
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     with pytest.raises(OfflineModeIsEnabled):
         trainer.push_to_hub()
-    assert saves == [str(tmp_path / "run")]  # the upload reads the folder Trainer's own save wrote
+    # Saved once (into a staging folder inside the run folder, moved into place); the upload reads that folder.
+    assert len(saves) == 1 and os.path.dirname(saves[0]) == str(tmp_path / "run")
     assert (tmp_path / "run" / "genarm_config.json").is_file() and (tmp_path / "run" / "README.md").is_file()
+
+
+# ------------------------------------------------------------------------------------------ saved folders
+ADAPTER_FILES = {"adapter_config.json", "adapter_model.safetensors"}
+FULL_MODEL_FILES = {"config.json", "model.safetensors", "model.safetensors.index.json"}
+LORA = {"r": 4, "lora_alpha": 8, "target_modules": ["c_attn"], "task_type": "CAUSAL_LM"}
+
+
+def folder_files(folder):
+    return {path.name for path in folder.iterdir() if path.is_file()}
+
+
+def shard_files(folder):
+    return {name for name in folder_files(folder) if name.startswith("model-")}
+
+
+def train_into(folder, tokenizer, tmp_path, lora=False, **overrides):
+    """One step of training (checkpoint-1 saved) with `output_dir=folder`, then the final save; the trainer."""
+    from peft import LoraConfig
+
+    base = tmp_path / "base"  # a folder, so that adapters record the base they load on
+    if not base.is_dir():
+        make_tiny_causal_lm(seed=21).save_pretrained(base)
+    settings = {"output_dir": str(folder), "max_steps": 1, "save_strategy": "steps", "save_steps": 1, **overrides}
+    trainer = ARMTrainer(
+        str(base),
+        args=make_args(tmp_path, **settings),
+        train_dataset=mood_pairs(["cat", "dog"], seed=22, count=4),
+        processing_class=tokenizer,
+        peft_config=LoraConfig(**LORA) if lora else None,
+    )
+    trainer.train()
+    trainer.save_model()
+    return trainer
+
+
+def assert_holds_only(folder, trainer, tokenizer):
+    """`folder` holds one model, of the trainer's kind, and loads as the trained reward model."""
+    files = folder_files(folder)
+    if trainer.reward_model.is_peft_model:
+        assert files >= ADAPTER_FILES and not (FULL_MODEL_FILES | shard_files(folder)) & files, files
+    else:
+        assert {"config.json", "model.safetensors"} <= files and not ADAPTER_FILES & files, files
+        assert not shard_files(folder) and "model.safetensors.index.json" not in files, files
+    assert not [path.name for path in folder.iterdir() if path.name.startswith(".")], "no staging folder left"
+    batch = tokenizer(["Mood: happy. Topic: the cat. Answer: The cat is good."], return_tensors="pt")
+    loaded = AutoregressiveRewardModel.from_pretrained(folder)
+    assert loaded.is_peft_model == trainer.reward_model.is_peft_model
+    trained = trainer.reward_model.eval().sequence_rewards(**batch, prompt_length=10)
+    assert torch.allclose(loaded.sequence_rewards(**batch, prompt_length=10), trained, atol=1e-6)
+
+
+def test_runs_saved_into_an_earlier_runs_folder_leave_exactly_the_new_model(tmp_path, tokenizer):
+    folder = tmp_path / "arm"
+    # An earlier sharded save (what save_pretrained(max_shard_size=...) writes for a large model).
+    AutoregressiveRewardModel(make_tiny_causal_lm(seed=20)).save_pretrained(folder, max_shard_size="100KB")
+    assert len(shard_files(folder)) > 1 and "model.safetensors.index.json" in folder_files(folder)
+    (folder / "notes.txt").write_text("mine", encoding="utf-8")
+
+    lora_run = train_into(folder, tokenizer, tmp_path, lora=True)  # LoRA over a sharded full model
+    assert_holds_only(folder, lora_run, tokenizer)
+    assert_holds_only(folder / "checkpoint-1", lora_run, tokenizer)
+
+    full_run = train_into(folder, tokenizer, tmp_path)  # full model over a LoRA run, checkpoint-1 included
+    assert_holds_only(folder, full_run, tokenizer)
+    assert_holds_only(folder / "checkpoint-1", full_run, tokenizer)
+    assert {"optimizer.pt", "trainer_state.json"} <= folder_files(folder / "checkpoint-1")
+
+    lora_run = train_into(folder, tokenizer, tmp_path, lora=True)  # and back
+    assert_holds_only(folder, lora_run, tokenizer)
+    assert_holds_only(folder / "checkpoint-1", lora_run, tokenizer)
+    assert (folder / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_model_files_hf_genarm_did_not_write_are_refused_before_training(tmp_path, tokenizer):
+    def trainer_for(folder, **overrides):
+        return ARMTrainer(
+            make_tiny_causal_lm(seed=23),
+            args=make_args(tmp_path, output_dir=str(folder), max_steps=1, **overrides),
+            train_dataset=mood_pairs(["cat"], seed=24, count=4),
+            processing_class=tokenizer,
+        )
+
+    someone_elses = tmp_path / "plain"
+    make_tiny_causal_lm(seed=25).save_pretrained(someone_elses)
+    before = (someone_elses / "model.safetensors").read_bytes()
+    files = r" already holds model files that hf-genarm did not write \(config.json, .*model.safetensors\)"
+    fix = r"another folder, or pass `ARMConfig\(overwrite_output_dir=True\)` \(`--overwrite_output_dir`"
+    with pytest.raises(ValueError, match=re.escape(str(someone_elses)) + files + ".*" + fix):
+        trainer_for(someone_elses)
+    assert (someone_elses / "model.safetensors").read_bytes() == before
+
+    # Checked again when training starts: the folder may have changed since the trainer was built.
+    run = tmp_path / "run"
+    trainer = trainer_for(run)
+    run.mkdir(exist_ok=True)
+    (run / "pytorch_model.bin").write_bytes(b"not ours")
+    with pytest.raises(ValueError, match=r"pytorch_model\.bin"):
+        trainer.train()
+    assert trainer.state.global_step == 0
+
+    # Checkpoint folders a run writes into are checked too, when the run saves checkpoints.
+    (run / "pytorch_model.bin").unlink()
+    make_tiny_causal_lm(seed=25).save_pretrained(run / "checkpoint-1")
+    with pytest.raises(ValueError, match=r"checkpoint-1 already holds model files"):
+        trainer_for(run, save_strategy="steps", save_steps=1)
+    trainer_for(run)  # a run that saves no checkpoint does not write there
+
+    trainer = trainer_for(someone_elses, overwrite_output_dir=True)
+    trainer.train()
+    trainer.save_model()
+    assert_holds_only(someone_elses, trainer, tokenizer)
+
+
+def test_the_command_line_refuses_someone_elses_model_and_replaces_its_own_runs(tmp_path, tokenizer, capsys):
+    from hf_genarm.cli import main
+
+    base = tmp_path / "base"
+    make_tiny_causal_lm(seed=26).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    data = tmp_path / "pairs.jsonl"
+    write_jsonl(data, mood_pairs(["cat"], seed=27, count=4))
+    output_dir = tmp_path / "arm"
+    make_tiny_causal_lm(seed=28).save_pretrained(output_dir)
+    command = [
+        "train", "--model", str(base), "--dataset", str(data), "--output_dir", str(output_dir), "--max_steps", "1",
+        "--per_device_train_batch_size", "2", "--use_cpu", "--disable_tqdm", "true",
+    ]  # fmt: skip
+    lora = ["--lora", "--lora_r", "4", "--lora_alpha", "8", "--lora_target_modules", "c_attn"]
+
+    assert main([*command, *lora]) == 1
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith(f"hf-genarm: error: {output_dir} already holds model files that hf-genarm did not write")
+    assert "--overwrite_output_dir" in error
+    assert main([*command, *lora, "--overwrite_output_dir", "true"]) == 0
+    assert AutoregressiveRewardModel.from_pretrained(output_dir).is_peft_model
+    assert not FULL_MODEL_FILES & folder_files(output_dir)
+    assert main(command) == 0  # a full run over its own LoRA run needs no flag
+    assert not AutoregressiveRewardModel.from_pretrained(output_dir).is_peft_model
+    assert not ADAPTER_FILES & folder_files(output_dir)
