@@ -36,8 +36,17 @@ FULL_MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors"
 FULL_MODEL_SHARDS = "model-*-of-*.safetensors"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 # Written by `transformers.Trainer` beside the model (its arguments; in checkpoint-* folders also the optimizer,
-# scheduler, scaler and per-process RNG states): pickles, so never uploaded, but not a second model.
-TRAINER_STATE_FILES = ("training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth")
+# scheduler, scaler and per-process RNG states, and under FSDP the sharded model and optimizer it resumes from):
+# pickles, so never uploaded, and no model a loader reads.
+TRAINER_STATE_FILES = (
+    "training_args.bin",
+    "optimizer.pt",
+    "scheduler.pt",
+    "scaler.pt",
+    "rng_state*.pth",
+    "optimizer*.bin",
+    "pytorch_model_fsdp*.bin",
+)
 _FOREIGN_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".h5", ".msgpack", ".safetensors")
 _STAGING_PREFIX = ".hf-genarm-save-"
 

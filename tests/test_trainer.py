@@ -4,6 +4,7 @@ import json
 import os
 import random
 import re
+import shutil
 import time
 
 import pytest
@@ -633,6 +634,12 @@ def test_model_files_hf_genarm_did_not_write_are_refused_before_training(tmp_pat
     with pytest.raises(ValueError, match=r"checkpoint-1 already holds model files"):
         trainer_for(run, save_strategy="steps", save_steps=1)
     trainer_for(run)  # a run that saves no checkpoint does not write there
+    # What Trainer writes beside a checkpoint's model to resume from (plain, multi-process, FSDP) is not a model.
+    shutil.rmtree(run / "checkpoint-1")
+    AutoregressiveRewardModel(make_tiny_causal_lm(seed=25)).save_pretrained(run / "checkpoint-2")
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state_1.pth", "optimizer.bin", "pytorch_model_fsdp.bin"):
+        (run / "checkpoint-2" / name).write_bytes(b"training state")
+    trainer_for(run, save_strategy="steps", save_steps=1)
 
     trainer = trainer_for(someone_elses, overwrite_output_dir=True)
     trainer.train()
