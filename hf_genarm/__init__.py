@@ -16,11 +16,13 @@ _LAZY_NAMES = {
     "ARMConfig": "trainer",
     "ARMTrainer": "trainer",
     "AutoregressiveRewardModel": "modeling",
+    "CrossTokenizerGenARMLogitsProcessor": "cross_tokenizer",
     "GenARMLogitsProcessor": "logits_process",
     "PreferenceCollator": "data",
     "PreferenceDataReport": "data",
     "RewardModelMetadata": "configuration",
     "compute_preference_metrics": "metrics",
+    "cross_tokenizer_token_rewards": "cross_tokenizer",
     "load_preference_accuracy": "metrics",
     "plot_tradeoff": "visualize",
     "prepare_preference_dataset": "data",
@@ -34,12 +36,14 @@ __all__ = [
     "ARMConfig",
     "ARMTrainer",
     "AutoregressiveRewardModel",
+    "CrossTokenizerGenARMLogitsProcessor",
     "GenARMLogitsProcessor",
     "PreferenceCollator",
     "PreferenceDataReport",
     "RewardModelMetadata",
     "__version__",
     "compute_preference_metrics",
+    "cross_tokenizer_token_rewards",
     "load_preference_accuracy",
     "plot_tradeoff",
     "prepare_preference_dataset",
@@ -51,6 +55,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .configuration import RewardModelMetadata
+    from .cross_tokenizer import CrossTokenizerGenARMLogitsProcessor, cross_tokenizer_token_rewards
     from .data import PreferenceCollator, PreferenceDataReport, prepare_preference_dataset
     from .hub import push_reward_model
     from .logits_process import GenARMLogitsProcessor

@@ -396,6 +396,12 @@ def _score_parser() -> Any:
     )
     parser.add_argument("--response", metavar="TEXT", required=True, help="The response to score.")
     parser.add_argument("--no-eos", action="store_true", help="Do not append EOS (score an unfinished response).")
+    parser.add_argument(
+        "--base-tokenizer",
+        metavar="PATH",
+        help="Report rewards per token of this base model's tokenizer (folder or Hub id), which may differ from the "
+        "reward model's (see docs/how-to/cross-tokenizer.md).",
+    )
     parser.add_argument("--html", metavar="FILE", help="Write a coloured HTML heatmap of the token rewards.")
     parser.add_argument("--png", metavar="FILE", help="Write a PNG heatmap of the token rewards (needs matplotlib).")
     parser.add_argument("--json", action="store_true", help="Print tokens, rewards and total as JSON.")
@@ -887,7 +893,16 @@ def _run_score(args: argparse.Namespace) -> int:
     with _loading("--reward-model", args.reward_model):
         tokenizer = _load_tokenizer(args.reward_model)
     reward_model = _load_reward_model(args.reward_model, "--reward-model", args).to(device).eval()
-    tokens, rewards = score_text(reward_model, tokenizer, args.prompt, args.response, add_eos=not args.no_eos)
+    if args.base_tokenizer:
+        from .cross_tokenizer import cross_tokenizer_token_rewards
+
+        with _loading("--base-tokenizer", args.base_tokenizer):
+            base_tokenizer = _load_tokenizer(args.base_tokenizer)
+        tokens, rewards = cross_tokenizer_token_rewards(
+            reward_model, tokenizer, base_tokenizer, args.prompt, args.response, per="base", add_eos=not args.no_eos
+        )
+    else:
+        tokens, rewards = score_text(reward_model, tokenizer, args.prompt, args.response, add_eos=not args.no_eos)
     total = sum(rewards)
     if args.json:
         print(json.dumps({"tokens": tokens, "rewards": rewards, "total": total, "beta_r": reward_model.beta_r}))

@@ -373,3 +373,20 @@ def test_scoring_refuses_bad_arguments(reward_model, reward_tokenizer, base_toke
         cross_tokenizer_token_rewards(reward_model, reward_tokenizer, base_tokenizer, "a", "b", per="word")
     with pytest.raises(ValueError, match="empty"):
         cross_tokenizer_token_rewards(reward_model, reward_tokenizer, base_tokenizer, "a", "")
+
+
+def test_cli_score_reports_rewards_per_base_token(tmp_path, capsys, reward_model, reward_tokenizer, base_tokenizer):
+    import json
+
+    from hf_genarm.cli import main
+
+    reward_model.save_pretrained(tmp_path / "arm", tokenizer=reward_tokenizer)
+    base_tokenizer.save_pretrained(tmp_path / "base")
+    command = ["score", "--reward-model", str(tmp_path / "arm"), "--prompt", SCORED_PROMPT]
+    assert main([*command, "--response", SCORED_RESPONSE, "--base-tokenizer", str(tmp_path / "base"), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    tokens, rewards = cross_tokenizer_token_rewards(
+        reward_model, reward_tokenizer, base_tokenizer, SCORED_PROMPT, SCORED_RESPONSE, per="base"
+    )
+    assert printed["tokens"] == tokens
+    assert printed["rewards"] == pytest.approx(rewards, abs=1e-5)
