@@ -390,3 +390,20 @@ def test_cli_score_reports_rewards_per_base_token(tmp_path, capsys, reward_model
     )
     assert printed["tokens"] == tokens
     assert printed["rewards"] == pytest.approx(rewards, abs=1e-5)
+
+
+@pytest.mark.parametrize("which", ["byte-level", "metaspace"])
+def test_committed_tokens_and_pending_tokens_make_the_whole_tokenization(which, base_tokenizer, reward_tokenizer):
+    from hf_genarm._cross_tokenizer_text import RewardTokenizer
+
+    tokenizer = RewardTokenizer(base_tokenizer if which == "byte-level" else reward_tokenizer)
+    texts = ["The cat sat on the warm mat", "Good  friends,  and café food", "A", "wonderfulwonderfulwonderful" * 4]
+    results = tokenizer.stable_prefixes(texts, [False, False, True, False])
+    for text, (chars, ids) in zip(texts, results):
+        assert ids + tokenizer.encode([text[chars:]])[0] == tokenizer.encode([text])[0]
+    assert 0 < results[0][0] < len(texts[0]) and texts[0][results[0][0] :] == " warm mat"
+    assert results[2] == (1, tokenizer.encode(["A"])[0])  # a row with nothing cached commits its first token
+    if which == "byte-level":
+        assert results[3][0] > 0  # one long word: token boundaries, a few tokens kept pending
+    else:
+        assert results[3][0] == 0  # inside a word the right side would get a `▁` prepended: nothing to commit
