@@ -13,6 +13,7 @@ Distributed training, mixed precision, checkpointing and resumption are `Trainer
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,10 +32,11 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy
 from transformers.utils import logging
 
-from ._saved_folder import check_folder_takes_a_model, write_folder_atomically
+from ._saved_folder import check_folder_takes_a_model, files_to_upload, write_folder_atomically
 from ._version import __version__
 from .configuration import (
     GENARM_CONFIG_NAME,
@@ -268,10 +270,11 @@ class ARMTrainer(Trainer):
 
     Saved checkpoints are what tools already read (the causal LM's safetensors, or only the adapter with
     `peft_config`), plus `genarm_config.json` and a model card; `AutoregressiveRewardModel.from_pretrained`
-    loads them, and `push_to_hub` shares them. Saves (the final one and each `checkpoint-*` folder's model) go
-    through the same rule as `AutoregressiveRewardModel.save_pretrained`: the folder ends up holding exactly one
-    model (an earlier hf-genarm save's adapter, full weights or shards are removed), and model files hf-genarm did
-    not write are refused before training starts unless `args.overwrite_output_dir`.
+    loads them, and `push_to_hub` shares them. Saves (the final one, each `checkpoint-*` folder's model, and the
+    copy into `output_dir` that `args.push_to_hub` uploads at each checkpoint) go through the same rule as
+    `AutoregressiveRewardModel.save_pretrained`: the folder ends up holding exactly one model (an earlier
+    hf-genarm save's adapter, full weights or shards are removed), and model files hf-genarm did not write are
+    refused before training starts unless `args.overwrite_output_dir`.
 
     Args:
         model (`str`, `PreTrainedModel`, `peft.PeftModel` or `AutoregressiveRewardModel`):
@@ -665,6 +668,40 @@ class ARMTrainer(Trainer):
             overwrite=self.args.overwrite_output_dir,
             overwrite_option=_OVERWRITE_OPTION,
         )
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """`Trainer`'s push of a checkpoint (`push_to_hub=True`), with `output_dir` first holding its reward model.
+
+        `Trainer` copies the checkpoint's model files into `output_dir` and uploads that folder; copied alone, they
+        would sit beside an earlier run's model of the other kind and its `genarm_config.json`. The checkpoint's
+        reward model (weights, metadata, card, tokenizer) is put there first, by the rule of every save.
+        """
+        # The conditions under which `Trainer` copies into `output_dir`: never while an earlier upload reads it.
+        pushes_now = (
+            self.is_world_process_zero()
+            and self.args.hub_strategy != HubStrategy.END
+            and (self.args.hub_always_push or self.push_in_progress is None or self.push_in_progress.is_done())
+        )
+        if pushes_now:
+            from .model_card import MODEL_CARD_NAME, read_user_model_card
+
+            output_dir = self.args.output_dir
+            keep_card = os.path.isdir(output_dir) and read_user_model_card(output_dir) is not None
+            skipped = {TRAINER_STATE_NAME, MODEL_CARD_NAME} if keep_card else {TRAINER_STATE_NAME}
+
+            def copy_reward_model(staging: str) -> None:
+                for name in files_to_upload(checkpoint_folder):
+                    if name not in skipped:
+                        shutil.copy2(os.path.join(checkpoint_folder, name), os.path.join(staging, name))
+
+            write_folder_atomically(
+                output_dir,
+                copy_reward_model,
+                is_adapter=self._reward_model.is_peft_model,
+                overwrite=self.args.overwrite_output_dir,
+                overwrite_option=_OVERWRITE_OPTION,
+            )
+        super()._push_from_checkpoint(checkpoint_folder)
 
     def _model_name(self) -> str:
         if self.args.hub_model_id:

@@ -6,6 +6,8 @@ import random
 import re
 import shutil
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -673,3 +675,43 @@ def test_the_command_line_refuses_someone_elses_model_and_replaces_its_own_runs(
     assert main(command) == 0  # a full run over its own LoRA run needs no flag
     assert not AutoregressiveRewardModel.from_pretrained(output_dir).is_peft_model
     assert not ADAPTER_FILES & folder_files(output_dir)
+
+
+def test_pushes_during_training_upload_output_dir_holding_only_the_checkpoints_reward_model(
+    tmp_path, tokenizer, monkeypatch
+):
+    from concurrent.futures import Future
+
+    uploaded = []
+
+    class RecordingHub:
+        """What `Trainer` calls on the Hub when `push_to_hub=True`; records what each upload would send."""
+
+        def create_repo(self, repo_id, **kwargs):
+            return SimpleNamespace(repo_id=repo_id)
+
+        def upload_folder(self, *, folder_path, **kwargs):
+            uploaded.append(folder_files(Path(folder_path)))
+            done = Future()
+            done.set_result(None)
+            return done
+
+    monkeypatch.setattr("transformers.trainer.hf_api", RecordingHub)
+    folder = tmp_path / "arm"
+    train_into(folder, tokenizer, tmp_path, lora=True)  # an earlier LoRA run's save
+    (folder / "README.md").write_text("my card", encoding="utf-8")
+    trainer = ARMTrainer(
+        str(tmp_path / "base"),
+        args=make_args(
+            tmp_path, output_dir=str(folder), push_to_hub=True, hub_model_id="alice/arm", beta_r=0.3, max_steps=1,
+            save_strategy="steps", save_steps=1,
+        ),
+        train_dataset=mood_pairs(["cat"], seed=29, count=4),
+        processing_class=tokenizer,
+    )  # fmt: skip
+    trainer.train()  # pushes checkpoint-1 from output_dir; no save_model yet
+
+    assert len(uploaded) == 1 and not ADAPTER_FILES & uploaded[0] and "genarm_config.json" in uploaded[0]
+    assert_holds_only(folder, trainer, tokenizer)
+    assert json.loads((folder / "genarm_config.json").read_text())["beta_r"] == 0.3
+    assert (folder / "README.md").read_text(encoding="utf-8") == "my card"
