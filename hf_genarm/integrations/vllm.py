@@ -20,6 +20,7 @@ This module imports vLLM; nothing else in hf_genarm imports this module.
 
 from __future__ import annotations
 
+import ctypes
 import inspect
 import math
 import os
@@ -58,6 +59,11 @@ ADDITIONAL_CONFIG_KEY = "genarm"
 ALPHA_ARGUMENT = "genarm_alpha"
 BETA_ARGUMENT = "genarm_beta"
 PROCESSOR_PATH = "hf_genarm.integrations.vllm:GenARMVLLMLogitsProcessor"
+
+try:  # glibc keeps freed heap pages mapped; trimming hands them back, so memory follows the guided load
+    _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+except (OSError, AttributeError):  # pragma: no cover - not glibc
+    _malloc_trim = None
 
 # vLLM validates a request's arguments through the engine's InputProcessor, which holds the engine's
 # configuration, a couple of frames above `validate_params`; a few more frames leave room for wrappers.
@@ -438,6 +444,8 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
         if not self._rows:
             for runner in self._runners:
                 runner.release()
+            if _malloc_trim is not None:
+                _malloc_trim(0)
 
     # ---------------------------------------------------------------------------------------------- step
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
