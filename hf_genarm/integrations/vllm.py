@@ -319,6 +319,11 @@ class _GuidedRequest:
     row: int | None = None
     fed: int = 0
 
+    def token(self, position: int) -> int:
+        """Token `position` of the request's history (prompt, then outputs)."""
+        prompt_length = len(self.prompt_ids)
+        return self.prompt_ids[position] if position < prompt_length else self.output_ids[position - prompt_length]
+
 
 class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
     r"""vLLM logits processor that guides requests with autoregressive reward models (GenARM).
@@ -508,7 +513,7 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
         live = len(self._rows)
         input_ids = torch.zeros(live, 1, dtype=torch.long)
         for request in requests:
-            input_ids[request.row, 0] = request.output_ids[-1] if request.output_ids else request.prompt_ids[-1]
+            input_ids[request.row, 0] = request.token(request.fed)
         input_ids = input_ids.to(self.device)
         # Each row's new token goes to the column after its history; placeholder rows write one column past
         # theirs, which their next real token overwrites.
