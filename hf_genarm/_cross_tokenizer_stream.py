@@ -97,11 +97,6 @@ class CommittedContext:
         )
         return outputs.logits.float(), attention_mask
 
-    def extend(self, ids: torch.LongTensor, mask: torch.Tensor) -> torch.Tensor:
-        """Append `ids` (0 in `mask` where a row has fewer tokens) to the cache; return the last column's logits."""
-        logits, self.attention_mask = self.run(self.cache, self.attention_mask, ids, mask)
-        return logits[:, -1]
-
     @staticmethod
     def fork(cache: DynamicCache, rows: torch.LongTensor) -> DynamicCache:
         """A new cache whose row `i` is a copy of row `rows[i]` of `cache` (the original is left as it was)."""
@@ -151,6 +146,8 @@ class CrossTokenizerStream:
         self.texts: list[str] = []
         self.committed_chars: list[int] = []
         self.cached_tokens: list[int] = []
+        # Tokens found stable but not fed yet: they run in the same forward as the next step's pending tokens.
+        self.to_commit: list[list[int]] = []
         self.last_log_probs: torch.Tensor | None = None
 
     def start(self, prompt_ids: torch.LongTensor, prompt_mask: torch.Tensor, rows: int) -> None:
@@ -160,6 +157,7 @@ class CrossTokenizerStream:
         self.base_ids = [row[row_mask].tolist() for row, row_mask in zip(prompt_ids.cpu(), keep)]
         self.committed_chars = [0] * rows
         self.cached_tokens = [0] * rows
+        self.to_commit = [[] for _ in range(rows)]
         self.last_log_probs = None
         if self.own_prompt_ids is not None:
             # The reward model reads its own prompt, then only the generated text.
@@ -168,7 +166,7 @@ class CrossTokenizerStream:
                 self.own_prompt_ids.repeat_interleave(repeat, 0), self.own_prompt_mask.repeat_interleave(repeat, 0)
             )
             self.texts = [""] * rows
-            self._feed_rows([row[mask.bool()].tolist() for row, mask in own])
+            self.to_commit = [row[mask.bool()].tolist() for row, mask in own]
             return
         self.texts = [complete_text(text) for text in self.base_decoder.decode(self.base_ids)]
         prefix = self.reward_tokenizer.prefix_ids
@@ -194,6 +192,7 @@ class CrossTokenizerStream:
         self.texts = [self.texts[source] for source in sources]
         self.committed_chars = [self.committed_chars[source] for source in sources]
         self.cached_tokens = [self.cached_tokens[source] for source in sources]
+        self.to_commit = [list(self.to_commit[source]) for source in sources]
         self.last_log_probs = self.last_log_probs.index_select(0, row_sources.to(self.last_log_probs.device))
         self.context.reorder(row_sources)
 
@@ -215,31 +214,13 @@ class CrossTokenizerStream:
     def _commit(self, leading: list[list[int]] | None) -> None:
         heads = leading if leading is not None else [[]] * len(self.texts)
         pendings = [text[start:] for text, start in zip(self.texts, self.committed_chars)]
-        needs_first_token = [cached == 0 and not head for cached, head in zip(self.cached_tokens, heads)]
-        chunks = []
+        needs_first_token = [
+            cached == 0 and not waiting and not head
+            for cached, waiting, head in zip(self.cached_tokens, self.to_commit, heads)
+        ]
         for row, (chars, ids) in enumerate(self.reward_tokenizer.stable_prefixes(pendings, needs_first_token)):
             self.committed_chars[row] += chars
-            chunks.append(heads[row] + ids)
-        self._feed_rows(chunks)
-
-    def _feed_rows(self, chunks: list[list[int]]) -> None:
-        """Feed each row its own number of tokens (left-padded into one block); keep the last log-probs per row."""
-        width = max(len(chunk) for chunk in chunks)
-        if width == 0:
-            return
-        ids = torch.zeros(len(chunks), width, dtype=torch.long)
-        mask = torch.zeros(len(chunks), width, dtype=torch.long)
-        for row, chunk in enumerate(chunks):
-            if chunk:
-                ids[row, width - len(chunk) :] = torch.tensor(chunk)
-                mask[row, width - len(chunk) :] = 1
-            self.cached_tokens[row] += len(chunk)
-        log_probs = torch.log_softmax(self.context.extend(ids, mask), dim=-1)
-        if self.last_log_probs is None:
-            self.last_log_probs = log_probs
-        else:
-            fed = mask[:, -1].bool().to(log_probs.device).unsqueeze(-1)
-            self.last_log_probs = torch.where(fed, log_probs, self.last_log_probs)
+            self.to_commit[row] += heads[row] + ids
 
     @torch.no_grad()
     def candidate_log_probs(self, candidates: list[list[int]], base_eos_token_id: int | None) -> torch.Tensor:
@@ -293,11 +274,32 @@ class CrossTokenizerStream:
         they skip padding).
         """
         device, context = self.context.device, self.context
+        commit_width = max(len(tokens) for tokens in self.to_commit)
         pending_width = max(1, max(len(tokens) for tokens in pending))
+        # One forward: each row's newly stable tokens (left-padded, they stay in the cache), then its pending
+        # tokens (right-padded, cropped off again below).
+        commit_ids, commit_mask = _left_padded(self.to_commit, commit_width, device)
         pending_ids, pending_mask = _right_padded(pending, pending_width, device)
-        logits, attention_mask = context.run(context.cache, context.attention_mask, pending_ids, pending_mask)
+        logits, attention_mask = context.run(
+            context.cache,
+            context.attention_mask,
+            torch.cat([commit_ids, pending_ids], dim=1),
+            torch.cat([commit_mask, pending_mask], dim=1),
+        )
         try:
             log_probs = torch.log_softmax(logits, dim=-1)
+            if commit_width:
+                committed_now = commit_mask[:, -1].bool().unsqueeze(-1)
+                after_commit = log_probs[:, commit_width - 1]
+                self.last_log_probs = (
+                    after_commit
+                    if self.last_log_probs is None
+                    else torch.where(committed_now, after_commit, self.last_log_probs)
+                )
+                for row, tokens in enumerate(self.to_commit):
+                    self.cached_tokens[row] += len(tokens)
+                self.to_commit = [[] for _ in self.to_commit]
+            log_probs = log_probs[:, commit_width:]
             predictors = torch.cat([self.last_log_probs.unsqueeze(1), log_probs[:, :-1]], dim=1)
             pending_log_probs = predictors.gather(-1, pending_ids.unsqueeze(-1)).squeeze(-1) * pending_mask
             shared = [_shared_prefix_length(pending[row], tail) for row, tail in zip(rows, tails)]
@@ -326,6 +328,7 @@ class CrossTokenizerStream:
             return suffix_log_probs - dropped.sum(-1)
         finally:
             context.cache.crop(-pending_width)
+            context.attention_mask = attention_mask[:, :-pending_width]
 
     def _later_suffix_tokens(
         self,
@@ -353,6 +356,13 @@ class CrossTokenizerStream:
         )
         log_probs = torch.log_softmax(logits[:, : width - 1], dim=-1)
         return (log_probs.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1) * mask[:, 1:]).sum(-1)
+
+
+def _left_padded(sequences: list[list[int]], width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = [[0] * (width - len(sequence)) + sequence for sequence in sequences]
+    mask = [[0] * (width - len(sequence)) + [1] * len(sequence) for sequence in sequences]
+    ids, mask = (torch.tensor(rows, dtype=torch.long, device=device) for rows in (ids, mask))
+    return ids.reshape(len(sequences), width), mask.reshape(len(sequences), width)
 
 
 def _right_padded(sequences: list[list[int]], width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
