@@ -193,7 +193,8 @@ class CrossTokenizerStream:
         self.committed_chars = [self.committed_chars[source] for source in sources]
         self.cached_tokens = [self.cached_tokens[source] for source in sources]
         self.to_commit = [list(self.to_commit[source]) for source in sources]
-        self.last_log_probs = self.last_log_probs.index_select(0, row_sources.to(self.last_log_probs.device))
+        if self.last_log_probs is not None:
+            self.last_log_probs = self.last_log_probs.index_select(0, row_sources.to(self.last_log_probs.device))
         self.context.reorder(row_sources)
 
     def crop(self, tokens_to_remove: int) -> None:
