@@ -7,11 +7,14 @@ prompt's leading pad ids. One rule covers both, and anything it cannot tell apar
 - Padding is on the left: in a mask, no zero follows a one, and every row holds at least one token.
 - Padded columns hold the pad id: where the pad id is known, a mask zero over another token means the mask
   belongs to other prompts.
-- The pad id may open the real text of a row only if it opens every row (a BOS token equal to the pad
-  token); otherwise a leading pad id under a mask one means the mask belongs to other prompts.
+- The pad id may open the real text of a row only as a BOS token equal to the pad token: once, and in
+  every row alike. More leading pad ids under mask ones, or a count that differs between rows, mean the
+  mask belongs to other (longer) prompts, as when a processor is reused across batches padded to one
+  fixed length (`padding="max_length"`, `pad_to_multiple_of`). Where the tokenizer is known and its BOS
+  differs from its pad token, no pad id may open a row's text.
 - Without a mask, the leading pad ids of each row are its padding. That is refused where it is ambiguous:
-  when the pad id also opens every row (it may be a BOS token) or appears after a row's text (right
-  padding, or a pad/EOS token inside the prompt).
+  when the pad id also opens every row and may be a BOS token (a tokenizer whose BOS differs from its pad
+  token settles it), or appears after a row's text (right padding, or a pad/EOS token inside the prompt).
 """
 
 from __future__ import annotations
@@ -56,13 +59,17 @@ def check_left_padded(mask: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} row {row} masks every column; each prompt needs at least one token.")
 
 
-def check_mask_matches_prompt(mask: torch.Tensor, input_ids: torch.LongTensor, pad_token_id: int) -> None:
+def check_mask_matches_prompt(
+    mask: torch.Tensor, input_ids: torch.LongTensor, pad_token_id: int, pad_may_open_text: bool = True
+) -> None:
     """Refuse a (left-padding) mask that does not describe the padding of `input_ids`.
 
     Args:
         mask (`torch.Tensor` of shape `(batch, length)`): The prompt mask, one row per row of `input_ids`.
         input_ids (`torch.LongTensor` of shape `(batch, length)`): The prompt as `generate()` passes it.
         pad_token_id (`int`): The tokenizer's pad id.
+        pad_may_open_text (`bool`, *optional*, defaults to `True`): Whether the pad id can be a real first token
+            (a BOS token equal to the pad token). `False` when the tokenizer's BOS is known to differ.
 
     Examples:
 
@@ -73,7 +80,7 @@ def check_mask_matches_prompt(mask: torch.Tensor, input_ids: torch.LongTensor, p
     >>> check_mask_matches_prompt(torch.tensor([[1, 1, 1], [1, 1, 1]]), ids, pad_token_id=0)
     Traceback (most recent call last):
     ...
-    ValueError: `attention_mask` does not describe this prompt: row 0 starts with the pad id 0 ...
+    ValueError: `attention_mask` does not describe this prompt: row 0 opens with 2 pad id(s) 0 ...
     ```
     """
     mask = mask.to(input_ids.device).bool()
@@ -86,22 +93,39 @@ def check_mask_matches_prompt(mask: torch.Tensor, input_ids: torch.LongTensor, p
             f"token {int(input_ids[row, column])}, not the pad id {pad_token_id}. The mask belongs to other prompts; "
             "pass the mask of this generate() call (or `reset(attention_mask=...)` before reusing the processor)."
         )
-    opens_with_pad = is_pad.gather(1, mask.long().argmax(-1, keepdim=True)).squeeze(1)
-    if opens_with_pad.any() and not opens_with_pad.all():
-        row = int(opens_with_pad.nonzero()[0])
+    # Pad ids the mask counts as text, before each row's first other token. Only a BOS equal to the pad token
+    # explains one, and it opens every row; more (or a count that differs between rows) is padding of a shorter
+    # prompt read through the mask of a longer one.
+    opening_pads = (is_pad | ~mask).long().cumprod(-1).bool() & mask
+    counts = opening_pads.sum(-1)
+    allowed = 1 if pad_may_open_text else 0
+    bad_rows = (counts > allowed) | (counts != counts[0])
+    if bad_rows.any():
+        row = int(bad_rows.nonzero()[0])
+        explained = (
+            "a BOS token equal to the pad token opens a row once, and every row alike"
+            if pad_may_open_text
+            else "this tokenizer's BOS differs from its pad token, so no row's text opens with the pad id"
+        )
         raise ValueError(
-            f"`attention_mask` does not describe this prompt: row {row} starts with the pad id {pad_token_id} where "
-            "the mask says its text begins, while other rows start with text. The mask belongs to other prompts; "
-            "pass the mask of this generate() call (or `reset(attention_mask=...)` before reusing the processor)."
+            f"`attention_mask` does not describe this prompt: row {row} opens with {int(counts[row])} pad id(s) "
+            f"{pad_token_id} where the mask says its text begins (rows open with {counts.tolist()}), but "
+            f"{explained}. The mask belongs to other prompts, e.g. a reused processor on a batch padded to the same "
+            "length; pass the mask of this generate() call (or `reset(attention_mask=...)` before reusing the "
+            "processor)."
         )
 
 
-def infer_left_padding_mask(input_ids: torch.LongTensor, pad_token_id: int) -> torch.LongTensor:
+def infer_left_padding_mask(
+    input_ids: torch.LongTensor, pad_token_id: int, pad_may_open_text: bool = True
+) -> torch.LongTensor:
     """The attention mask of a left-padded prompt: zero on each row's leading pad ids, one elsewhere.
 
     Args:
         input_ids (`torch.LongTensor` of shape `(batch, length)`): The prompt as `generate()` passes it.
         pad_token_id (`int`): The tokenizer's pad id.
+        pad_may_open_text (`bool`, *optional*, defaults to `True`): Whether the pad id can be a real first token
+            (a BOS token equal to the pad token). When it cannot, rows that all open with it are plain padding.
 
     Returns:
         `torch.LongTensor`: the mask, of the shape of `input_ids`.
@@ -119,7 +143,7 @@ def infer_left_padding_mask(input_ids: torch.LongTensor, pad_token_id: int) -> t
     """
     is_pad = input_ids == pad_token_id
     leading = is_pad.long().cumprod(-1).bool()
-    if leading[:, 0].all():
+    if pad_may_open_text and leading[:, 0].all():
         raise ValueError(
             f"Cannot tell the prompt's padding from its text: every row starts with the pad id {pad_token_id} (a BOS "
             f"token equal to the pad token looks like padding). Either {_PASS_THE_MASK}, or use a tokenizer whose "
@@ -137,7 +161,11 @@ def infer_left_padding_mask(input_ids: torch.LongTensor, pad_token_id: int) -> t
 
 
 def mask_of_unmasked_prompt(
-    input_ids: torch.LongTensor, pad_token_id: int | None, name: str, mask_argument: str
+    input_ids: torch.LongTensor,
+    pad_token_id: int | None,
+    name: str,
+    mask_argument: str,
+    pad_may_open_text: bool = True,
 ) -> torch.LongTensor:
     """The mask of a prompt given without one: inferred from the pad id, or all ones for a single prompt.
 
@@ -146,6 +174,7 @@ def mask_of_unmasked_prompt(
         pad_token_id (`int` or `None`): The tokenizer's pad id, if known.
         name (`str`): How the error names the prompt, e.g. "The prompt generate() passes".
         mask_argument (`str`): Where the error asks for the mask, e.g. "`attention_mask=`".
+        pad_may_open_text (`bool`, *optional*, defaults to `True`): See `infer_left_padding_mask`.
 
     Returns:
         `torch.LongTensor`: the mask, of the shape of `input_ids`.
@@ -163,7 +192,7 @@ def mask_of_unmasked_prompt(
     ```
     """
     if pad_token_id is not None:
-        return infer_left_padding_mask(input_ids, pad_token_id)
+        return infer_left_padding_mask(input_ids, pad_token_id, pad_may_open_text)
     if torch.unique(input_ids, dim=0).shape[0] > 1:
         raise ValueError(
             f"{name} holds several different prompts, and without a pad id their padding cannot be told from their "

@@ -69,11 +69,12 @@ class GenARMLogitsProcessor(LogitsProcessor):
 
     - a given `attention_mask` must be left padding; with the pad id known (`tokenizer=` or
       `pad_token_id=`) it must also fit the prompt (masked columns hold the pad id), otherwise it may only
-      be reused on the prompts it was first used with (`reset(attention_mask=...)` for new ones);
+      be reused on the prompts it was first used with (`reset(attention_mask=...)` for new ones). A mask of
+      ones over leading pad ids is taken only as one BOS equal to the pad token, opening every row alike;
     - without a mask, each row's leading pad ids are its padding (as `pipeline(..., batch_size>1)` pads);
-      this is refused where ambiguous: when every row starts with the pad id (a BOS equal to the pad
-      token) or a pad id follows a row's text. Several different prompts with neither mask nor pad id
-      are refused;
+      this is refused where ambiguous: when every row starts with the pad id and the tokenizer's BOS is
+      (or, without `tokenizer=`, may be) the pad token, or a pad id follows a row's text. Several different
+      prompts with neither mask nor pad id are refused;
     - a mask (or per-row `alpha`, `reward_model_inputs`) of `k` rows serves `n * k` rows only when they are
       `n` copies of each prompt (`num_beams` / `num_return_sequences`).
 
@@ -148,6 +149,9 @@ class GenARMLogitsProcessor(LogitsProcessor):
         self.alpha = self._validate_alpha(alpha, len(models))
         self.prompt_attention_mask = self._validate_attention_mask(attention_mask)
         self.pad_token_id = self._resolve_pad_token_id(pad_token_id, tokenizer)
+        # Only a BOS equal to the pad token lets a pad id open a row's text; unknown without the tokenizer.
+        bos_token_id = getattr(tokenizer, "bos_token_id", None) if tokenizer is not None else self.pad_token_id
+        self._pad_may_open_text = bos_token_id == self.pad_token_id
         own_prompts = self._validate_reward_model_inputs(reward_model_inputs, len(models), self.pad_token_id)
         self.shared_vocab_size = check_reward_model_vocabularies(models, tokenizer, reward_model_tokenizers)
         self._vocab_from_tokenizer = tokenizer is not None
@@ -332,6 +336,14 @@ class GenARMLogitsProcessor(LogitsProcessor):
         """Begin a new generation on the prompt `input_ids` (validated here, once per generation)."""
         self._release()
         rows, width = input_ids.shape
+        if width == 0:
+            # generate(inputs_embeds=...) hands processors only the generated ids: the reward models, which read
+            # token ids, would never see the prompt.
+            raise ValueError(
+                "generate() passed no prompt ids to GenARMLogitsProcessor, as it does when called with "
+                "`inputs_embeds=`: the reward models read token ids and would not see the prompt. Pass the prompt "
+                "as `input_ids=` (with its `attention_mask=`) to generate() instead of `inputs_embeds=`."
+            )
         prompts = self._prompt_batch_size or rows
         if rows % prompts != 0:
             raise ValueError(
@@ -368,7 +380,11 @@ class GenARMLogitsProcessor(LogitsProcessor):
         mask = self.prompt_attention_mask
         if mask is None:
             return mask_of_unmasked_prompt(
-                input_ids, self.pad_token_id, "The prompt generate() passes", "`attention_mask=` (generate()'s mask)"
+                input_ids,
+                self.pad_token_id,
+                "The prompt generate() passes",
+                "`attention_mask=` (generate()'s mask)",
+                self._pad_may_open_text,
             )
         if mask.shape[1] != width:
             raise ValueError(
@@ -377,7 +393,7 @@ class GenARMLogitsProcessor(LogitsProcessor):
             )
         mask = mask.to(input_ids.device).repeat_interleave(self._rows_per_prompt, dim=0)
         if self.pad_token_id is not None:
-            check_mask_matches_prompt(mask, input_ids, self.pad_token_id)
+            check_mask_matches_prompt(mask, input_ids, self.pad_token_id, self._pad_may_open_text)
             return mask
         prompt_ids = input_ids[:: self._rows_per_prompt]
         if self._mask_prompt_ids is None:

@@ -224,3 +224,106 @@ def test_embedded_models_in_a_left_padded_batch_equal_each_prompt_alone():
         assert torch.equal(with_mask[row, -NEW_TOKENS:], tokens), f"mask given, row {row}"
         assert torch.equal(without_mask[row, -NEW_TOKENS:], tokens), f"mask inferred, row {row}"
         assert torch.equal(torch.tensor(piped[row][0]["generated_token_ids"][-NEW_TOKENS:]), tokens), f"pipeline {row}"
+
+
+FIXED_WIDTH_PADDINGS = [
+    pytest.param({"padding": "max_length", "max_length": 12}, id="max_length"),
+    pytest.param({"padding": True, "pad_to_multiple_of": 8}, id="pad_to_multiple_of"),
+]
+
+
+@pytest.mark.parametrize("padding", FIXED_WIDTH_PADDINGS)
+def test_reused_mask_of_longer_prompts_padded_to_one_width_is_refused(models, tokenizer, padding):
+    base, reward_model = models
+    longer = tokenizer(["The cat sat on", "Good friends and"], return_tensors="pt", **padding)
+    shorter = tokenizer(["Life", "A cat"], return_tensors="pt", **padding)
+    assert longer["input_ids"].shape == shorter["input_ids"].shape
+    processor = GenARMLogitsProcessor(
+        reward_model, alpha=2.0, attention_mask=longer["attention_mask"], **{"tokenizer": tokenizer}
+    )
+    guided_generate(base, longer, processor)
+    # Every row of `shorter` opens with pad ids under the old mask's ones: padding read as text, not a BOS.
+    with pytest.raises(ValueError, match=r"row 0 opens with \d+ pad id\(s\) 0 .*reset\(attention_mask=\.\.\.\)"):
+        guided_generate(base, shorter, processor)
+    processor.reset(attention_mask=shorter["attention_mask"])
+    reused = guided_generate(base, shorter, processor)
+    width = shorter["input_ids"].shape[1]
+    for row, prompt in enumerate(["Life", "A cat"]):
+        assert torch.equal(reused[row, width:], alone(base, reward_model, tokenizer, prompt))
+
+
+@pytest.mark.parametrize("padding", FIXED_WIDTH_PADDINGS)
+def test_bos_equal_to_pad_under_the_mask_still_works(models, tokenizer, padding):
+    base, reward_model = models
+    assert tokenizer.bos_token_id == tokenizer.pad_token_id
+    prompts = [tokenizer.bos_token + prompt for prompt in ["Life", "A cat"]]
+    inputs = tokenizer(prompts, return_tensors="pt", **padding)
+    processor = GenARMLogitsProcessor(
+        reward_model, alpha=2.0, attention_mask=inputs["attention_mask"], tokenizer=tokenizer
+    )
+    batched = guided_generate(base, inputs, processor)
+    width = inputs["input_ids"].shape[1]
+    for row, prompt in enumerate(prompts):
+        single = tokenizer([prompt], return_tensors="pt")
+        told = GenARMLogitsProcessor(
+            reward_model, alpha=2.0, attention_mask=single["attention_mask"], tokenizer=tokenizer
+        )
+        expected = guided_generate(base, single, told)[0, single["input_ids"].shape[1] :]
+        assert torch.equal(batched[row, width:], expected)
+    # The mask of longer BOS-opened prompts reads the BOS and pad ids of these as text: refused.
+    longer = tokenizer([tokenizer.bos_token + "The cat sat on"] * 2, return_tensors="pt", **padding)
+    stale = GenARMLogitsProcessor(reward_model, attention_mask=longer["attention_mask"], tokenizer=tokenizer)
+    with pytest.raises(ValueError, match=r"opens with \d+ pad id\(s\)"):
+        guided_generate(base, inputs, stale)
+
+
+def test_pad_rows_differing_in_count_or_with_a_distinct_bos_are_refused(models, tokenizer):
+    base, reward_model = models
+    inputs = tokenizer(["The cat sat on", "Good friends and"], return_tensors="pt", padding="max_length", max_length=12)
+    starts = inputs["attention_mask"].argmax(-1)
+    # Each row one token shorter, under the old mask: exactly one pad id opens every row, as a BOS equal to the pad
+    # token would. Indistinguishable from a BOS when the BOS is the pad token...
+    shifted = {key: value.clone() for key, value in inputs.items()}
+    shifted["input_ids"][torch.arange(2), starts] = tokenizer.pad_token_id
+    told = GenARMLogitsProcessor(reward_model, attention_mask=inputs["attention_mask"], tokenizer=tokenizer)
+    guided_generate(base, shifted, told)
+    # ...but not when only one row shifted (rows disagree),
+    one_row = {key: value.clone() for key, value in inputs.items()}
+    one_row["input_ids"][0, starts[0]] = tokenizer.pad_token_id
+    told = GenARMLogitsProcessor(reward_model, attention_mask=inputs["attention_mask"], tokenizer=tokenizer)
+    with pytest.raises(ValueError, match=r"rows open with \[1, 0\]"):
+        guided_generate(base, one_row, told)
+    # ...nor when the tokenizer's BOS is another token, so a pad id never opens text.
+    distinct_bos = make_tiny_tokenizer()
+    distinct_bos.bos_token = distinct_bos.convert_ids_to_tokens(1)
+    assert distinct_bos.bos_token_id != distinct_bos.pad_token_id and len(distinct_bos) == len(tokenizer)
+    told = GenARMLogitsProcessor(reward_model, attention_mask=inputs["attention_mask"], tokenizer=distinct_bos)
+    with pytest.raises(ValueError, match="BOS differs from its pad token"):
+        guided_generate(base, shifted, told)
+
+
+def test_distinct_bos_lets_fixed_width_padding_be_inferred(models, tokenizer):
+    base, reward_model = models
+    distinct_bos = make_tiny_tokenizer()
+    distinct_bos.bos_token = distinct_bos.convert_ids_to_tokens(1)
+    inputs = tokenizer(["Life", "A cat"], return_tensors="pt", padding="max_length", max_length=10)
+    with pytest.raises(ValueError, match="every row starts with the pad id 0"):
+        guided_generate(base, inputs, GenARMLogitsProcessor(reward_model, alpha=2.0, tokenizer=tokenizer))
+    inferred = guided_generate(base, inputs, GenARMLogitsProcessor(reward_model, alpha=2.0, tokenizer=distinct_bos))
+    told = GenARMLogitsProcessor(reward_model, alpha=2.0, attention_mask=inputs["attention_mask"], tokenizer=tokenizer)
+    assert torch.equal(inferred, guided_generate(base, inputs, told))
+
+
+def test_inputs_embeds_are_refused_with_what_to_pass_instead(models, tokenizer):
+    base, reward_model = models
+    inputs = tokenizer(["The cat sat on"], return_tensors="pt")
+    embeds = base.get_input_embeddings()(inputs["input_ids"])
+    processor = GenARMLogitsProcessor(reward_model, tokenizer=tokenizer)
+    with pytest.raises(ValueError, match=r"`inputs_embeds=`.*Pass the prompt as `input_ids=`"):
+        base.generate(
+            inputs_embeds=embeds,
+            attention_mask=inputs["attention_mask"],
+            logits_processor=[processor],
+            max_new_tokens=3,
+            pad_token_id=0,
+        )
