@@ -9,6 +9,8 @@ Three dataset layouts are accepted, as TRL's `DPOTrainer` accepts them:
   chat template (the prompt with the generation prompt added; an implicit prompt is the longest common run of
   leading messages). Roles must be `system`, `user`, `assistant` or `tool`, and responses `assistant` messages;
   other rows (e.g. ShareGPT's `human` / `gpt` roles) are skipped and reported, never rendered as they are.
+  A text prompt beside message responses is the user turn they answer, or, where the messages open with
+  shared turns, must repeat one of their user turns (skipped and reported otherwise).
 
 Each may come as a `datasets.Dataset`, a JSON Lines (or JSON array) file, gzip-compressed or not (`.gz`), or a
 list of dicts.
@@ -231,8 +233,12 @@ def _rows_to_dataset(rows: Sequence[Any], name: str) -> Dataset:
         if reason is None:
             values.update({column: _copy_value(row[column]) for column in columns})
             if row_format == _CONVERSATIONAL and isinstance(values.get("prompt"), str):
-                # A text prompt beside message lists repeats their first turns; TRL reads such rows as implicit.
-                values["prompt"] = None
+                # Stored as messages so that a conversational dataset keeps one Arrow type in its 'prompt' column.
+                values["prompt"], reason = _text_prompt_as_messages(
+                    values["prompt"], values["chosen"], values["rejected"]
+                )
+        if reason is not None:
+            values = dict.fromkeys(columns)
         values["_precheck"] = reason or ""
         sanitized.append(values)
     return Dataset.from_list(sanitized)
@@ -299,6 +305,30 @@ def _common_prefix_length(ids: Sequence[Any], other_ids: Sequence[Any]) -> int:
     return length
 
 
+def _text_prompt_as_messages(
+    prompt: str, chosen: Sequence[Mapping[str, Any]], rejected: Sequence[Mapping[str, Any]]
+) -> tuple[list[dict[str, Any]] | None, str | None]:
+    """Read a text prompt beside message-list responses: `(prompt messages, None)` or `(None, skip reason)`.
+
+    TRL has no reading for this mixed form (its chat-template step indexes a string prompt as messages), so
+    the rule is this package's, and never drops the prompt silently:
+
+    - the message lists hold only the responses: the text is the user turn they answer;
+    - the lists open with shared turns (HuggingFaceH4/ultrafeedback_binarized repeats the prompt as their
+      first user turn): the text must be one of those user turns, and the shared turns are the prompt
+      (returned as `None`: the implicit prompt);
+    - otherwise the row is skipped with a reason.
+    """
+    if not prompt.strip():
+        return None, None
+    shared = list(chosen[: _common_prefix_length(chosen, rejected)])
+    if not shared:
+        return [{"role": "user", "content": prompt}], None
+    if any(message["role"] == "user" and message["content"].strip() == prompt.strip() for message in shared):
+        return None, None
+    return None, "text prompt that is none of the user turns shared by 'chosen' and 'rejected'"
+
+
 def _is_empty_response(value: Any) -> bool:
     if isinstance(value, str):
         return not value.strip()
@@ -329,8 +359,10 @@ def _split_pair(row: Mapping[str, Any], tokenizer: Any) -> tuple[list[int], list
     prompt = row.get("prompt")
     chosen, rejected = row["chosen"], row["rejected"]
     conversational = _value_format(chosen) == _CONVERSATIONAL
-    if prompt is not None and conversational and _value_format(prompt) != _CONVERSATIONAL:
-        prompt = None
+    if isinstance(prompt, str) and conversational:
+        prompt, reason = _text_prompt_as_messages(prompt, chosen, rejected)
+        if reason is not None:
+            return reason
     if prompt is None and conversational:
         shared = _common_prefix_length(chosen, rejected)
         prompt, chosen, rejected = list(chosen[:shared]), list(chosen[shared:]), list(rejected[shared:])

@@ -306,3 +306,26 @@ def test_a_prompt_ending_with_a_space_splits_where_the_whole_text_tokenizes(toke
     assert tokenized["prompt_ids"] + tokenized["rejected_ids"] == ids(tokenizer, prompt + rejected) + eos
     assert tokenizer.decode(tokenized["prompt_ids"]) == prompt.rstrip()
     assert report.kept == 1
+
+
+@pytest.mark.parametrize("container", ["list", "dataset"])
+def test_a_text_prompt_beside_message_responses_is_never_dropped(chat_tokenizer, container):
+    user = {"role": "user", "content": "How do I bake bread?"}
+    good = [{"role": "assistant", "content": "Mix flour and water."}]
+    bad = [{"role": "assistant", "content": "No idea."}]
+    expected, _ = prepare_preference_dataset([{"prompt": [user], "chosen": good, "rejected": bad}], chat_tokenizer)
+    rows = [
+        # Responses only: the text is the user turn they answer.
+        {"prompt": user["content"], "chosen": good, "rejected": bad},
+        # The conversation repeats the text as its shared user turn (as in ultrafeedback_binarized).
+        {"prompt": user["content"], "chosen": [user, *good], "rejected": [user, *bad]},
+        # The text is not the conversation's user turn: which prompt is meant cannot be told.
+        {"prompt": "Tell me a joke.", "chosen": [user, *good], "rejected": [user, *bad]},
+    ]
+    data = Dataset.from_list(rows) if container == "dataset" else rows
+    dataset, report = prepare_preference_dataset(data, chat_tokenizer)
+    assert report.kept == len(dataset) == 2
+    for row in dataset:
+        assert row == expected[0]
+        assert chat_tokenizer.decode(row["prompt_ids"]) == "<|user|>How do I bake bread?<|endoftext|><|assistant|>"
+    assert report.skipped == {"text prompt that is none of the user turns shared by 'chosen' and 'rejected'": 1}
