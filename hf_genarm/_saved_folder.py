@@ -31,6 +31,7 @@ from .model_card import (
     read_user_model_card,
     write_model_card,
 )
+from .vocab import describe_tokenizer_difference, tokenizer_fingerprint
 
 FULL_MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json")
 FULL_MODEL_SHARDS = "model-*-of-*.safetensors"
@@ -51,6 +52,85 @@ _FOREIGN_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", "
 _STAGING_PREFIX = ".hf-genarm-save-"
 
 logger = logging.get_logger(__name__)
+
+# How a user deliberately gives a reward model another tokenizer than the one it records (named in the errors).
+_RETRAIN_WITH_ANOTHER_TOKENIZER = (
+    "To start afresh with another tokenizer on purpose (e.g. to retrain), wrap or train the plain causal LM "
+    "(`reward_model.model`, or `AutoModelForCausalLM.from_pretrained(folder)`), which records no tokenizer."
+)
+
+# Files of which `tokenizer.save_pretrained` writes at least one: a folder without them holds no tokenizer.
+_TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
+
+
+def checked_tokenizer_fingerprint(tokenizer: Any, recorded: dict[str, Any] | None, argument: str, owner: str) -> dict:
+    """The fingerprint of `tokenizer`, refused when it differs from the `recorded` one.
+
+    The package's one rule for a reward model's tokenizer: a recorded fingerprint is never silently replaced
+    (the processor relies on it to refuse base models whose tokenizer differs), whether the tokenizer comes with a
+    re-wrap, a save, a push, a training run or the tokenizer files of a saved folder.
+
+    Args:
+        tokenizer (`PreTrainedTokenizerBase`): The tokenizer given.
+        recorded (`dict`, *optional*): The fingerprint recorded so far; `None` records `tokenizer`'s.
+        argument (`str`): How errors name where `tokenizer` came from (e.g. "`processing_class`").
+        owner (`str`): How errors name what records `recorded` (e.g. "the reward model").
+
+    Raises:
+        ValueError: Naming the difference, and how to start afresh with another tokenizer on purpose.
+    """
+    fingerprint = tokenizer_fingerprint(tokenizer)
+    difference = None if recorded is None else describe_tokenizer_difference(fingerprint, recorded)
+    if difference is not None:
+        raise ValueError(
+            f"{argument} differs from the tokenizer {owner} records ({difference}; 'base' is {argument}, 'reward "
+            "model' the recorded one). A recorded tokenizer is never replaced: guided decoding relies on it to refuse "
+            "base models whose tokenizer differs. Pass the reward model's own tokenizer. "
+            + _RETRAIN_WITH_ANOTHER_TOKENIZER
+        )
+    return fingerprint
+
+
+def check_folder_tokenizer(folder: str | os.PathLike, tokenizer: Any = None) -> Any:
+    """Refuse a folder whose tokenizer files contradict the tokenizer its `genarm_config.json` records.
+
+    The one check wherever a saved reward model's tokenizer is read from its folder (scoring, training from the
+    folder, pushing it): tokenizer files written over a saved reward model (another model's tokenizer) would
+    otherwise tokenize with the wrong vocabulary without a word.
+
+    Args:
+        folder (`str` or `os.PathLike`): A local folder.
+        tokenizer (`PreTrainedTokenizerBase`, *optional*): The tokenizer already loaded from `folder`; loaded here
+            when omitted and the folder holds tokenizer files.
+
+    Returns:
+        The tokenizer (`None` when the folder holds none and none was given).
+
+    Raises:
+        ValueError: Naming the folder and the difference.
+    """
+    folder = os.fspath(folder)
+    metadata_path = os.path.join(folder, GENARM_CONFIG_NAME)
+    if not os.path.isdir(folder):
+        return tokenizer
+    if tokenizer is None:
+        if not any(os.path.isfile(os.path.join(folder, name)) for name in _TOKENIZER_FILES):
+            return None
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    if os.path.isfile(metadata_path):
+        recorded = RewardModelMetadata.from_json_file(metadata_path).tokenizer
+        checked_tokenizer_fingerprint(tokenizer, recorded, f"The tokenizer saved in {folder}", metadata_path)
+    return tokenizer
+
+
+def load_folder_tokenizer(name: str | os.PathLike, **kwargs: Any) -> Any:
+    """`AutoTokenizer.from_pretrained(name, **kwargs)`, checked by `check_folder_tokenizer` when `name` is a folder."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
+    return check_folder_tokenizer(name, tokenizer)
 
 
 def _top_level_files(folder: str) -> list[str]:
@@ -110,8 +190,25 @@ def check_one_model(folder: str, names: list[str] | None = None) -> None:
         )
 
 
-def _files_to_replace(folder: str, names: list[str], overwrite: bool, overwrite_option: str) -> list[str]:
-    """The model files a new save must remove, after refusing files hf-genarm did not write unless `overwrite`."""
+def _is_same_folder(folder: str, other: str | None) -> bool:
+    return other is not None and os.path.isdir(folder) and os.path.isdir(other) and os.path.samefile(folder, other)
+
+
+def _files_to_replace(
+    folder: str, names: list[str], overwrite: bool, overwrite_option: str, base_model_folder: str | None = None
+) -> list[str]:
+    """The model files a new save must remove, after refusing files hf-genarm did not write unless `overwrite`.
+
+    An adapter is refused, whatever `overwrite`, in the folder holding its own base model: the save would remove
+    the very weights the adapter records as its base, losing the user's model and leaving an adapter that cannot
+    load.
+    """
+    if _is_same_folder(folder, base_model_folder):
+        raise ValueError(
+            f"{folder} holds the base model of the adapter being saved; saving the adapter there would remove the "
+            "weights it needs (the base model would be lost). Save the adapter into another folder, or merge it "
+            "first (`AutoregressiveRewardModel.merge_adapter()`) to save a full model."
+        )
     model_files = full_model_files(names) + adapter_files(names)
     foreign = foreign_weight_files(names)
     if not holds_genarm_metadata(folder):
@@ -125,15 +222,20 @@ def _files_to_replace(folder: str, names: list[str], overwrite: bool, overwrite_
 
 
 def check_folder_takes_a_model(
-    folder: str | os.PathLike, *, overwrite: bool = False, overwrite_option: str = "`overwrite=True`"
+    folder: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    overwrite_option: str = "`overwrite=True`",
+    base_model_folder: str | None = None,
 ) -> None:
     """Refuse, before any work, a folder that `write_folder_atomically` would refuse (with the same error).
 
     Raises:
-        ValueError: When `folder` holds model files hf-genarm did not write and `overwrite` is false.
+        ValueError: When `folder` holds model files hf-genarm did not write and `overwrite` is false, or when it
+            is `base_model_folder`, the folder of the base model of the adapter to be saved.
     """
     folder = os.fspath(folder)
-    _files_to_replace(folder, _top_level_files(folder), overwrite, overwrite_option)
+    _files_to_replace(folder, _top_level_files(folder), overwrite, overwrite_option, base_model_folder)
 
 
 def write_folder_atomically(
@@ -143,6 +245,7 @@ def write_folder_atomically(
     is_adapter: bool,
     overwrite: bool = False,
     overwrite_option: str = "`overwrite=True`",
+    base_model_folder: str | None = None,
 ) -> None:
     """Write a reward model into `folder` through `write(staging)`, leaving exactly one model there.
 
@@ -157,15 +260,18 @@ def write_folder_atomically(
         overwrite (`bool`, *optional*, defaults to `False`): Replace model files hf-genarm did not write.
         overwrite_option (`str`, *optional*, defaults to ``"`overwrite=True`"``): How the caller's user asks for
             `overwrite`, named in the error.
+        base_model_folder (`str`, *optional*): For an adapter, the local folder of its base model, which `folder`
+            must not be.
 
     Raises:
-        ValueError: When `folder` holds model files hf-genarm did not write and `overwrite` is false.
+        ValueError: When `folder` holds model files hf-genarm did not write and `overwrite` is false, or when it
+            is `base_model_folder`.
     """
     folder = os.fspath(folder)
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise ValueError(f"`save_directory` ({folder}) is a file; pass a folder.")
     os.makedirs(folder, exist_ok=True)
-    to_replace = _files_to_replace(folder, _top_level_files(folder), overwrite, overwrite_option)
+    to_replace = _files_to_replace(folder, _top_level_files(folder), overwrite, overwrite_option, base_model_folder)
     staging = tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=folder)
     try:
         write(staging)
@@ -196,13 +302,15 @@ def check_saved_reward_model(folder: str | os.PathLike) -> tuple[RewardModelMeta
         `tuple[RewardModelMetadata, bool]`: its metadata, and whether the checkpoint is a PEFT adapter.
 
     Raises:
-        ValueError: When the folder is missing, has no valid `genarm_config.json`, holds no model or two, or
-            holds weights other than safetensors.
+        ValueError: When the folder is missing, has no valid `genarm_config.json`, holds no model or two,
+            holds weights other than safetensors, or tokenizer files that contradict the recorded tokenizer.
     """
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
         raise ValueError(f"{folder} is not a folder; pass the folder a reward model was saved into.")
     metadata_path = os.path.join(folder, GENARM_CONFIG_NAME)
+    if os.path.exists(metadata_path) and not os.path.isfile(metadata_path):
+        raise ValueError(f"{metadata_path} is not a file (a folder or a special file); re-save the reward model.")
     if not os.path.isfile(metadata_path):
         raise ValueError(
             f"{folder} has no {GENARM_CONFIG_NAME}, so it was not saved as a reward model; load it with "
@@ -217,6 +325,7 @@ def check_saved_reward_model(folder: str | os.PathLike) -> tuple[RewardModelMeta
             f"{folder} holds weights that are not safetensors written by hf-genarm ({', '.join(foreign)}); "
             "hf-genarm only shares safetensors checkpoints. Remove them, or re-save the reward model."
         )
+    check_folder_tokenizer(folder)
     is_adapter = bool(adapter_files(names))
     weights = ["adapter_model.safetensors"] if is_adapter else ["model.safetensors", "model.safetensors.index.json"]
     if not any(name in names for name in weights) or (not is_adapter and "config.json" not in names):
@@ -381,6 +490,11 @@ class CheckpointSource:
         """Local path of `filename` (downloaded when remote), or `None` when the checkpoint has no such file."""
         if self.is_local:
             path = os.path.join(self.name, filename)
+            if os.path.exists(path) and not os.path.isfile(path):
+                # Falling back to defaults (beta_r=0.1) as if the file were missing would hide the damage.
+                raise ValueError(
+                    f"{path} is not a file (a folder or a special file); remove it or replace it with the file."
+                )
             return path if os.path.isfile(path) else None
         revision, cache_dir = self.hub_kwargs["revision"], self.hub_kwargs["cache_dir"]
         try:

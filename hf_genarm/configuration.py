@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
+from transformers.utils import logging
 
 __all__ = [
     "DEFAULT_BETA_R",
@@ -27,6 +28,8 @@ __all__ = [
     "validate_beta_r",
     "validate_positive_length",
 ]
+
+logger = logging.get_logger(__name__)
 
 GENARM_CONFIG_NAME = "genarm_config.json"
 DEFAULT_BETA_R = 0.1
@@ -301,8 +304,9 @@ class RewardModelMetadata:
     def from_dict(cls, raw: Any, source: str = GENARM_CONFIG_NAME) -> RewardModelMetadata:
         """Build metadata from a parsed `genarm_config.json`, checking every field.
 
-        Keys this version does not know (added by a newer version of the same format) are ignored; `beta_r`
-        and `format_version`, which every writer records, are required.
+        Keys this version does not know (added by a newer version of the same format, or misspelt) are ignored
+        with a warning that names them and `source`; `beta_r` and `format_version`, which every writer records,
+        are required.
 
         Args:
             raw (`dict`): The parsed JSON object.
@@ -332,6 +336,13 @@ class RewardModelMetadata:
                 "version writes it); re-save the reward model, or remove the file and pass `beta_r=` when loading."
             )
         known = {item.name: raw[item.name] for item in fields(cls) if item.name in raw}
+        unknown = sorted(set(raw) - set(known))
+        if unknown:
+            # Forward compatibility: a newer writer of the same format may add fields; a typo must still show.
+            logger.warning(
+                f"{source} has field(s) this version of hf-genarm does not know, ignored: {', '.join(unknown)} "
+                "(a typo, or written by a newer hf-genarm)."
+            )
         try:
             return cls(**known)
         except (TypeError, ValueError) as error:

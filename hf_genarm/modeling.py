@@ -8,9 +8,11 @@ while keeping the checkpoint on disk exactly what `AutoModelForCausalLM` (or PEF
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any, Literal
@@ -26,6 +28,7 @@ from ._saved_folder import (
     CheckpointSource,
     check_one_model,
     check_repo_id,
+    checked_tokenizer_fingerprint,
     upload_reward_model_folder,
     write_folder_atomically,
 )
@@ -38,11 +41,47 @@ from .configuration import (
     validate_beta_r,
 )
 from .model_card import read_user_model_card, write_model_card
-from .vocab import describe_tokenizer_difference, tokenizer_fingerprint
 
 __all__ = ["AutoregressiveRewardModel", "positions_from_attention_mask", "response_log_probs"]
 
 logger = logging.get_logger(__name__)
+
+
+def modules_in_training_mode(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The submodules of `model` (itself included) that are in training mode."""
+    return [module for module in model.modules() if module.training]
+
+
+@contextlib.contextmanager
+def eval_mode(modules: list[torch.nn.Module]) -> Iterator[None]:
+    """Run with `modules` in eval mode (dropout off), then put them back in training mode.
+
+    The one rule for every forward pass that reads rewards (guided decoding, scoring): dropout is off whatever
+    mode the model was left in, and the mode is restored afterwards. The training loss does not use it: the
+    trainer keeps dropout as configured.
+
+    Args:
+        modules (`list[torch.nn.Module]`): Modules now in training mode (see `modules_in_training_mode`).
+
+    Examples:
+
+    ```python
+    >>> import torch
+    >>> model = torch.nn.Dropout(0.5)
+    >>> with eval_mode(modules_in_training_mode(model)):
+    ...     model.training
+    False
+    >>> model.training
+    True
+    ```
+    """
+    for module in modules:
+        module.training = False
+    try:
+        yield
+    finally:
+        for module in modules:
+            module.training = True
 
 
 def positions_from_attention_mask(attention_mask: torch.Tensor) -> torch.LongTensor:
@@ -124,6 +163,15 @@ def response_log_probs(
     return per_token, per_token.sum(-1)
 
 
+def adapter_base_folder(model: torch.nn.Module) -> str | None:
+    """The local folder holding the base model a PEFT model's adapter goes on, or `None` (no adapter, a Hub id)."""
+    for adapter_config in getattr(model, "peft_config", {}).values():
+        name = adapter_config.base_model_name_or_path
+        if name and os.path.isdir(name):
+            return os.path.abspath(name)
+    return None
+
+
 def _response_mask_from_prompt_length(
     input_ids: torch.LongTensor, prompt_length: int | torch.Tensor | None, response_mask: torch.Tensor | None
 ) -> torch.Tensor | None:
@@ -154,9 +202,15 @@ class AutoregressiveRewardModel(PreTrainedModel):
             Reward scale; the paper trains with `beta_r = 0.1`.
         tokenizer (`PreTrainedTokenizerBase`, *optional*):
             Tokenizer of the model. Its fingerprint goes into the metadata so that mismatched base models can be
-            refused at decoding time.
+            refused at decoding time. A recorded fingerprint (of `model` when it is an `AutoregressiveRewardModel`,
+            or in `metadata`) is never replaced: a tokenizer that differs from it is refused. To give the causal LM
+            another tokenizer on purpose, wrap the plain causal LM (`reward_model.model`) instead.
         metadata (`RewardModelMetadata`, *optional*):
-            Full metadata; `beta_r` and `tokenizer`, when given, override its fields.
+            Full metadata; `beta_r`, when given, overrides its field.
+
+    The wrapper is in the mode of `model` (eval after `from_pretrained`, as in transformers). Scoring
+    (`token_rewards`, `sequence_rewards`, `next_token_log_probs`) and guided decoding always run their forward
+    passes with dropout off and leave the mode as it was.
 
     Examples:
 
@@ -202,7 +256,9 @@ class AutoregressiveRewardModel(PreTrainedModel):
             metadata.beta_r = beta_r
         metadata.beta_r = validate_beta_r(metadata.beta_r)
         if tokenizer is not None:
-            metadata.tokenizer = tokenizer_fingerprint(tokenizer)
+            metadata.tokenizer = checked_tokenizer_fingerprint(
+                tokenizer, metadata.tokenizer, "`tokenizer`", "the reward model"
+            )
         # A relative folder the model was loaded from (`--model ./base`) would not resolve from another directory:
         # record it absolute. A name given in `metadata` is the caller's and stays as given.
         if metadata.base_model is None:
@@ -210,6 +266,9 @@ class AutoregressiveRewardModel(PreTrainedModel):
         for adapter_config in getattr(model, "peft_config", {}).values():
             adapter_config.base_model_name_or_path = _resolvable_path(adapter_config.base_model_name_or_path)
         self.metadata = metadata
+        # Only the wrapper's own flag: `PreTrainedModel.__init__` leaves it in training mode whatever the wrapped
+        # model's mode, and readers (the processor's dropout warning) look at the wrapper.
+        self.training = model.training
 
     @property
     def beta_r(self) -> float:
@@ -254,7 +313,8 @@ class AutoregressiveRewardModel(PreTrainedModel):
             `t` given tokens `< t`).
         """
         response_mask = _response_mask_from_prompt_length(input_ids, prompt_length, response_mask)
-        per_token, _ = response_log_probs(self.model, input_ids, attention_mask, response_mask)
+        with eval_mode(modules_in_training_mode(self)):
+            per_token, _ = response_log_probs(self.model, input_ids, attention_mask, response_mask)
         return self.beta_r * per_token
 
     def sequence_rewards(
@@ -288,7 +348,8 @@ class AutoregressiveRewardModel(PreTrainedModel):
         if normalize not in ("sum", "mean"):
             raise ValueError(f"`normalize` must be 'sum' (the paper's reward) or 'mean', got {normalize!r}.")
         response_mask = _response_mask_from_prompt_length(input_ids, prompt_length, response_mask)
-        _, summed = response_log_probs(self.model, input_ids, attention_mask, response_mask)
+        with eval_mode(modules_in_training_mode(self)):
+            _, summed = response_log_probs(self.model, input_ids, attention_mask, response_mask)
         rewards = self.beta_r * summed
         if normalize == "mean":
             if attention_mask is None:
@@ -312,12 +373,13 @@ class AutoregressiveRewardModel(PreTrainedModel):
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=positions_from_attention_mask(attention_mask),
-            use_cache=False,
-        )
+        with eval_mode(modules_in_training_mode(self)):
+            outputs = self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=positions_from_attention_mask(attention_mask),
+                use_cache=False,
+            )
         return torch.log_softmax(outputs.logits[:, -1].float(), dim=-1)
 
     def merge_adapter(self) -> AutoregressiveRewardModel:
@@ -325,21 +387,6 @@ class AutoregressiveRewardModel(PreTrainedModel):
         if not self.is_peft_model:
             raise ValueError("This reward model has no PEFT adapter to merge.")
         return AutoregressiveRewardModel(self.model.merge_and_unload(), metadata=self.metadata)
-
-    def _record_tokenizer(self, tokenizer: Any) -> None:
-        """Record `tokenizer`'s fingerprint when none is recorded; refuse one that differs from the recorded one."""
-        fingerprint = tokenizer_fingerprint(tokenizer)
-        recorded = self.metadata.tokenizer
-        if recorded is None:
-            self.metadata.tokenizer = fingerprint
-            return
-        difference = describe_tokenizer_difference(fingerprint, recorded)
-        if difference is not None:
-            raise ValueError(
-                f"`tokenizer` differs from the tokenizer this reward model records ({difference}; 'base' is the "
-                "given tokenizer), so saving it would make the metadata lie about the model. Pass the reward model's "
-                "own tokenizer, or leave `tokenizer=` out."
-            )
 
     def save_pretrained(
         self,
@@ -356,7 +403,8 @@ class AutoregressiveRewardModel(PreTrainedModel):
         exactly one model afterwards: model files of an earlier hf-genarm save that this one does not rewrite (an
         adapter when saving a full model and vice versa, stale shards or shard index) are removed. Model files
         hf-genarm did not write (no `genarm_config.json` beside them, or weights in another format) are refused
-        unless `overwrite=True`. Other files, and a `README.md` hf-genarm did not write, are kept as they were.
+        unless `overwrite=True`. An adapter is never saved into the folder holding its own base model (that would
+        remove the weights it needs). Other files, and a `README.md` hf-genarm did not write, are kept as they were.
 
         Args:
             save_directory (`str` or `os.PathLike`): Folder to write into (created if missing).
@@ -384,7 +432,9 @@ class AutoregressiveRewardModel(PreTrainedModel):
         if not kwargs.get("is_main_process", True):
             return
         if tokenizer is not None:
-            self._record_tokenizer(tokenizer)
+            self.metadata.tokenizer = checked_tokenizer_fingerprint(
+                tokenizer, self.metadata.tokenizer, "`tokenizer`", "this reward model"
+            )
         self.metadata.library_version = __version__
         user_card = read_user_model_card(folder) if os.path.isdir(folder) else None
 
@@ -403,7 +453,13 @@ class AutoregressiveRewardModel(PreTrainedModel):
                 is_adapter=self.is_peft_model,
             )
 
-        write_folder_atomically(folder, write, is_adapter=self.is_peft_model, overwrite=overwrite)
+        write_folder_atomically(
+            folder,
+            write,
+            is_adapter=self.is_peft_model,
+            overwrite=overwrite,
+            base_model_folder=adapter_base_folder(self.model),
+        )
         if push_to_hub:
             self.push_to_hub(repo_id, tokenizer=tokenizer, overwrite_model_card=overwrite_model_card, **hub_kwargs)
 

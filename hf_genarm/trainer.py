@@ -23,7 +23,6 @@ import torch
 from datasets import Dataset
 from torch.nn import functional
 from transformers import (
-    AutoTokenizer,
     EvalPrediction,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -33,10 +32,18 @@ from transformers import (
     set_seed,
 )
 from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, get_last_checkpoint
 from transformers.utils import logging
 
-from ._saved_folder import check_folder_takes_a_model, files_to_upload, write_folder_atomically
+from ._saved_folder import (
+    adapter_files,
+    check_folder_takes_a_model,
+    checked_tokenizer_fingerprint,
+    files_to_upload,
+    full_model_files,
+    load_folder_tokenizer,
+    write_folder_atomically,
+)
 from ._version import __version__
 from .configuration import (
     GENARM_CONFIG_NAME,
@@ -54,7 +61,11 @@ from .data import (
     prepare_preference_dataset,
 )
 from .metrics import compute_preference_metrics
-from .modeling import AutoregressiveRewardModel, response_log_probs
+from .modeling import (
+    AutoregressiveRewardModel,
+    adapter_base_folder,
+    response_log_probs,
+)
 from .vocab import model_vocab_size, tokenizer_fingerprint
 
 __all__ = ["ARMConfig", "ARMTrainer", "disable_dropout"]
@@ -195,14 +206,41 @@ class ARMConfig(TrainingArguments):
 _OVERWRITE_OPTION = "`ARMConfig(overwrite_output_dir=True)` (`--overwrite_output_dir` for `hf-genarm train`)"
 
 
-def _check_output_folders(args: ARMConfig) -> None:
-    """Refuse, before any training, an `output_dir` (or `checkpoint-*` folder in it) that saving would refuse."""
+def _check_output_folders(args: ARMConfig, base_model_folder: str | None = None) -> None:
+    """Refuse, before any training, an `output_dir` (or `checkpoint-*` folder in it) that saving would refuse.
+
+    `base_model_folder` is the folder of the base model of the adapter being trained: saving the adapter there
+    would remove the weights it needs.
+    """
     folders = [args.output_dir]
     if args.save_strategy != "no" and os.path.isdir(args.output_dir):
         checkpoints = Path(args.output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")
         folders += sorted(os.fspath(folder) for folder in checkpoints if folder.is_dir())
     for folder in folders:
-        check_folder_takes_a_model(folder, overwrite=args.overwrite_output_dir, overwrite_option=_OVERWRITE_OPTION)
+        check_folder_takes_a_model(
+            folder,
+            overwrite=args.overwrite_output_dir,
+            overwrite_option=_OVERWRITE_OPTION,
+            base_model_folder=base_model_folder,
+        )
+
+
+def _check_checkpoint_kind(checkpoint: str, is_adapter: bool) -> None:
+    """Refuse resuming from a checkpoint of the other kind (an adapter for a full-model run, or the reverse)."""
+    names = sorted(os.listdir(checkpoint))
+    if adapter_files(names):
+        saved = "a PEFT adapter"
+    elif [name for name in full_model_files(names) if name != "config.json"]:
+        saved = "a full model"
+    else:
+        return  # a checkpoint layout of another kind (e.g. FSDP shards): transformers checks it
+    trained = "a PEFT adapter" if is_adapter else "a full model"
+    if saved != trained:
+        raise ValueError(
+            f"`resume_from_checkpoint` ({checkpoint}) holds {saved} but this run trains {trained}; resume with the "
+            f"run that wrote it ({'with' if saved == 'a PEFT adapter' else 'without'} `peft_config`, `--lora` on the "
+            "command line), or start without `resume_from_checkpoint`."
+        )
 
 
 def _dataset_name(data: Any) -> str | None:
@@ -358,7 +396,15 @@ class ARMTrainer(Trainer):
         set_seed(args.seed)
         reward_model = self._load_reward_model(model, args)
         model = reward_model.model
+        given_tokenizer = processing_class is not None
         processing_class = self._resolve_tokenizer(processing_class, model)
+        # A recorded fingerprint is never replaced: the tokenizer must be the one the reward model was saved with.
+        checked_tokenizer_fingerprint(
+            processing_class,
+            reward_model.metadata.tokenizer,
+            "`processing_class`" if given_tokenizer else f"The tokenizer of {model.config._name_or_path}",
+            "the reward model",
+        )
         if processing_class.pad_token is None:
             processing_class.pad_token = processing_class.eos_token
         if len(processing_class) > model_vocab_size(model):
@@ -368,6 +414,8 @@ class ARMTrainer(Trainer):
             )
         if peft_config is not None:
             model = reward_model.model = self._apply_peft(model, peft_config, args)
+        if train_dataset is not None:
+            _check_output_folders(args, adapter_base_folder(model))
         if args.disable_dropout:
             disable_dropout(model)
 
@@ -436,7 +484,7 @@ class ARMTrainer(Trainer):
                     "`processing_class` is required when the model was not loaded from a name or folder; pass the "
                     "tokenizer, e.g. `AutoTokenizer.from_pretrained(...)`."
                 )
-            processing_class = AutoTokenizer.from_pretrained(name)
+            processing_class = load_folder_tokenizer(name)
         if not isinstance(processing_class, PreTrainedTokenizerBase):
             raise TypeError(
                 "`processing_class` must be a tokenizer (PreTrainedTokenizerBase), got "
@@ -622,9 +670,16 @@ class ARMTrainer(Trainer):
         """`Trainer.train`, after refusing an output folder that the run's saves could not write into.
 
         `args.output_dir` (and its `checkpoint-*` folders, when checkpoints are saved) must not hold model files
-        hf-genarm did not write, unless `args.overwrite_output_dir`: the error names them before the first step.
+        hf-genarm did not write, unless `args.overwrite_output_dir`, nor be the folder of the base model of the
+        adapter being trained; and `resume_from_checkpoint` must hold the kind of model this run trains (an adapter
+        or a full model). Errors name the folder before the first step.
         """
-        _check_output_folders(self.args)
+        _check_output_folders(self.args, adapter_base_folder(self._reward_model.model))
+        checkpoint = resume_from_checkpoint
+        if checkpoint is True:
+            checkpoint = get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
+        if isinstance(checkpoint, (str, os.PathLike)) and os.path.isdir(checkpoint):
+            _check_checkpoint_kind(os.fspath(checkpoint), self._reward_model.is_peft_model)
         return super().train(
             resume_from_checkpoint=resume_from_checkpoint, trial=trial, ignore_keys_for_eval=ignore_keys_for_eval
         )
@@ -667,6 +722,7 @@ class ARMTrainer(Trainer):
             is_adapter=is_adapter,
             overwrite=self.args.overwrite_output_dir,
             overwrite_option=_OVERWRITE_OPTION,
+            base_model_folder=adapter_base_folder(trained),
         )
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
@@ -700,6 +756,7 @@ class ARMTrainer(Trainer):
                 is_adapter=self._reward_model.is_peft_model,
                 overwrite=self.args.overwrite_output_dir,
                 overwrite_option=_OVERWRITE_OPTION,
+                base_model_folder=adapter_base_folder(self._reward_model.model),
             )
         super()._push_from_checkpoint(checkpoint_folder)
 

@@ -120,3 +120,19 @@ def test_metadata_with_wrong_fields_cannot_be_built_or_written(tmp_path):
     with pytest.raises(TypeError, match="`metrics`"):
         metadata.to_json_file(tmp_path / GENARM_CONFIG_NAME)
     assert not (tmp_path / GENARM_CONFIG_NAME).exists()
+
+
+def test_an_unknown_field_is_ignored_with_a_warning_naming_it_and_the_file(tmp_path, caplog):
+    import logging
+
+    path = tmp_path / GENARM_CONFIG_NAME
+    RewardModelMetadata(beta_r=0.3).to_json_file(path)
+    path.write_text(json.dumps({**json.loads(path.read_text()), "beta-r": 0.7}))
+    with caplog.at_level(logging.WARNING):
+        assert RewardModelMetadata.from_json_file(path).beta_r == 0.3
+    assert "beta-r" in caplog.text and str(path) in caplog.text
+    caplog.clear()
+    RewardModelMetadata(beta_r=0.3).to_json_file(path)
+    with caplog.at_level(logging.WARNING):
+        RewardModelMetadata.from_json_file(path)
+    assert "does not know" not in caplog.text

@@ -563,3 +563,11 @@ def test_a_push_replaces_the_model_of_an_earlier_push_and_loading_refuses_a_repo
     )
     with pytest.raises(ValueError, match="holds two models"):
         AutoregressiveRewardModel.from_pretrained("alice/switch", cache_dir=tmp_path / "cache2")
+
+
+def test_a_saved_folder_whose_tokenizer_files_contradict_its_metadata_is_not_pushed(tokenizer, tmp_path):
+    folder = tmp_path / "arm"
+    AutoregressiveRewardModel(make_tiny_causal_lm(), tokenizer=tokenizer).save_pretrained(folder, tokenizer=tokenizer)
+    make_tiny_tokenizer(vocab_size=380).save_pretrained(folder)  # another tokenizer written over the saved one
+    with pytest.raises(ValueError, match=r"tokenizer saved in .*arm differs from the tokenizer .*genarm_config\.json"):
+        push_saved_reward_model(folder, "alice/arm")

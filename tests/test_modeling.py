@@ -446,3 +446,104 @@ def test_a_save_that_fails_midway_leaves_the_earlier_save_as_it_was(tokenizer, t
     with pytest.raises(OSError, match="No space left"):
         AutoregressiveRewardModel(make_tiny_causal_lm(seed=2)).save_pretrained(folder, tokenizer=tokenizer)
     assert {name: (folder / name).read_bytes() for name in saved_files(folder)} == before
+
+
+def lora_reward_model_on(base_dir):
+    from peft import LoraConfig, get_peft_model
+
+    base = AutoModelForCausalLM.from_pretrained(base_dir)
+    return AutoregressiveRewardModel(get_peft_model(base, LoraConfig(r=2, target_modules=["c_attn"])))
+
+
+def test_an_adapter_is_never_saved_into_the_folder_holding_its_base_model(tokenizer, tmp_path):
+    # The folder holds a full ARM saved by hf-genarm: its model files would otherwise count as replaceable.
+    AutoregressiveRewardModel(make_tiny_causal_lm(seed=1), tokenizer=tokenizer).save_pretrained(tmp_path / "arm")
+    before = saved_files(tmp_path / "arm")
+    adapter = lora_reward_model_on(tmp_path / "arm")
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match=r"holds the base model of the adapter being saved.*another folder"):
+            adapter.save_pretrained(tmp_path / "arm", overwrite=overwrite)
+    assert saved_files(tmp_path / "arm") == before
+    assert not AutoregressiveRewardModel.from_pretrained(tmp_path / "arm").is_peft_model
+
+    adapter.save_pretrained(tmp_path / "adapter")
+    assert AutoregressiveRewardModel.from_pretrained(tmp_path / "adapter").is_peft_model
+
+
+def test_a_recorded_tokenizer_is_never_replaced_by_re_wrapping(reward_model, tokenizer, tmp_path):
+    from hf_genarm import GenARMLogitsProcessor
+
+    reward_model.save_pretrained(tmp_path / "arm")
+    loaded = AutoregressiveRewardModel.from_pretrained(tmp_path / "arm")
+    other = make_tiny_tokenizer(vocab_size=380)
+    with pytest.raises(ValueError, match=r"`tokenizer` differs from the tokenizer the reward model records.*plain"):
+        AutoregressiveRewardModel(loaded, tokenizer=other)
+    with pytest.raises(ValueError, match="`tokenizer` differs"):
+        AutoregressiveRewardModel(loaded.model, metadata=loaded.metadata, tokenizer=other)
+    assert loaded.metadata.tokenizer == tokenizer_fingerprint(tokenizer)
+    with pytest.raises(ValueError, match="tokenizer"):
+        GenARMLogitsProcessor(loaded, tokenizer=other)
+    # The same tokenizer is accepted, and starting afresh from the plain causal LM is the documented opt-in.
+    assert AutoregressiveRewardModel(loaded, tokenizer=tokenizer).metadata.tokenizer == tokenizer_fingerprint(tokenizer)
+    fresh = AutoregressiveRewardModel(loaded.model, tokenizer=other)
+    assert fresh.metadata.tokenizer == tokenizer_fingerprint(other)
+
+
+def test_the_wrapper_is_in_the_mode_of_the_model_it_wraps(reward_model, tmp_path, caplog):
+    from hf_genarm import GenARMLogitsProcessor
+
+    assert AutoregressiveRewardModel(make_tiny_causal_lm().train()).training
+    assert not AutoregressiveRewardModel(make_tiny_causal_lm().eval()).training
+    reward_model.save_pretrained(tmp_path / "arm")
+    loaded = AutoregressiveRewardModel.from_pretrained(tmp_path / "arm")
+    assert not any(module.training for module in loaded.modules())
+    base = make_tiny_causal_lm(seed=7)
+    with caplog.at_level(logging.WARNING):
+        base.generate(
+            torch.tensor([[5, 6, 7]]),
+            max_new_tokens=2,
+            do_sample=False,
+            logits_processor=[GenARMLogitsProcessor(loaded)],
+            pad_token_id=0,
+        )
+    assert "training mode" not in caplog.text
+
+
+def test_scoring_runs_without_dropout_and_leaves_the_mode_as_it_was(tokenizer):
+    from hf_genarm.visualize import score_text
+
+    causal_lm = make_tiny_causal_lm(seed=2)
+    for module in causal_lm.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.5
+    reward_model = AutoregressiveRewardModel(causal_lm, tokenizer=tokenizer)
+    batch = tokenizer(["Life is short; eat dessert first."], return_tensors="pt")
+    reference = {
+        "token": reward_model.token_rewards(**batch, prompt_length=3),
+        "sequence": reward_model.sequence_rewards(**batch, prompt_length=3),
+        "next": reward_model.next_token_log_probs(**batch),
+        "text": torch.tensor(score_text(reward_model, tokenizer, "Life is", " short")[1]),
+    }
+    reward_model.train()
+    for _ in range(2):
+        scored = {
+            "token": reward_model.token_rewards(**batch, prompt_length=3),
+            "sequence": reward_model.sequence_rewards(**batch, prompt_length=3),
+            "next": reward_model.next_token_log_probs(**batch),
+            "text": torch.tensor(score_text(reward_model, tokenizer, "Life is", " short")[1]),
+        }
+        for name, values in scored.items():
+            torch.testing.assert_close(values, reference[name], rtol=0, atol=1e-6, msg=name)
+    assert all(module.training for module in reward_model.modules()), "the training mode is restored"
+    # The plain forward (what the trainer's loss runs) keeps dropout as configured.
+    first, second = (reward_model(**batch).logits for _ in range(2))
+    assert not torch.allclose(first, second)
+
+
+def test_a_genarm_config_json_that_is_not_a_file_is_an_error_naming_it(tmp_path):
+    AutoregressiveRewardModel(make_tiny_causal_lm(), beta_r=0.5).save_pretrained(tmp_path)
+    (tmp_path / GENARM_CONFIG_NAME).unlink()
+    (tmp_path / GENARM_CONFIG_NAME).mkdir()
+    with pytest.raises(ValueError, match="is not a file") as raised:
+        AutoregressiveRewardModel.from_pretrained(tmp_path, beta_r=0.5)
+    assert str(tmp_path / GENARM_CONFIG_NAME) in str(raised.value)

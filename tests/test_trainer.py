@@ -715,3 +715,100 @@ def test_pushes_during_training_upload_output_dir_holding_only_the_checkpoints_r
     assert_holds_only(folder, trainer, tokenizer)
     assert json.loads((folder / "genarm_config.json").read_text())["beta_r"] == 0.3
     assert (folder / "README.md").read_text(encoding="utf-8") == "my card"
+
+
+def lora_config():
+    from peft import LoraConfig
+
+    return LoraConfig(r=2, target_modules=["c_attn"], task_type="CAUSAL_LM")
+
+
+def saved_arm(folder, tokenizer):
+    AutoregressiveRewardModel(make_tiny_causal_lm(seed=4), tokenizer=tokenizer).save_pretrained(
+        folder, tokenizer=tokenizer
+    )
+    return sorted(path.name for path in Path(folder).iterdir())
+
+
+def test_an_adapter_run_into_its_base_models_folder_is_refused_before_training(tmp_path, tokenizer):
+    before = saved_arm(tmp_path / "arm", tokenizer)
+    rows = mood_pairs(["cat"], seed=1, count=4)
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match="holds the base model of the adapter being saved"):
+            ARMTrainer(
+                str(tmp_path / "arm"),
+                args=make_args(tmp_path, output_dir=str(tmp_path / "arm"), overwrite_output_dir=overwrite),
+                train_dataset=rows,
+                peft_config=lora_config(),
+            )
+    assert sorted(path.name for path in (tmp_path / "arm").iterdir()) == before
+    # Without a training set the check waits for train(); saving the adapter there is refused as well.
+    trainer = ARMTrainer(
+        str(tmp_path / "arm"), args=make_args(tmp_path, output_dir=str(tmp_path / "arm")), peft_config=lora_config()
+    )
+    with pytest.raises(ValueError, match="holds the base model of the adapter being saved"):
+        trainer.train()
+    with pytest.raises(ValueError, match="holds the base model of the adapter being saved"):
+        trainer.save_model()
+    assert sorted(path.name for path in (tmp_path / "arm").iterdir()) == before
+
+
+def test_a_tokenizer_other_than_the_recorded_one_is_refused(tmp_path, tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    saved_arm(tmp_path / "arm", tokenizer)
+    other = make_tiny_tokenizer(vocab_size=380)
+    rows = mood_pairs(["cat"], seed=1, count=4)
+    with pytest.raises(ValueError, match="`processing_class` differs from the tokenizer the reward model records"):
+        ARMTrainer(str(tmp_path / "arm"), args=make_args(tmp_path), train_dataset=rows, processing_class=other)
+    # Tokenizer files written over the saved ones contradict genarm_config.json: the folder's tokenizer is refused.
+    other.save_pretrained(tmp_path / "arm")
+    with pytest.raises(ValueError, match=r"tokenizer saved in .*arm differs from the tokenizer .*genarm_config\.json"):
+        ARMTrainer(str(tmp_path / "arm"), args=make_args(tmp_path), train_dataset=rows)
+    # Retraining on another tokenizer on purpose starts from the plain causal LM, which records none.
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "arm")
+    trainer = ARMTrainer(plain, args=make_args(tmp_path), train_dataset=rows, processing_class=other)
+    assert trainer.reward_model.metadata.tokenizer["vocab_size"] == len(other)
+
+
+def test_resuming_from_a_checkpoint_of_the_other_kind_is_refused_before_loading_it(tmp_path, tokenizer):
+    base_dir = tmp_path / "base"
+    make_tiny_causal_lm(seed=4).save_pretrained(base_dir)
+    rows = mood_pairs(["cat"], seed=1, count=4)
+    for name, peft_config in (("lora", lora_config()), ("full", None)):
+        args = make_args(tmp_path, output_dir=str(tmp_path / name), max_steps=1, save_strategy="steps", save_steps=1)
+        ARMTrainer(
+            str(base_dir), args=args, train_dataset=rows, processing_class=tokenizer, peft_config=peft_config
+        ).train()
+    for trained, resumed, saved in (("lora", "full", "a PEFT adapter"), ("full", "lora", "a full model")):
+        args = make_args(tmp_path, output_dir=str(tmp_path / trained), max_steps=2, save_strategy="steps", save_steps=1)
+        trainer = ARMTrainer(
+            str(base_dir),
+            args=args,
+            train_dataset=rows,
+            processing_class=tokenizer,
+            peft_config=lora_config() if resumed == "lora" else None,
+        )
+        with pytest.raises(ValueError, match=f"holds {saved} but this run trains"):
+            trainer.train(resume_from_checkpoint=str(tmp_path / trained / "checkpoint-1"))
+        with pytest.raises(ValueError, match=f"holds {saved} but this run trains"):
+            trainer.train(resume_from_checkpoint=True)
+        assert trainer.state.global_step == 0
+
+
+def test_the_training_loss_keeps_dropout_as_configured(tmp_path, tokenizer):
+    causal_lm = make_tiny_causal_lm(seed=4)
+    for module in causal_lm.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.5
+    trainer = ARMTrainer(
+        causal_lm,
+        args=make_args(tmp_path, disable_dropout=False),
+        train_dataset=mood_pairs(["cat"], seed=1, count=4),
+        processing_class=tokenizer,
+    )
+    batch = trainer.data_collator([trainer.train_dataset[index] for index in range(4)])
+    trainer.model.train()
+    with torch.no_grad():
+        first, second = (trainer.compute_loss(trainer.model, batch) for _ in range(2))
+    assert not torch.isclose(first, second)
