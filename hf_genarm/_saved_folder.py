@@ -63,7 +63,9 @@ _RETRAIN_WITH_ANOTHER_TOKENIZER = (
 _TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
 
 
-def checked_tokenizer_fingerprint(tokenizer: Any, recorded: dict[str, Any] | None, argument: str, owner: str) -> dict:
+def checked_tokenizer_fingerprint(
+    tokenizer: Any, recorded: dict[str, Any] | None, argument: str, owner: str, fix: str | None = None
+) -> dict:
     """The fingerprint of `tokenizer`, refused when it differs from the `recorded` one.
 
     The package's one rule for a reward model's tokenizer: a recorded fingerprint is never silently replaced
@@ -75,18 +77,21 @@ def checked_tokenizer_fingerprint(tokenizer: Any, recorded: dict[str, Any] | Non
         recorded (`dict`, *optional*): The fingerprint recorded so far; `None` records `tokenizer`'s.
         argument (`str`): How errors name where `tokenizer` came from (e.g. "`processing_class`").
         owner (`str`): How errors name what records `recorded` (e.g. "the reward model").
+        fix (`str`, *optional*): What the error tells the user to do; defaults to passing the reward model's own
+            tokenizer, or starting afresh from the plain causal LM to use another one on purpose.
 
     Raises:
-        ValueError: Naming the difference, and how to start afresh with another tokenizer on purpose.
+        ValueError: Naming the difference and the fix.
     """
     fingerprint = tokenizer_fingerprint(tokenizer)
     difference = None if recorded is None else describe_tokenizer_difference(fingerprint, recorded)
     if difference is not None:
+        # `describe_tokenizer_difference` speaks of a base model's tokenizer and a reward model's.
+        difference = difference.replace("(base)", "(given)").replace("(reward model)", "(recorded)")
+        fix = fix or "Pass the reward model's own tokenizer. " + _RETRAIN_WITH_ANOTHER_TOKENIZER
         raise ValueError(
-            f"{argument} differs from the tokenizer {owner} records ({difference}; 'base' is {argument}, 'reward "
-            "model' the recorded one). A recorded tokenizer is never replaced: guided decoding relies on it to refuse "
-            "base models whose tokenizer differs. Pass the reward model's own tokenizer. "
-            + _RETRAIN_WITH_ANOTHER_TOKENIZER
+            f"{argument} differs from the tokenizer {owner} records ({difference}). A recorded tokenizer is never "
+            f"replaced: guided decoding relies on it to refuse base models whose tokenizer differs. {fix}"
         )
     return fingerprint
 
@@ -121,7 +126,14 @@ def check_folder_tokenizer(folder: str | os.PathLike, tokenizer: Any = None) -> 
         tokenizer = AutoTokenizer.from_pretrained(folder)
     if os.path.isfile(metadata_path):
         recorded = RewardModelMetadata.from_json_file(metadata_path).tokenizer
-        checked_tokenizer_fingerprint(tokenizer, recorded, f"The tokenizer saved in {folder}", metadata_path)
+        checked_tokenizer_fingerprint(
+            tokenizer,
+            recorded,
+            f"The tokenizer saved in {folder}",
+            metadata_path,
+            fix="Other tokenizer files were likely written over the reward model's: save the reward model's own "
+            "tokenizer into the folder again (`tokenizer.save_pretrained(folder)`), or re-save the reward model.",
+        )
     return tokenizer
 
 

@@ -565,9 +565,21 @@ def test_a_push_replaces_the_model_of_an_earlier_push_and_loading_refuses_a_repo
         AutoregressiveRewardModel.from_pretrained("alice/switch", cache_dir=tmp_path / "cache2")
 
 
-def test_a_saved_folder_whose_tokenizer_files_contradict_its_metadata_is_not_pushed(tokenizer, tmp_path):
+def test_a_saved_folder_whose_tokenizer_files_contradict_its_metadata_is_not_pushed_or_scored(
+    tokenizer, tmp_path, capsys
+):
+    from hf_genarm.cli import main
+
     folder = tmp_path / "arm"
     AutoregressiveRewardModel(make_tiny_causal_lm(), tokenizer=tokenizer).save_pretrained(folder, tokenizer=tokenizer)
+    score = ["score", "--reward-model", str(folder), "--prompt", "Life is", "--response", " good", "--json"]
+    assert main(score) == 0
+    capsys.readouterr()
     make_tiny_tokenizer(vocab_size=380).save_pretrained(folder)  # another tokenizer written over the saved one
-    with pytest.raises(ValueError, match=r"tokenizer saved in .*arm differs from the tokenizer .*genarm_config\.json"):
+    mismatch = r"tokenizer saved in .*arm differs from the tokenizer .*genarm_config\.json records"
+    with pytest.raises(ValueError, match=mismatch):
         push_saved_reward_model(folder, "alice/arm")
+    assert main(score) == 1
+    assert re.search(mismatch, capsys.readouterr().err)
+    tokenizer.save_pretrained(folder)  # the fix the error names
+    assert main(score) == 0
