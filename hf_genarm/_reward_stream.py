@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Iterator
 
 import torch
 from transformers import DynamicCache
@@ -22,7 +21,7 @@ from transformers.cache_utils import LinearAttentionCacheLayerMixin
 from transformers.utils import logging
 
 from ._growing_cache import growing_dynamic_cache
-from .modeling import AutoregressiveRewardModel, positions_from_attention_mask
+from .modeling import AutoregressiveRewardModel, eval_mode, modules_in_training_mode, positions_from_attention_mask
 
 logger = logging.get_logger(__name__)
 
@@ -53,18 +52,6 @@ def _holds_state(layer) -> bool:
     if isinstance(layer, LinearAttentionCacheLayerMixin):
         return any(layer.is_conv_states_initialized.values()) or any(layer.is_recurrent_states_initialized.values())
     return bool(getattr(layer, "is_initialized", True))
-
-
-@contextlib.contextmanager
-def _eval_mode(modules: list[torch.nn.Module]) -> Iterator[None]:
-    """Run with `modules` in eval mode (dropout off), then put them back in training mode."""
-    for module in modules:
-        module.training = False
-    try:
-        yield
-    finally:
-        for module in modules:
-            module.training = True
 
 
 class RewardModelStream:
@@ -146,7 +133,7 @@ class RewardModelStream:
         self._unpadded = bool(self.prompt_mask.all())
         self._longest_prompt = int(self.prompt_mask.sum(-1).max())
         self._check_positions(0)
-        self._training_modules = [module for module in self.model.modules() if module.training]
+        self._training_modules = modules_in_training_mode(self.model)
         if self._training_modules:
             logger.warning_once(
                 f"{self.name} is in training mode; GenARM runs its forward passes in eval mode (dropout off) and "
@@ -229,7 +216,7 @@ class RewardModelStream:
             mask = self.attention_mask
             kwargs["attention_mask"] = mask[:, -fed:] if self._mask_of_fed_tokens_only else mask
             kwargs["position_ids"] = positions_from_attention_mask(mask)[:, -fed:]
-        with _eval_mode(self._training_modules) if self._training_modules else contextlib.nullcontext():
+        with eval_mode(self._training_modules) if self._training_modules else contextlib.nullcontext():
             outputs = self.model(input_ids=fed_ids, use_cache=True, **kwargs)
         if rebuilding and any(not _holds_state(layer) for layer in self.cache.layers):
             # The forward left a layer of the cache empty: the model keeps that state on its own modules
