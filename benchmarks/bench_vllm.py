@@ -1,0 +1,224 @@
+"""GenARM inside vLLM against vLLM alone, the reward model alone and the `generate()` path, in one run.
+
+Random Llama models (head_dim 64, float32, CPU by default): a base of about 25M parameters, a reward model of the
+base's size and one of about a quarter of it. Columns, on the same prompts and the same numbers of new tokens:
+
+* ``vLLM base``: vLLM decoding the base alone (requests without ``genarm_alpha`` on the GenARM engine, which the
+  processor leaves untouched: the same work as an engine without it);
+* ``vLLM+GenARM``: the same requests guided by the base-size reward model, then by the quarter-size one;
+* ``RM passes``: the reward model's own batched, cached forward passes over exactly the tokens the guided run fed
+  it (the processor's per-step work without vLLM), the second term of the limit ``vLLM base + RM passes``;
+* ``generate()``: ``model.generate`` with ``GenARMLogitsProcessor`` on the same requests, batched as a user would
+  (groups of 32 in submission order, ``max_new_tokens`` the group's largest).
+
+Workloads: uniform (1, 8 and 32 concurrent requests of 128 new tokens) and mixed (64 requests whose lengths run
+from 16 to 256 new tokens, submitted together). Then the engine's resident memory over 1,000 guided requests.
+Each cell is one timed run after a warm-up (vLLM engines take about a minute to start on CPU).
+
+Usage::
+
+    python benchmarks/bench_vllm.py                     # the docs' table
+    python benchmarks/bench_vllm.py --quick             # small models, short requests: a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import tempfile
+import time
+
+import psutil
+import torch
+
+REWARD_MODEL_SIZES = ("base-size", "quarter-size")
+
+
+def build_models(root: str, hidden: int, layers: int) -> dict[str, str]:
+    from hf_genarm import AutoregressiveRewardModel
+    from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
+
+    tokenizer = make_tiny_tokenizer()
+    shapes = {"base": (hidden, 0), "base-size": (hidden, 1), "quarter-size": (hidden // 2, 2)}
+    dirs = {}
+    for name, (width, seed) in shapes.items():
+        model = make_tiny_causal_lm(
+            "llama", hidden_size=width, num_heads=width // 64, num_layers=layers, max_positions=512, seed=seed
+        )
+        path = os.path.join(root, name)
+        if name == "base":
+            model.save_pretrained(path)
+            tokenizer.save_pretrained(path)
+        else:
+            AutoregressiveRewardModel(model, tokenizer=tokenizer).save_pretrained(path, tokenizer)
+        dirs[name] = path
+        print(f"{name}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters")
+    return dirs
+
+
+def workloads(quick: bool) -> dict[str, list[tuple[list[int], int]]]:
+    """Name -> requests `(prompt ids, new tokens)`; prompts of 16 random ordinary tokens."""
+    generator = torch.Generator().manual_seed(0)
+
+    def prompt() -> list[int]:
+        return torch.randint(1, 400, (16,), generator=generator).tolist()
+
+    uniform_tokens = 16 if quick else 128
+    runs = {f"uniform x{count}": [(prompt(), uniform_tokens) for _ in range(count)] for count in (1, 8, 32)}
+    longest = 32 if quick else 256
+    runs["mixed x64"] = [(prompt(), int(length)) for length in torch.linspace(16, longest, 64).round().tolist()]
+    return runs
+
+
+def engine_resident_mib() -> float:
+    return sum(child.memory_info().rss for child in psutil.Process().children(recursive=True)) / 2**20
+
+
+def run_vllm(llm, requests, alpha: float | None) -> tuple[float, list[list[int]]]:
+    from vllm import SamplingParams
+
+    from hf_genarm.integrations.vllm import request_args
+
+    params = [
+        SamplingParams(
+            max_tokens=tokens,
+            temperature=0.0,
+            ignore_eos=True,
+            extra_args=None if alpha is None else request_args(alpha, beta=1.0),
+        )
+        for _, tokens in requests
+    ]
+    start = time.perf_counter()
+    outputs = llm.generate([{"prompt_token_ids": ids} for ids, _ in requests], params, use_tqdm=False)
+    elapsed = time.perf_counter() - start
+    return elapsed, [list(output.outputs[0].token_ids) for output in outputs]
+
+
+@torch.inference_mode()
+def run_reward_passes(reward_model, requests, generated: list[list[int]]) -> float:
+    """The processor's reward-model work alone: start every request, then one batched step per token."""
+    from hf_genarm.integrations.vllm import _RewardModelRunner
+
+    runner = _RewardModelRunner(reward_model, 400)
+    # As in vLLM, a finished request leaves the batch and the live rows stay a prefix: longest requests first.
+    order = sorted(range(len(generated)), key=lambda index: -len(generated[index]))
+    histories = [requests[index][0] for index in order]
+    remaining = [generated[index] for index in order]
+    start = time.perf_counter()
+    width = max(len(ids) for ids in histories)
+    input_ids = torch.zeros(len(histories), width, dtype=torch.long)
+    for row, ids in enumerate(histories):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+    runner.reserve(len(histories), width)
+    lengths = torch.tensor([len(ids) for ids in histories])
+    runner.step(torch.arange(len(histories)), input_ids, torch.zeros_like(lengths), width, lengths - 1)
+    for step in range(max(len(tokens) for tokens in remaining) - 1):
+        live = sum(1 for tokens in remaining if len(tokens) > step + 1)
+        tokens = torch.tensor([[remaining[row][step]] for row in range(live)])
+        kv_length = int(lengths[:live].max()) + 1
+        runner.reserve(live, kv_length)
+        runner.step(None, tokens, lengths[:live], kv_length, torch.zeros(live, dtype=torch.long))
+        lengths[:live] += 1
+    return time.perf_counter() - start
+
+
+@torch.inference_mode()
+def run_generate(base, reward_model, tokenizer, requests, group_size: int = 32) -> float:
+    from hf_genarm import GenARMLogitsProcessor
+
+    start = time.perf_counter()
+    for first in range(0, len(requests), group_size):
+        group = requests[first : first + group_size]
+        width = max(len(ids) for ids, _ in group)
+        input_ids = torch.zeros(len(group), width, dtype=torch.long)
+        mask = torch.zeros_like(input_ids)
+        for row, (ids, _) in enumerate(group):
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            mask[row, width - len(ids) :] = 1
+        processor = GenARMLogitsProcessor(reward_model, alpha=1.0, beta=1.0, attention_mask=mask, tokenizer=tokenizer)
+        base.generate(
+            input_ids,
+            attention_mask=mask,
+            logits_processor=[processor],
+            max_new_tokens=max(tokens for _, tokens in group),
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=0,
+        )
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small models and short requests (a smoke run)")
+    parser.add_argument("--memory-requests", type=int, default=1000, help="guided requests for the memory check")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from vllm import LLM
+
+    from hf_genarm import AutoregressiveRewardModel
+    from hf_genarm.integrations.vllm import engine_kwargs
+
+    root = tempfile.mkdtemp(prefix="bench-vllm-")
+    dirs = build_models(root, hidden=128 if args.quick else 512, layers=2 if args.quick else 8)
+    runs = workloads(args.quick)
+    tokenizer = AutoTokenizer.from_pretrained(dirs["base"])
+    base = AutoModelForCausalLM.from_pretrained(dirs["base"]).eval()
+    options = {"dtype": "float32", "gpu_memory_utilization": 0.1, "enforce_eager": True, "max_model_len": 512}
+    seconds: dict[tuple[str, str], float] = {}
+    generated: dict[tuple[str, str], list[list[int]]] = {}
+    memory: list[tuple[int, float]] = []
+    # vLLM's CPU worker keeps its threads bound to the cores while it lives, so the columns that run in this
+    # process (reward-model passes, generate()) are timed after each engine has shut down.
+    for size in REWARD_MODEL_SIZES:
+        llm = LLM(model=dirs["base"], **engine_kwargs({size: dirs[size]}), **options)
+        run_vllm(llm, runs["uniform x8"], alpha=1.0)  # warm-up
+        for name, requests in runs.items():
+            if size == REWARD_MODEL_SIZES[0]:
+                seconds[(name, "vLLM base")], _ = run_vllm(llm, requests, alpha=None)
+            seconds[(name, f"vLLM+GenARM {size}")], generated[(name, size)] = run_vllm(llm, requests, alpha=1.0)
+        if size == REWARD_MODEL_SIZES[-1]:
+            short = [(ids, 8) for ids, _ in runs["mixed x64"]] * 2
+            for done in range(0, args.memory_requests, len(short)):
+                run_vllm(llm, short[: args.memory_requests - done], alpha=1.0)
+                memory.append((min(done + len(short), args.memory_requests), engine_resident_mib()))
+        llm.llm_engine.engine_core.shutdown()
+        del llm
+        gc.collect()
+    for size in REWARD_MODEL_SIZES:
+        reward_model = AutoregressiveRewardModel.from_pretrained(dirs[size]).eval()
+        run_generate(base, reward_model, tokenizer, runs["uniform x8"])  # warm-up
+        for name, requests in runs.items():
+            seconds[(name, f"RM passes {size}")] = run_reward_passes(reward_model, requests, generated[(name, size)])
+            seconds[(name, f"generate() {size}")] = run_generate(base, reward_model, tokenizer, requests)
+    print("machine:", os.cpu_count(), "CPUs;", "torch threads:", torch.get_num_threads())
+
+    columns = ["vLLM base"] + [f"{kind} {size}" for size in REWARD_MODEL_SIZES for kind in ("vLLM+GenARM", "RM passes")]
+    columns += [f"generate() {size}" for size in REWARD_MODEL_SIZES]
+    print("\nSeconds per workload (one run each after a warm-up):\n")
+    print("| workload | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for name in runs:
+        print(f"| {name} | " + " | ".join(f"{seconds[(name, column)]:.2f}" for column in columns) + " |")
+    print("\nRatios:\n")
+    print("| workload | reward model | vLLM+GenARM / (vLLM base + RM passes) | generate() / vLLM+GenARM |")
+    print("|---|---|---|---|")
+    for name in runs:
+        for size in REWARD_MODEL_SIZES:
+            guided = seconds[(name, f"vLLM+GenARM {size}")]
+            limit = seconds[(name, "vLLM base")] + seconds[(name, f"RM passes {size}")]
+            speedup = seconds[(name, f"generate() {size}")] / guided
+            print(f"| {name} | {size} | {guided / limit:.2f} | {speedup:.2f} |")
+    print("\nEngine resident memory (engine core + worker) after successive guided requests:\n")
+    print("| requests | MiB |")
+    print("|---|---|")
+    for done, mib in memory:
+        print(f"| {done} | {mib:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
