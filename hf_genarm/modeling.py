@@ -195,6 +195,10 @@ class AutoregressiveRewardModel(PreTrainedModel):
     a PEFT adapter) and a small `genarm_config.json`, so `AutoModelForCausalLM.from_pretrained` loads the
     folder without this package and without `trust_remote_code`.
 
+    The wrapper is in the mode of `model` (eval after `from_pretrained`, as in transformers). Scoring
+    (`token_rewards`, `sequence_rewards`, `next_token_log_probs`) and guided decoding always run their forward
+    passes with dropout off and leave the mode as it was.
+
     Args:
         model (`PreTrainedModel`):
             The causal LM (or `peft.PeftModel`) whose log-likelihood defines the reward.
@@ -207,10 +211,6 @@ class AutoregressiveRewardModel(PreTrainedModel):
             another tokenizer on purpose, wrap the plain causal LM (`reward_model.model`) instead.
         metadata (`RewardModelMetadata`, *optional*):
             Full metadata; `beta_r`, when given, overrides its field.
-
-    The wrapper is in the mode of `model` (eval after `from_pretrained`, as in transformers). Scoring
-    (`token_rewards`, `sequence_rewards`, `next_token_log_probs`) and guided decoding always run their forward
-    passes with dropout off and leave the mode as it was.
 
     Examples:
 

@@ -332,7 +332,9 @@ class ARMTrainer(Trainer):
         eval_dataset (same types, or a `dict` of them, *optional*):
             Held-out pairs for `evaluate()`.
         processing_class (`PreTrainedTokenizerBase`, *optional*):
-            The tokenizer; loaded from `model`'s name if omitted. Without a pad token it pads with EOS.
+            The tokenizer; loaded from `model`'s name if omitted. Without a pad token it pads with EOS. A reward
+            model that records a tokenizer (a saved ARM) is refused with another one; to retrain on another
+            tokenizer on purpose, pass the plain causal LM (`AutoModelForCausalLM.from_pretrained(folder)`).
         compute_metrics (`Callable[[EvalPrediction], dict]`, *optional*):
             Receives, per pair, the rewards `[chosen, rejected]`; defaults to
             `hf_genarm.metrics.compute_preference_metrics`.
@@ -340,7 +342,8 @@ class ARMTrainer(Trainer):
         optimizers (`tuple`, *optional*): `(optimizer, scheduler)`, as for `Trainer`.
         peft_config (`peft.PeftConfig`, *optional*):
             Train a PEFT adapter (e.g. `peft.LoraConfig`) instead of the full model; saved runs then hold only the
-            adapter weights and the sidecar.
+            adapter weights and the sidecar. `args.output_dir` must not be the folder of the base model the adapter
+            goes on (the save would remove it): refused before training.
 
     Examples:
 
