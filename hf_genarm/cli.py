@@ -673,6 +673,9 @@ def _check_dataset_source(value: str, option: str) -> None:
         if not any(os.path.isfile(os.path.join(value, name)) for name in _SAVED_DATASET_FILES):
             raise UsageError(f"{option}: {value} is not a folder written by Dataset.save_to_disk")
         return
+    if value.lower().endswith(_DATA_FILE_TYPES):
+        # A data file's name is a valid Hub id too ("pairs.jsonl"): a mistyped file must not be looked up online.
+        raise UsageError(f"file not found: {option} {value}")
     if not _looks_like_hub_id(value):
         raise UsageError(f"{option}: no such file or folder: {value}")
 
@@ -771,12 +774,25 @@ def _dtype_kwargs(dtype: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _loading(option: str, source: str) -> Iterator[None]:
-    """Name the option whose model failed to load (a Hub id that is also a mistyped local path, ...)."""
+def _loading(option: str, source: str, what: str = "the model") -> Iterator[None]:
+    """Name the option whose `what` failed to load (a Hub id that is also a mistyped local path, ...).
+
+    Offline, a Hub id that is not cached gets the library's own offline error (naming the repository and
+    HF_HUB_OFFLINE) instead of transformers' advice to check the internet connection.
+    """
+    from huggingface_hub import constants as hf_constants
+
+    from ._saved_folder import CheckpointSource
+
     try:
         yield
     except OSError as error:
-        where = "folder" if os.path.isdir(source) else "Hub id (no local folder has this name)"
+        if os.path.isdir(source):
+            raise OSError(f"{option} {source}: cannot load this folder: {_one_line(error)}") from error
+        if hf_constants.HF_HUB_OFFLINE:
+            offline = CheckpointSource(source, revision=None, token=None, cache_dir=None)._offline_error(what)
+            raise OSError(f"{option} {source}: {offline}") from None
+        where = "Hub id (no local folder has this name)"
         raise OSError(f"{option} {source}: cannot load this {where}: {_one_line(error)}") from error
 
 
@@ -846,7 +862,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     from .logits_process import GenARMLogitsProcessor
 
     device = _resolve_device(args.device)
-    with _loading("--base", args.base):
+    with _loading("--base", args.base, "the tokenizer"):
         tokenizer = _load_tokenizer(args.base, padding_side="left")
     if tokenizer.pad_token is None and len(args.prompt_list) > 1:
         raise UsageError(f"--base: the tokenizer of {args.base} has neither a pad nor an EOS token to pad prompts")
@@ -890,13 +906,13 @@ def _run_score(args: argparse.Namespace) -> int:
     from .visualize import save_token_reward_heatmap_png, score_text, token_reward_heatmap_html
 
     device = _resolve_device(args.device)
-    with _loading("--reward-model", args.reward_model):
+    with _loading("--reward-model", args.reward_model, "the tokenizer"):
         tokenizer = _load_tokenizer(args.reward_model)
     reward_model = _load_reward_model(args.reward_model, "--reward-model", args).to(device).eval()
     if args.base_tokenizer:
         from .cross_tokenizer import cross_tokenizer_token_rewards
 
-        with _loading("--base-tokenizer", args.base_tokenizer):
+        with _loading("--base-tokenizer", args.base_tokenizer, "the tokenizer"):
             base_tokenizer = _load_tokenizer(args.base_tokenizer)
         tokens, rewards = cross_tokenizer_token_rewards(
             reward_model, tokenizer, base_tokenizer, args.prompt, args.response, per="base", add_eos=not args.no_eos

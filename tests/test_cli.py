@@ -215,7 +215,14 @@ BAD_ARGUMENTS = {
     "push missing folder": ("push --reward-model {tmp}/nope --repo-id me/arm", "{tmp}/nope is not a folder"),
     "push bad repo id": ("push --reward-model {saved}/arm --repo-id 'bad id!'", "--repo-id: "),
     "push without repo": ("push --reward-model {saved}/arm", "required: --repo-id"),
-    "train missing dataset": (TRAIN + "--dataset {tmp}/pairs.jsonl", "--dataset: no such file or folder"),
+    "train missing dataset": (TRAIN + "--dataset {tmp}/pairs.jsonl", "file not found: --dataset {tmp}/pairs.jsonl"),
+    # A bare file name is also a valid Hub id; its data-file suffix says it was meant as a local file.
+    "train mistyped local dataset": (TRAIN + "--dataset nothere.jsonl", "file not found: --dataset nothere.jsonl"),
+    "train mistyped eval dataset": (
+        TRAIN + "--dataset {tmp}/pairs.JSONL --eval_dataset Eval.CSV",
+        "file not found: --eval_dataset Eval.CSV",
+    ),
+    "train missing dataset folder": (TRAIN + "--dataset ./nothere", "--dataset: no such file or folder: ./nothere"),
     "train unsupported data file": (
         TRAIN + "--dataset {tmp}/prompts.txt",
         "not a .jsonl, .json (optionally .gz) or .csv file",
@@ -408,9 +415,10 @@ def test_library_errors_are_one_line_with_status_1_and_debug_shows_them(capsys, 
 
 def test_a_model_that_does_not_load_names_its_option(capsys, saved, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     status, _, err = cli(capsys, "generate --base no-such-user/no-such-model Hi")
     assert status == 1
-    assert_one_line_error(err, "--base no-such-user/no-such-model: cannot load this Hub id")
+    assert_one_line_error(err, "--base no-such-user/no-such-model: Cannot load the tokenizer of")
 
 
 # ------------------------------------------------------------------------------------------ score
@@ -449,6 +457,30 @@ def test_score_json_output(capsys, saved):
     result = json.loads(out)
     assert "".join(result["tokens"]) == " is short"
     assert result["total"] == pytest.approx(sum(result["rewards"])) and result["beta_r"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("command_line", "option", "what"),
+    [
+        ("generate --base someorg/missing Hi", "--base", "the tokenizer"),
+        ("score --reward-model someorg/missing --prompt Q --response A", "--reward-model", "the tokenizer"),
+        (
+            "score --reward-model {saved}/arm --base-tokenizer someorg/missing --prompt Q --response A",
+            "--base-tokenizer",
+            "the tokenizer",
+        ),
+        ("train --model someorg/missing --dataset {data} --output_dir {tmp}/out", "--model", "the model"),
+    ],
+)
+def test_offline_hub_ids_are_named_with_hf_hub_offline(
+    capsys, saved, tmp_path, monkeypatch, command_line, option, what
+):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    data = write_pairs(tmp_path / "pairs.jsonl")
+    status, out, err = cli(capsys, command_line, saved=saved, tmp=tmp_path, data=data)
+    assert status == 1 and out == ""
+    assert_one_line_error(err, f"{option} someorg/missing: Cannot load {what} of 'someorg/missing' from the Hub: ")
+    assert "HF_HUB_OFFLINE is set" in err and "internet connection" not in err
 
 
 # ------------------------------------------------------------------------------------------ push and demo
