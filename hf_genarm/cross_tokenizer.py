@@ -41,13 +41,14 @@ def _inside_assisted_decoding() -> bool:
 
 def _saved_tokenizer(model: torch.nn.Module, index: int) -> Any:
     """The tokenizer saved beside a reward model (its `save_pretrained` folder), or `None` when there is none."""
-    from transformers import AutoTokenizer
+    from ._saved_folder import load_folder_tokenizer
 
     path = getattr(getattr(model, "config", None), "_name_or_path", "") or ""
     if not path or not os.path.isdir(path):
         return None
     try:
-        return AutoTokenizer.from_pretrained(path)
+        # Checked against the tokenizer the folder's genarm_config.json records.
+        return load_folder_tokenizer(path)
     except (OSError, ValueError) as error:
         raise ValueError(
             f"Could not load the tokenizer saved with `reward_models[{index}]` from {path!r} ({error}); pass it "
