@@ -202,12 +202,12 @@ def check_one_model(folder: str, names: list[str] | None = None) -> None:
         )
 
 
-def _is_same_folder(folder: str, other: str | None) -> bool:
-    return other is not None and os.path.isdir(folder) and os.path.isdir(other) and os.path.samefile(folder, other)
+def _is_one_of(folder: str, others: tuple[str, ...]) -> bool:
+    return os.path.isdir(folder) and any(os.path.isdir(other) and os.path.samefile(folder, other) for other in others)
 
 
 def _files_to_replace(
-    folder: str, names: list[str], overwrite: bool, overwrite_option: str, base_model_folder: str | None = None
+    folder: str, names: list[str], overwrite: bool, overwrite_option: str, base_model_folders: tuple[str, ...] = ()
 ) -> list[str]:
     """The model files a new save must remove, after refusing files hf-genarm did not write unless `overwrite`.
 
@@ -215,7 +215,7 @@ def _files_to_replace(
     the very weights the adapter records as its base, losing the user's model and leaving an adapter that cannot
     load.
     """
-    if _is_same_folder(folder, base_model_folder):
+    if _is_one_of(folder, base_model_folders):
         raise ValueError(
             f"{folder} holds the base model of the adapter being saved; saving the adapter there would remove the "
             "weights it needs (the base model would be lost). Save the adapter into another folder, or merge it "
@@ -238,16 +238,16 @@ def check_folder_takes_a_model(
     *,
     overwrite: bool = False,
     overwrite_option: str = "`overwrite=True`",
-    base_model_folder: str | None = None,
+    base_model_folders: tuple[str, ...] = (),
 ) -> None:
     """Refuse, before any work, a folder that `write_folder_atomically` would refuse (with the same error).
 
     Raises:
         ValueError: When `folder` holds model files hf-genarm did not write and `overwrite` is false, or when it
-            is `base_model_folder`, the folder of the base model of the adapter to be saved.
+            is one of `base_model_folders`, the folders of the base model of the adapter to be saved.
     """
     folder = os.fspath(folder)
-    _files_to_replace(folder, _top_level_files(folder), overwrite, overwrite_option, base_model_folder)
+    _files_to_replace(folder, _top_level_files(folder), overwrite, overwrite_option, base_model_folders)
 
 
 def write_folder_atomically(
@@ -257,7 +257,7 @@ def write_folder_atomically(
     is_adapter: bool,
     overwrite: bool = False,
     overwrite_option: str = "`overwrite=True`",
-    base_model_folder: str | None = None,
+    base_model_folders: tuple[str, ...] = (),
 ) -> None:
     """Write a reward model into `folder` through `write(staging)`, leaving exactly one model there.
 
@@ -272,18 +272,18 @@ def write_folder_atomically(
         overwrite (`bool`, *optional*, defaults to `False`): Replace model files hf-genarm did not write.
         overwrite_option (`str`, *optional*, defaults to ``"`overwrite=True`"``): How the caller's user asks for
             `overwrite`, named in the error.
-        base_model_folder (`str`, *optional*): For an adapter, the local folder of its base model, which `folder`
-            must not be.
+        base_model_folders (`tuple[str, ...]`, *optional*): For an adapter, the local folders of its base model (the
+            one it records, the one it was put on), which `folder` must not be.
 
     Raises:
         ValueError: When `folder` holds model files hf-genarm did not write and `overwrite` is false, or when it
-            is `base_model_folder`.
+            is one of `base_model_folders`.
     """
     folder = os.fspath(folder)
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise ValueError(f"`save_directory` ({folder}) is a file; pass a folder.")
     os.makedirs(folder, exist_ok=True)
-    to_replace = _files_to_replace(folder, _top_level_files(folder), overwrite, overwrite_option, base_model_folder)
+    to_replace = _files_to_replace(folder, _top_level_files(folder), overwrite, overwrite_option, base_model_folders)
     staging = tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=folder)
     try:
         write(staging)

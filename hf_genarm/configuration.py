@@ -358,7 +358,8 @@ class RewardModelMetadata:
     def from_json_file(cls, path: str | os.PathLike) -> RewardModelMetadata:
         """Read metadata written by `to_json_file`; a file that is not valid metadata raises one `ValueError`."""
         try:
-            with open(path, encoding="utf-8") as handle:
+            # utf-8-sig: a file re-saved by an editor that adds a byte-order mark is still the same JSON.
+            with open(path, encoding="utf-8-sig") as handle:
                 raw = json.load(handle)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ValueError(

@@ -163,13 +163,16 @@ def response_log_probs(
     return per_token, per_token.sum(-1)
 
 
-def adapter_base_folder(model: torch.nn.Module) -> str | None:
-    """The local folder holding the base model a PEFT model's adapter goes on, or `None` (no adapter, a Hub id)."""
-    for adapter_config in getattr(model, "peft_config", {}).values():
-        name = adapter_config.base_model_name_or_path
-        if name and os.path.isdir(name):
-            return os.path.abspath(name)
-    return None
+def adapter_base_folders(model: torch.nn.Module) -> tuple[str, ...]:
+    """The local folders of the base model a PEFT model's adapter needs: the one each adapter records and the one
+    the adapter was put on (they differ after `from_pretrained(..., base_model=...)`); empty without an adapter."""
+    if not hasattr(model, "peft_config"):
+        return ()
+    names = [adapter_config.base_model_name_or_path for adapter_config in model.peft_config.values()]
+    get_base_model = getattr(model, "get_base_model", None)
+    if callable(get_base_model):
+        names.append(getattr(get_base_model().config, "_name_or_path", None))
+    return tuple(dict.fromkeys(os.path.abspath(name) for name in names if name and os.path.isdir(name)))
 
 
 def _response_mask_from_prompt_length(
@@ -458,7 +461,7 @@ class AutoregressiveRewardModel(PreTrainedModel):
             write,
             is_adapter=self.is_peft_model,
             overwrite=overwrite,
-            base_model_folder=adapter_base_folder(self.model),
+            base_model_folders=adapter_base_folders(self.model),
         )
         if push_to_hub:
             self.push_to_hub(repo_id, tokenizer=tokenizer, overwrite_model_card=overwrite_model_card, **hub_kwargs)

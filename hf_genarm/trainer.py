@@ -63,7 +63,7 @@ from .data import (
 from .metrics import compute_preference_metrics
 from .modeling import (
     AutoregressiveRewardModel,
-    adapter_base_folder,
+    adapter_base_folders,
     response_log_probs,
 )
 from .vocab import model_vocab_size, tokenizer_fingerprint
@@ -206,10 +206,10 @@ class ARMConfig(TrainingArguments):
 _OVERWRITE_OPTION = "`ARMConfig(overwrite_output_dir=True)` (`--overwrite_output_dir` for `hf-genarm train`)"
 
 
-def _check_output_folders(args: ARMConfig, base_model_folder: str | None = None) -> None:
+def _check_output_folders(args: ARMConfig, base_model_folders: tuple[str, ...] = ()) -> None:
     """Refuse, before any training, an `output_dir` (or `checkpoint-*` folder in it) that saving would refuse.
 
-    `base_model_folder` is the folder of the base model of the adapter being trained: saving the adapter there
+    `base_model_folders` are the folders of the base model of the adapter being trained: saving the adapter there
     would remove the weights it needs.
     """
     folders = [args.output_dir]
@@ -221,7 +221,7 @@ def _check_output_folders(args: ARMConfig, base_model_folder: str | None = None)
             folder,
             overwrite=args.overwrite_output_dir,
             overwrite_option=_OVERWRITE_OPTION,
-            base_model_folder=base_model_folder,
+            base_model_folders=base_model_folders,
         )
 
 
@@ -418,7 +418,7 @@ class ARMTrainer(Trainer):
         if peft_config is not None:
             model = reward_model.model = self._apply_peft(model, peft_config, args)
         if train_dataset is not None:
-            _check_output_folders(args, adapter_base_folder(model))
+            _check_output_folders(args, adapter_base_folders(model))
         if args.disable_dropout:
             disable_dropout(model)
 
@@ -677,7 +677,7 @@ class ARMTrainer(Trainer):
         adapter being trained; and `resume_from_checkpoint` must hold the kind of model this run trains (an adapter
         or a full model). Errors name the folder before the first step.
         """
-        _check_output_folders(self.args, adapter_base_folder(self._reward_model.model))
+        _check_output_folders(self.args, adapter_base_folders(self._reward_model.model))
         checkpoint = resume_from_checkpoint
         if checkpoint is True:
             checkpoint = get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
@@ -725,7 +725,7 @@ class ARMTrainer(Trainer):
             is_adapter=is_adapter,
             overwrite=self.args.overwrite_output_dir,
             overwrite_option=_OVERWRITE_OPTION,
-            base_model_folder=adapter_base_folder(trained),
+            base_model_folders=adapter_base_folders(trained),
         )
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
@@ -759,7 +759,7 @@ class ARMTrainer(Trainer):
                 is_adapter=self._reward_model.is_peft_model,
                 overwrite=self.args.overwrite_output_dir,
                 overwrite_option=_OVERWRITE_OPTION,
-                base_model_folder=adapter_base_folder(self._reward_model.model),
+                base_model_folders=adapter_base_folders(self._reward_model.model),
             )
         super()._push_from_checkpoint(checkpoint_folder)
 

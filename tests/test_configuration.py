@@ -136,3 +136,10 @@ def test_an_unknown_field_is_ignored_with_a_warning_naming_it_and_the_file(tmp_p
     with caplog.at_level(logging.WARNING):
         RewardModelMetadata.from_json_file(path)
     assert "does not know" not in caplog.text
+
+
+def test_a_file_with_a_byte_order_mark_reads_as_the_same_metadata(tmp_path):
+    path = tmp_path / GENARM_CONFIG_NAME
+    RewardModelMetadata(beta_r=0.3).to_json_file(path)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert RewardModelMetadata.from_json_file(path) == RewardModelMetadata(beta_r=0.3)

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import shutil
 
 import pytest
 import torch
@@ -468,6 +469,13 @@ def test_an_adapter_is_never_saved_into_the_folder_holding_its_base_model(tokeni
 
     adapter.save_pretrained(tmp_path / "adapter")
     assert AutoregressiveRewardModel.from_pretrained(tmp_path / "adapter").is_peft_model
+    # Put on a copy of its base, the adapter needs both the base it records and the one it was put on.
+    shutil.copytree(tmp_path / "arm", tmp_path / "copy")
+    moved = AutoregressiveRewardModel.from_pretrained(tmp_path / "adapter", base_model=tmp_path / "copy")
+    for folder in ("arm", "copy"):
+        with pytest.raises(ValueError, match="holds the base model of the adapter being saved"):
+            moved.save_pretrained(tmp_path / folder)
+        assert saved_files(tmp_path / folder) == before
 
 
 def test_a_recorded_tokenizer_is_never_replaced_by_re_wrapping(reward_model, tokenizer, tmp_path):
