@@ -181,6 +181,7 @@ def main() -> None:
             if size == REWARD_MODEL_SIZES[0]:
                 seconds[(name, "vLLM base")], _ = run_vllm(llm, requests, alpha=None)
             seconds[(name, f"vLLM+GenARM {size}")], generated[(name, size)] = run_vllm(llm, requests, alpha=1.0)
+            print(name, {key[1]: round(value, 2) for key, value in seconds.items() if key[0] == name}, flush=True)
         if size == REWARD_MODEL_SIZES[-1]:
             short = [(ids, 8) for ids, _ in runs["mixed x64"]] * 2
             for done in range(0, args.memory_requests, len(short)):
@@ -195,6 +196,7 @@ def main() -> None:
         for name, requests in runs.items():
             seconds[(name, f"RM passes {size}")] = run_reward_passes(reward_model, requests, generated[(name, size)])
             seconds[(name, f"generate() {size}")] = run_generate(base, reward_model, tokenizer, requests)
+            print(name, {key[1]: round(value, 2) for key, value in seconds.items() if key[0] == name}, flush=True)
     print("machine:", os.cpu_count(), "CPUs;", "torch threads:", torch.get_num_threads())
 
     columns = ["vLLM base"] + [f"{kind} {size}" for size in REWARD_MODEL_SIZES for kind in ("vLLM+GenARM", "RM passes")]
