@@ -393,8 +393,10 @@ class ARMTrainer(Trainer):
                 "beta_r=..., ...)` (it accepts every TrainingArguments field)."
             )
         if train_dataset is not None:
-            # Before loading the model and tokenizing: a run must not end with a save that is refused.
-            _check_output_folders(args)
+            # Before loading the model and tokenizing: a run must not end with a save that is refused. A folder
+            # given as `model` with `peft_config` is the new adapter's base (checked again once the model is loaded).
+            is_base_folder = peft_config is not None and isinstance(model, (str, os.PathLike)) and os.path.isdir(model)
+            _check_output_folders(args, (os.path.abspath(model),) if is_base_folder else ())
         # PEFT initialises adapters randomly: seed first so that runs are reproducible.
         set_seed(args.seed)
         reward_model = self._load_reward_model(model, args)

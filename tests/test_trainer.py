@@ -730,17 +730,20 @@ def saved_arm(folder, tokenizer):
     return sorted(path.name for path in Path(folder).iterdir())
 
 
-def test_an_adapter_run_into_its_base_models_folder_is_refused_before_training(tmp_path, tokenizer):
+def test_an_adapter_run_into_its_base_models_folder_is_refused_before_training(tmp_path, tokenizer, monkeypatch):
     before = saved_arm(tmp_path / "arm", tokenizer)
     rows = mood_pairs(["cat"], seed=1, count=4)
-    for overwrite in (False, True):
-        with pytest.raises(ValueError, match="holds the base model of the adapter being saved"):
-            ARMTrainer(
-                str(tmp_path / "arm"),
-                args=make_args(tmp_path, output_dir=str(tmp_path / "arm"), overwrite_output_dir=overwrite),
-                train_dataset=rows,
-                peft_config=lora_config(),
-            )
+    with monkeypatch.context() as patched:
+        # Refused before the model is even loaded.
+        patched.setattr(AutoregressiveRewardModel, "from_pretrained", None)
+        for overwrite in (False, True):
+            with pytest.raises(ValueError, match="holds the base model of the adapter being saved"):
+                ARMTrainer(
+                    str(tmp_path / "arm"),
+                    args=make_args(tmp_path, output_dir=str(tmp_path / "arm"), overwrite_output_dir=overwrite),
+                    train_dataset=rows,
+                    peft_config=lora_config(),
+                )
     assert sorted(path.name for path in (tmp_path / "arm").iterdir()) == before
     # Without a training set the check waits for train(); saving the adapter there is refused as well.
     trainer = ARMTrainer(
