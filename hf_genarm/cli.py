@@ -813,9 +813,10 @@ def _load_reward_model(path: str, option: str, args: argparse.Namespace) -> Any:
 
 
 def _load_tokenizer(path: str, **kwargs: Any) -> Any:
-    from transformers import AutoTokenizer
+    from ._saved_folder import load_folder_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    # Checked against the tokenizer a saved reward model's genarm_config.json records.
+    tokenizer = load_folder_tokenizer(path, **kwargs)
     # Llama-style tokenizers have no pad token; padding a batch of prompts (left) with EOS is what generate() expects.
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
