@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +12,7 @@ from transformers.utils import logging
 
 from ._prompt_padding import check_left_padded, check_mask_matches_prompt, mask_of_unmasked_prompt
 from ._reward_stream import RewardModelStream, _innermost_transformers_model
+from .configuration import validate_alpha, validate_beta
 from .vocab import check_reward_model_vocabularies, model_vocab_size
 
 __all__ = ["GenARMLogitsProcessor"]
@@ -145,8 +145,8 @@ class GenARMLogitsProcessor(LogitsProcessor):
         pad_token_id: int | None = None,
     ) -> None:
         models = self._validate_reward_models(reward_models)
-        self.beta = self._validate_beta(beta)
-        self.alpha = self._validate_alpha(alpha, len(models))
+        self.beta = validate_beta(beta)
+        self.alpha = validate_alpha(alpha, len(models))
         self.prompt_attention_mask = self._validate_attention_mask(attention_mask)
         self.pad_token_id = self._resolve_pad_token_id(pad_token_id, tokenizer)
         # Only a BOS equal to the pad token lets a pad id open a row's text; unknown without the tokenizer.
@@ -214,39 +214,6 @@ class GenARMLogitsProcessor(LogitsProcessor):
                 )
             return pad_token_id
         return getattr(tokenizer, "pad_token_id", None)
-
-    @staticmethod
-    def _validate_beta(beta: Any) -> float:
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)):
-            raise TypeError(f"`beta` must be a positive float, got {type(beta).__name__}.")
-        if not math.isfinite(beta) or beta <= 0:
-            raise ValueError(f"`beta` must be a finite float > 0 (the KL strength), got {beta}.")
-        return float(beta)
-
-    @staticmethod
-    def _validate_alpha(alpha: Any, num_models: int) -> torch.Tensor:
-        if isinstance(alpha, bool):
-            raise TypeError("`alpha` must be a float, a list of floats or a tensor, got a bool.")
-        if isinstance(alpha, (int, float)):
-            weights = torch.full((1, num_models), float(alpha))
-        elif isinstance(alpha, (list, tuple)):
-            if not all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in alpha):
-                raise TypeError("`alpha` given as a list must hold only floats.")
-            weights = torch.tensor([float(value) for value in alpha]).reshape(1, -1)
-        elif isinstance(alpha, torch.Tensor):
-            if alpha.dim() > 2:
-                raise ValueError(f"`alpha` as a tensor must be 1-D or (batch, n_reward_models); got {alpha.dim()}-D.")
-            weights = alpha.detach().float().cpu().reshape(1, -1) if alpha.dim() < 2 else alpha.detach().float().cpu()
-        else:
-            raise TypeError(f"`alpha` must be a float, a list of floats or a tensor, got {type(alpha).__name__}.")
-        if weights.shape[1] != num_models:
-            raise ValueError(
-                f"`alpha` has {weights.shape[1]} weight(s) per row but there are {num_models} reward model(s); "
-                "pass one weight per reward model."
-            )
-        if not torch.isfinite(weights).all():
-            raise ValueError(f"`alpha` must be finite, got {weights.tolist()}.")
-        return weights
 
     @staticmethod
     def _validate_attention_mask(attention_mask: Any) -> torch.Tensor | None:
