@@ -10,14 +10,12 @@ counts them) skip it.
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 from transformers import DynamicCache
 
 from ._cross_tokenizer_text import BaseTextDecoder, RewardTokenizer, complete_text
 from ._growing_cache import growing_dynamic_cache
-from ._reward_stream import _innermost_transformers_model, position_limit
+from ._reward_stream import ModelCaller
 from .modeling import positions_from_attention_mask
 
 __all__ = ["ASSISTED_DECODING_REFUSED", "CommittedContext", "CrossTokenizerStream"]
@@ -29,7 +27,7 @@ ASSISTED_DECODING_REFUSED = (
 )
 
 
-class CommittedContext:
+class CommittedContext(ModelCaller):
     """A reward model's KV cache of each row's committed tokens, fed a different number of tokens per row.
 
     Args:
@@ -37,14 +35,7 @@ class CommittedContext:
     """
 
     def __init__(self, model: torch.nn.Module) -> None:
-        self.model = model
-        inner = _innermost_transformers_model(model)
-        parameters = inspect.signature(inner.forward).parameters
-        self._cache_argument = "cache" if "cache" in parameters else "past_key_values"
-        self._supports_logits_to_keep = "logits_to_keep" in parameters
-        self._config = inner.config
-        self.position_limit = position_limit(inner.config)
-        self.device = next(model.parameters()).device
+        super().__init__(model)
         self.cache: DynamicCache | None = None
         self.attention_mask: torch.Tensor | None = None
 

@@ -54,7 +54,35 @@ def _holds_state(layer) -> bool:
     return bool(getattr(layer, "is_initialized", True))
 
 
-class RewardModelStream:
+class ModelCaller:
+    """How to call one reward model: its cache argument, `logits_to_keep` support, config, position limit, device.
+
+    The base of every stream that feeds a reward model (`RewardModelStream`, the cross-tokenizer streams).
+
+    Args:
+        model (`torch.nn.Module`): A causal LM, PEFT model or `AutoregressiveRewardModel`.
+
+    Examples:
+
+    ```python
+    >>> from hf_genarm.testing import make_tiny_causal_lm
+    >>> ModelCaller(make_tiny_causal_lm()).position_limit
+    256
+    ```
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        inner = _innermost_transformers_model(model)
+        parameters = inspect.signature(inner.forward).parameters
+        self._cache_argument = "cache" if "cache" in parameters else "past_key_values"
+        self._supports_logits_to_keep = "logits_to_keep" in parameters
+        self._config = inner.config
+        self.position_limit = position_limit(inner.config)
+        self.device = next(model.parameters()).device
+
+
+class RewardModelStream(ModelCaller):
     """Feeds one reward model the rows of a generation step by step and returns its next-token logits.
 
     Interface (used by `GenARMLogitsProcessor`): `start` a generation on a prompt, then each step `feed` the
@@ -87,20 +115,13 @@ class RewardModelStream:
         prompt_mask: torch.Tensor | None,
         name: str = "the reward model",
     ):
-        self.model = model
+        super().__init__(model)
         self.name = name
         self.own_prompt_ids = prompt_ids
         self.own_prompt_mask = prompt_mask
-        inner = _innermost_transformers_model(model)
-        parameters = inspect.signature(inner.forward).parameters
-        self._cache_argument = "cache" if "cache" in parameters else "past_key_values"
-        self._supports_logits_to_keep = "logits_to_keep" in parameters
-        self._config = inner.config
-        self.position_limit = position_limit(inner.config)
-        self.device = next(model.parameters()).device
         # A model made only of state-space / linear-attention layers takes a mask of the fed tokens only
         # (transformers drops it after prefill); every other model takes the mask of the whole row so far.
-        layers = DynamicCache(config=inner.config).layers
+        layers = DynamicCache(config=self._config).layers
         self._mask_of_fed_tokens_only = bool(layers) and all(
             isinstance(layer, LinearAttentionCacheLayerMixin) for layer in layers
         )
