@@ -270,21 +270,13 @@ def cross_tokenizer_token_rewards(
     [' good', ' f', 'ood', '<|endoftext|>']
     ```
     """
-    from .visualize import score_text
+    from .visualize import check_text_to_score, score_text
 
     if per not in ("base", "reward"):
         raise ValueError(f"`per` must be 'base' (the base tokenizer's tokens) or 'reward', got {per!r}.")
     if per == "reward":
         return score_text(reward_model, reward_tokenizer, prompt, response, add_eos=add_eos)
-    if not isinstance(reward_model, AutoregressiveRewardModel):
-        raise TypeError(
-            f"`reward_model` must be an AutoregressiveRewardModel, got {type(reward_model).__name__}; wrap a causal "
-            "LM with `AutoregressiveRewardModel(model, beta_r=...)`."
-        )
-    if not isinstance(prompt, str) or not isinstance(response, str):
-        raise TypeError("`prompt` and `response` must be strings.")
-    if not response:
-        raise ValueError("`response` is empty; pass the text to score.")
+    check_text_to_score(reward_model, prompt, response)
     if add_eos and reward_tokenizer.eos_token_id is None:
         raise ValueError("The reward tokenizer has no EOS token; pass `add_eos=False` to score without one.")
     prompt_ids = list(base_tokenizer(prompt, add_special_tokens=False)["input_ids"]) if prompt else []

@@ -124,6 +124,19 @@ def _display_token(token: str) -> str:
 
 # --------------------------------------------------------------------------------------------- scoring
 @torch.no_grad()
+def check_text_to_score(reward_model: Any, prompt: Any, response: Any) -> None:
+    """Refuse what a per-token scoring routine cannot score: a model that is not a reward model, or bad text."""
+    if not isinstance(reward_model, AutoregressiveRewardModel):
+        raise TypeError(
+            f"`reward_model` must be an AutoregressiveRewardModel, got {type(reward_model).__name__}; wrap a causal "
+            "LM with `AutoregressiveRewardModel(model, beta_r=...)` or load one with `from_pretrained`."
+        )
+    if not isinstance(prompt, str) or not isinstance(response, str):
+        raise TypeError("`prompt` and `response` must be strings.")
+    if not response:
+        raise ValueError("`response` is empty; pass the text to score.")
+
+
 def score_text(
     reward_model: AutoregressiveRewardModel,
     tokenizer: Any,
@@ -172,15 +185,7 @@ def score_text(
     True
     ```
     """
-    if not isinstance(reward_model, AutoregressiveRewardModel):
-        raise TypeError(
-            f"`reward_model` must be an AutoregressiveRewardModel, got {type(reward_model).__name__}; wrap a causal "
-            "LM with `AutoregressiveRewardModel(model, beta_r=...)` or load one with `from_pretrained`."
-        )
-    if not isinstance(prompt, str) or not isinstance(response, str):
-        raise TypeError("`prompt` and `response` must be strings.")
-    if not response:
-        raise ValueError("`response` is empty; pass the text to score.")
+    check_text_to_score(reward_model, prompt, response)
     prompt_ids = list(tokenizer(prompt)["input_ids"]) if prompt else []
     full_ids = list(tokenizer(prompt + response)["input_ids"])
     start = 0
