@@ -388,7 +388,7 @@ def upload_reward_model_folder(
     token: str | bool | None = None,
     private: bool | None = None,
     revision: str | None = None,
-    commit_message: str,
+    commit_message: str | None = None,
     commit_description: str | None = None,
     create_pr: bool = False,
     overwrite_model_card: bool = False,
@@ -402,7 +402,8 @@ def upload_reward_model_folder(
     wrote goes up as it is). The only files the commit deletes are model files of an earlier push that this one
     does not rewrite, so the repository holds one model (earlier revisions keep them); nothing else is touched.
     A `README.md` on the Hub that hf-genarm did not generate (or that was edited since) is kept unless
-    `overwrite_model_card=True`. `remove_after` names a folder to delete once the upload is over.
+    `overwrite_model_card=True`. `remove_after` names a folder to delete once the upload is over. The commit
+    message defaults to `"Upload GenARM reward model"`.
     """
     view = None
 
@@ -433,7 +434,7 @@ def upload_reward_model_folder(
             # Model files of an earlier push that this one does not rewrite (the other kind of checkpoint, stale
             # shards) would leave two models in the repository; earlier revisions keep them.
             delete_patterns=[*FULL_MODEL_FILES, FULL_MODEL_SHARDS, *ADAPTER_FILES],
-            commit_message=commit_message,
+            commit_message=commit_message or "Upload GenARM reward model",
             commit_description=commit_description,
             revision=revision,
             create_pr=create_pr,

@@ -125,7 +125,7 @@ def push_saved_reward_model(
         token=token,
         private=private,
         revision=revision,
-        commit_message=commit_message or "Upload GenARM reward model",
+        commit_message=commit_message,
         commit_description=commit_description,
         create_pr=create_pr,
         overwrite_model_card=overwrite_model_card,

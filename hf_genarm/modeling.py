@@ -524,7 +524,7 @@ class AutoregressiveRewardModel(PreTrainedModel):
             token=token,
             private=private,
             revision=revision,
-            commit_message=commit_message or "Upload GenARM reward model",
+            commit_message=commit_message,
             commit_description=commit_description,
             create_pr=create_pr,
             overwrite_model_card=overwrite_model_card,
