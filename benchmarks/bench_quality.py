@@ -22,7 +22,10 @@ Then it decodes the held-out prompts with every method (same sampling settings, 
   timing of base, GenARM and ARGS in which every row writes 128 tokens,
 
 plus the held-out pair accuracy of every reward model, an alpha sweep over the two ARMs scored by both judges
-(plotted as a front with `hf_genarm.visualize.plot_tradeoff`), and the targets of issue 4, met or missed.
+(plotted as a front with `hf_genarm.visualize.plot_tradeoff`), and whether the GenARM paper's claims hold here.
+
+With `--write-docs` it writes `docs/benchmarks_quality.md`: the page's prose is this script's template, its
+tables, figure and quoted numbers come from the run.
 
 Usage::
 
@@ -63,8 +66,10 @@ from hf_genarm.modeling import response_log_probs
 from hf_genarm.trainer import disable_dropout
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-DOCS_PAGE = REPO_ROOT / "docs" / "benchmarks_quality.md"
-FRONT_PNG = REPO_ROOT / "docs" / "assets" / "quality_front.png"
+DOCS_DIR = REPO_ROOT / "docs"
+# Where `--write-docs` puts the page and its figure, relative to the docs folder.
+DOCS_PAGE = pathlib.Path("benchmarks_quality.md")
+FRONT_PNG = pathlib.Path("assets") / "quality_front.png"
 # The ARM stage's own limits (`ARMBuildConfig` in scripts/build_demo_assets.py): every model here sees the pairs
 # exactly as the ARMs did.
 MAX_LENGTH, MAX_PROMPT_LENGTH = 96, 32
@@ -99,8 +104,8 @@ class Settings:
     # both, and a run that fits in about 18 minutes on 2 cores.
     base_size_steps: int = 160
     top_p: float = 0.95
-    # The speed comparison: every row writes exactly this many tokens (the issue's unit, and the paper's
-    # generation length), one batch of `batch_prompts` x `samples` rows, repeated with the methods interleaved.
+    # The speed comparison: every row writes exactly this many tokens (the paper's generation length), one batch
+    # of `batch_prompts` x `samples` rows, repeated with the methods interleaved.
     speed_tokens: int = 128
     speed_repeats: int = 3
 
@@ -572,7 +577,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--write-docs",
         action="store_true",
-        help=f"Write {DOCS_PAGE.relative_to(REPO_ROOT)} and {FRONT_PNG.relative_to(REPO_ROOT)}.",
+        help=f"Write the docs page {DOCS_PAGE} and its figure {FRONT_PNG} (under --docs-dir).",
+    )
+    parser.add_argument(
+        "--docs-dir",
+        type=pathlib.Path,
+        default=DOCS_DIR,
+        help="Docs folder that --write-docs writes into (default: the repository's docs/).",
     )
     args = parser.parse_args(argv)
     settings = copy.deepcopy(QUICK if args.quick else Settings())
@@ -761,7 +772,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sweep.append((alpha, *(sum(judge(flat)) / len(flat) for judge in judges.values())))
     print(f"α sweep done ({len(settings.sweep_alphas)} points)")
 
-    # ---- speed in the issue's unit: every row writes `speed_tokens` tokens, the methods interleaved; ARGS's
+    # ---- speed at a fixed length: every row writes `speed_tokens` tokens, the methods interleaved; ARGS's
     # weight only scales numbers, so one weight stands for all
     speed_weight = settings.args_weights[0]
     speed_keys = {
@@ -847,7 +858,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         + [(f"{alpha:g} / {1 - alpha:g}", f"{s:+.3f}", f"{t:+.3f}") for alpha, s, t in sweep],
     )
     with tempfile.TemporaryDirectory() as scratch:
-        front_path = FRONT_PNG if args.write_docs else pathlib.Path(scratch) / "front.png"
+        front_path = args.docs_dir / FRONT_PNG if args.write_docs else pathlib.Path(scratch) / "front.png"
+        front_path.parent.mkdir(parents=True, exist_ok=True)
         plot_tradeoff(
             [(s, t) for _, s, t in sweep] + [(summary_mean(base_scores), base_topic)],
             [f"α={alpha:g}" for alpha, _, _ in sweep] + ["base"],
@@ -857,9 +869,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             ylabel="topic (MiniLM cosine, mean)",
             title=f"GenARM α sweep, β={settings.sweep_beta:g}, {len(prompts)} held-out prompts",
         )
-    targets, also_measured = check_targets(
-        accuracy_rows, summary, settings, sweep, dpo_policy is not None, speed_ratios
-    )
+    claims, also_measured = check_claims(accuracy_rows, summary, settings, sweep, dpo_policy is not None, speed_ratios)
     total_seconds = time.perf_counter() - run_started
 
     by_label = {label: value for (label, _), value in summary.items()}
@@ -896,7 +906,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"### Speed: {settings.speed_tokens} new tokens per row\n\n" + speed_table,
             "### Weak-to-strong: a quarter-size ARM against a base-size ARM\n\n" + weak_table,
             f"### α sweep over `arm-sentiment` and `arm-topic` (β={settings.sweep_beta:g})\n\n" + sweep_table,
-            "### Targets (the paper's settings)\n\n" + "\n".join(f"- {line}" for line in targets),
+            "### The paper's claims, checked in its settings\n\n" + "\n".join(f"- {line}" for line in claims),
             "### Also measured, in other settings than the paper's\n\n"
             + "\n".join(f"- {line}" for line in also_measured),
             "### Example outputs (first sample of the first prompts)\n\n" + "\n\n".join(examples),
@@ -914,9 +924,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         }
         assets_label = "hf_genarm/assets" if args.assets_dir is None else str(args.assets_dir)
         write_docs(
-            command, machine, settings, prompts, report, dpo_note, recipe, steps, timings, total_seconds, assets_label
+            args.docs_dir / DOCS_PAGE,
+            command,
+            machine,
+            settings,
+            prompts,
+            report,
+            dpo_note,
+            recipe,
+            steps,
+            timings,
+            total_seconds,
+            assets_label,
+            num_params["base"],
+            choice_bullets(summary, settings, speed_ratios, dpo_note),
         )
-        print(f"wrote {DOCS_PAGE} and {FRONT_PNG}")
+        print(f"wrote {args.docs_dir / DOCS_PAGE} and {front_path}")
 
 
 def summary_mean(values: list[list[float]]) -> float:
@@ -959,22 +982,22 @@ def args_line(args_runs, genarm_runs, speed_ratio: float, settings: Settings) ->
     )
 
 
-def verdict(met: bool) -> str:
-    return "MET" if met else "MISSED"
+def verdict(holds: bool) -> str:
+    return "holds" if holds else "does not hold"
 
 
-def check_targets(
+def check_claims(
     accuracy_rows, summary, settings: Settings, sweep, has_dpo: bool, speed_ratios: dict[str, float]
 ) -> tuple[list[str], list[str]]:
-    """The issue's targets in the paper's settings, and the same comparisons in the other settings measured here.
+    """The paper's claims checked in its settings, and the same comparisons in the other settings measured here.
 
     The paper compares an ARM and a classifier trained to the end on the same backbone, and ARGS and GenARM with
-    reward models of the base's size; those settings give the targets. The base-size accuracy (a step budget
+    reward models of the base's size; those settings are the claims' own. The base-size accuracy (a step budget
     shared with DPO, about a quarter of an epoch) and ARGS with quarter-size reward models are reported beside them.
     """
-    targets, also = [], []
+    claims, also = [], []
     met, evidence = accuracy_line(accuracy_rows[0], accuracy_rows[1])
-    targets.append(
+    claims.append(
         f"ARM accuracy within 2 points of the classifier, or better (the shipped ARM and a classifier on its "
         f"backbone, both trained to the end with the same recipe): {verdict(met)} ({evidence})"
     )
@@ -988,7 +1011,7 @@ def check_targets(
     best_beta = max(genarm, key=lambda beta: genarm[beta]["win"])
     best = genarm[best_beta]
     base_perplexity = next(iter(summary.values()))["perplexity"]
-    targets.append(
+    claims.append(
         f"GenARM win rate >= 70% at some β: {verdict(best['win'] >= 0.7)} "
         f"(best {100 * best['win']:.1f}% at β={best_beta:g}, {100 * (best['win'] - 0.7):+.1f} points; "
         f"PPL under base there {best['perplexity']:.1f}, base sampling's own {base_perplexity:.1f}; every β: "
@@ -1003,7 +1026,7 @@ def check_targets(
         return {weight: summary[(args_label(settings, weight), classifier_label)] for weight in settings.args_weights}
 
     met, evidence = args_line(args_runs(BIG_CLASSIFIER_LABEL), equal, speed_ratios["base"], settings)
-    targets.append(
+    claims.append(
         f"GenARM beats ARGS-k{settings.args_top_k}'s win rate while >= 5x faster (reward models of the base's size, "
         f"as in the paper): {verdict(met)} ({evidence})"
     )
@@ -1016,40 +1039,149 @@ def check_targets(
     if has_dpo:
         dpo = next(value for (label, _), value in summary.items() if label.startswith("DPO"))
         difference = 100 * (equal[best_equal_beta]["win"] - dpo["win"])
-        targets.append(
+        claims.append(
             f"equal-size GenARM within 5 points of DPO's win rate, or better: {verdict(difference >= -5)} "
             f"(best GenARM equal-size β={best_equal_beta:g}: {100 * equal[best_equal_beta]['win']:.1f}% vs DPO "
             f"{100 * dpo['win']:.1f}%, {difference:+.1f} points)"
         )
     else:
-        targets.append("equal-size GenARM within 5 points of DPO's win rate: NOT MEASURED (no DPO run)")
+        claims.append("equal-size GenARM within 5 points of DPO's win rate, or better: not measured (no DPO run)")
     sentiments, topics = [s for _, s, _ in sweep], [t for _, _, t in sweep]
     sentiment_ok = all(b >= a for a, b in itertools.pairwise(sentiments))
     topic_ok = all(b <= a for a, b in itertools.pairwise(topics))
-    targets.append(
+    claims.append(
         f"α sweep monotone in both judges: {verdict(sentiment_ok and topic_ok)} "
         f"(VADER {'monotone' if sentiment_ok else 'not monotone'} as α_sentiment rises: "
         f"{', '.join(f'{s:+.3f}' for s in sentiments)}; topic {'monotone' if topic_ok else 'not monotone'}: "
         f"{', '.join(f'{t:+.3f}' for t in topics)})"
     )
-    return targets, also
+    return claims, also
+
+
+def percent_range(values: Sequence[float]) -> str:
+    return f"{100 * min(values):.0f}-{100 * max(values):.0f}%"
+
+
+def choice_bullets(summary, settings: Settings, speed_ratios: dict[str, float], dpo_note: str) -> str:
+    """The page's "What it means for your choice": the same sentences in every run, the numbers of this one.
+
+    The sentences only state what the run measured side by side; which way the numbers point is left to them.
+    """
+    by_name = {name: value for (name, _), value in summary.items()}  # unique except best-of-N's two rerankers
+    base = next(iter(summary.values()))
+    small = {beta: by_name[f"GenARM β={beta:g}"] for beta in settings.betas}
+    equal = {beta: by_name[f"GenARM equal-size β={beta:g}"] for beta in settings.betas}
+    by_the_arm = {
+        n: value
+        for (name, label), value in summary.items()
+        for n in settings.best_of
+        if name == f"best-of-{n}" and label != SMALL_CLASSIFIER_LABEL
+    }
+    largest_n = max(settings.best_of)
+    by_arm = by_the_arm[largest_n]
+    by_classifier = summary[(f"best-of-{largest_n}", SMALL_CLASSIFIER_LABEL)]
+
+    def best_args(classifier_label):
+        return max(summary[(args_label(settings, weight), classifier_label)]["win"] for weight in settings.args_weights)
+
+    def best_win(runs):
+        return max(value["win"] for value in runs.values())
+
+    def peak(runs):
+        return max(runs, key=lambda beta: runs[beta]["mean"])
+
+    first, last = settings.betas[0], settings.betas[-1]
+    genarm_wins = percent_range([value["win"] for value in small.values()])
+    reranked_wins = percent_range([value["win"] for value in by_the_arm.values()])
+    bullets = [
+        "*GenARM or best-of-N with the same ARM?* Against base sampling, GenARM won "
+        f"{genarm_wins} of the comparisons (β={first:g} to {last:g}) and best-of-N reranked by the same ARM "
+        f"{reranked_wins}. GenARM costs one reward pass per token, best-of-N N full samples per kept answer.",
+        "*Scoring whole responses with an ARM* (best-of-N, or ranking any candidates): the sequence reward is "
+        "`beta_r` times a **sum** of log-probabilities, so it favours short answers (see best-of-"
+        f"{largest_n} by the ARM in the examples at the end: it won {100 * by_arm['win']:.1f}% against base "
+        f"sampling, best-of-{largest_n} by the classifier {100 * by_classifier['win']:.1f}%). Rank by the mean "
+        "per-token reward instead: `best_of_n(..., length_normalized=True)` or "
+        '`AutoregressiveRewardModel.sequence_rewards(..., normalize="mean")`. GenARM\'s own decoding keeps the '
+        "paper's sum (it works token by token, so length does not enter).",
+        "*GenARM or ARGS?* With reward models of the base's size (the paper's setting) GenARM's best win rate was "
+        f"{100 * best_win(equal):.1f}% against ARGS's {100 * best_args(BIG_CLASSIFIER_LABEL):.1f}% (at its best "
+        f"weight), and ARGS took {speed_ratios['base']:.1f} times GenARM's time at {settings.speed_tokens} tokens; "
+        f"with reward models a quarter of the base's size, {100 * best_win(small):.1f}% against "
+        f"{100 * best_args(SMALL_CLASSIFIER_LABEL):.1f}%, and {speed_ratios['quarter']:.1f} times.",
+    ]
+    dpo = [value for (name, _), value in summary.items() if name.startswith("DPO")]
+    measured = (
+        f"With an ARM of the base's size GenARM's best win rate here was {100 * best_win(equal):.1f}%, DPO's "
+        f"{100 * dpo[0]['win']:.1f}%."
+        if dpo
+        else f"This run has no DPO numbers ({dpo_note})."
+    )
+    bullets.append(
+        "*GenARM or DPO?* DPO changes the base's weights for one objective; GenARM keeps the base frozen and mixes "
+        f"objectives at decoding time (the α sweep). {measured}"
+    )
+    bullets.append(
+        "*How strong (β)?* Smaller β pulls harder. The judge's score peaked at "
+        f"β={peak(small):g} with the quarter-size ARM and at β={peak(equal):g} with the base-size one. The base's "
+        "perplexity of the text (PPL under base) rises as the text drifts off the base's distribution: with the "
+        f"quarter-size ARM it went from {small[first]['perplexity']:.1f} at β={first:g} to "
+        f"{small[last]['perplexity']:.1f} at β={last:g} (base sampling: {base['perplexity']:.1f}). Start at β=1 "
+        "and watch the text."
+    )
+    return "\n".join(f"- {bullet}" for bullet in bullets)
 
 
 def write_docs(
-    command, machine, settings: Settings, prompts, report, dpo_note, recipe, steps, timings, total_seconds, assets_label
+    page_path: pathlib.Path,
+    command,
+    machine,
+    settings: Settings,
+    prompts,
+    report,
+    dpo_note,
+    recipe,
+    steps,
+    timings,
+    total_seconds,
+    assets_label,
+    base_parameters: int,
+    choices: str,
 ) -> None:
+    """Write the docs page: the prose is this template, the tables and numbers come from the run."""
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     training = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in timings.items())
     weights = ", ".join(f"{weight:g}" for weight in settings.args_weights)
     per_token = 1 / recipe["beta_r"]
-    page = f"""# Quality benchmark: GenARM against best-of-N, ARGS and DPO
+    # The run time a user should expect, rounded up to 5 minutes: the machine is shared, so runs vary.
+    minutes = max(5, 5 * math.ceil(total_seconds / 300))
+    page = f"""# Quality: GenARM against best-of-N, ARGS and DPO
 
-Produced by `benchmarks/bench_quality.py` in one run; every number below comes from that run.
+**What was measured.** On the models that ship with the package (a {base_parameters / 1e6:.1f}M-parameter
+fortune-cookie GPT-2 as the base, reward models trained on its own samples ranked by VADER sentiment and by MiniLM
+topic closeness), each method generates for {len(prompts)} held-out prompts and an independent judge (VADER,
+MiniLM) scores the text: GenARM at several strengths β, with a reward model a quarter of the base's size and one
+of the base's size; best-of-N reranking; ARGS (reward-guided search with a sequence classifier); and a DPO
+fine-tune of the base.
+
+**How to reproduce.** One command, offline, about {minutes} minutes on {os.cpu_count()} CPU cores; it rewrites
+this page's tables and figure:
 
 <!-- skip-test: shell command -->
 ```bash
 {command}
 ```
+
+**What it means for your choice.**
+
+{choices}
+
+**The ARGS baseline** (`hf_genarm.baselines`) was run beside the released ARGS code on the same models: same
+top-k candidates and the same scores, with one difference. A candidate equal to the reward model's pad id (the
+EOS token on these models) is scored by this package with the prefix's reward, while the released code, from
+its second step on, scores the token itself.
+
+## The last run
 
 - Machine: {machine}.
 - Run: {stamp}, total wall time {total_seconds / 60:.1f} min (training here: {training}).
@@ -1071,9 +1203,9 @@ Produced by `benchmarks/bench_quality.py` in one run; every number below comes f
   generated tokens of the {settings.max_new_tokens}-token runs, {settings.batch_prompts} prompts x
   {settings.samples} samples per `generate()` call; for best-of-N only the returned rows count, so N samples are
   paid per kept completion. The machine is shared: timings are noisy.
-- **Speed table**: the timing the speed target uses. One batch ({settings.batch_prompts} prompts x
+- **Speed table**: one batch ({settings.batch_prompts} prompts x
   {settings.samples} samples) in which every row writes exactly {settings.speed_tokens} tokens
-  (`min_new_tokens`), the issue's unit and the paper's generation length; {settings.speed_repeats} repetitions
+  (`min_new_tokens`), the paper's generation length; {settings.speed_repeats} repetitions
   after a warm-up, the methods interleaved in alternating order; the medians, and ratios as medians of the
   per-repetition ratios. ARGS's cost per token grows with the prefix (it copies the prefix cache k times each
   step), so a short run understates it.
@@ -1088,7 +1220,7 @@ Produced by `benchmarks/bench_quality.py` in one run; every number below comes f
   steps.
 - **ARGS's weight w** gets its own grid ({weights}): w scales a sequence reward in Bradley-Terry units, while
   GenARM's 1/β scales a per-token log-probability, about 1 / (β β_r) = {per_token:g} / β such units per token.
-  The targets compare GenARM with ARGS's best weight.
+  The comparisons below use ARGS's best weight.
 - **DPO**: {dpo_note} (32 pairs per step); β={settings.dpo_beta:g}, lr {settings.dpo_learning_rate:g}, cosine.
 - **Weak-to-strong**: the `GenARM β=...` rows are a reward model of a quarter of the base's size guiding the
   base; the `GenARM equal-size` rows the base-sized ARM.
@@ -1101,21 +1233,22 @@ Produced by `benchmarks/bench_quality.py` in one run; every number below comes f
   classifier over k copies of its prefix cache (as the released ARGS code does), so a step costs one base pass plus
   k reward rows, where GenARM pays one base pass plus one reward row. The k-fold work only shows when the reward
   model's rows cost something beside the base's step: with the quarter-size classifier on a CPU it is cheap, with
-  the base-size one it weighs k times the base's own layers. With equal sizes the ratio tends to (1 + k) / 2 = 5.5
+  the base-size one it weighs k times the base's own layers. With equal sizes the ratio tends to (1 + k) / 2 = \
+{(1 + settings.args_top_k) / 2:g}
   when the models' work dominates `generate()`'s own per-step work (sampling, top-p, bookkeeping), which both
   methods pay alike.
-- **Targets and the paper's settings**: each target is checked in the setting the paper reports it for (an ARM
-  and a classifier trained to the end on one backbone; ARGS and GenARM with reward models of the base's size).
-  The same comparisons in the other settings this run measures are listed below the targets, met or not.
+- **The paper's claims**: each is checked in the setting the paper reports it for (an ARM and a classifier
+  trained to the end on one backbone; ARGS and GenARM with reward models of the base's size). The same
+  comparisons in the other settings this run measures are listed after them.
 - **The α sweep** runs at β={settings.sweep_beta:g}, where one ARM alone keeps the text fluent (PPL under the base
   below base sampling's own in the table above). At stronger guidance (β=0.5) the topic ARM alone pushed the text
   off-distribution and its MiniLM score fell again at α_topic=1.
 
 {report}
 
-![α sweep front](assets/quality_front.png)
+![α sweep front]({FRONT_PNG.as_posix()})
 """
-    DOCS_PAGE.write_text(page, encoding="utf-8")
+    page_path.write_text(page, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
-"""The quality benchmark runs end to end on the quick assets, and its target checks read the right numbers."""
+"""The quality benchmark runs end to end on the quick assets, its claim checks read the right numbers, and its
+docs template writes the committed page."""
 
+import difflib
 import importlib.util
 import logging
 import math
 import pathlib
+import re
 import sys
 import warnings
 
@@ -32,7 +35,7 @@ def test_median_ratio_pairs_each_repetition(bench):
     assert bench.median_ratio(repetitions, "a", "b") == 5.0  # ratios 5, 3, 8; not median(a) / median(b) = 8
 
 
-def test_args_target_takes_args_best_weight_and_needs_the_speed_ratio(bench):
+def test_args_claim_takes_args_best_weight_and_needs_the_speed_ratio(bench):
     settings = bench.Settings()
     args_runs = {1.0: {"win": 0.55, "seconds": 1.0}, 4.0: {"win": 0.70, "seconds": 1.0}}
     genarm_runs = {2.0: {"win": 0.65, "seconds": 0.2}, 1.0: {"win": 0.90, "seconds": 0.2}}
@@ -83,19 +86,71 @@ def restore_global_settings():
     logging.getLogger("trl").setLevel(trl_level)
 
 
-def test_quick_run_reports_every_section_and_target(bench, quick_assets, capsys, restore_global_settings):
+VERDICTS = (": holds", ": does not hold", ": not measured")
+
+
+def page_skeleton(page: str) -> str:
+    """The page's prose with every number masked.
+
+    Left out: what records the run rather than the template (tables, the command, the machine and its versions,
+    the run's timings, example outputs) and the claims' verdicts.
+    """
+    lines = []
+    for line in page.split("### Example outputs")[0].splitlines():
+        if line.startswith(("|", "python benchmarks/", "- Machine: ", "- Run: ")):
+            continue
+        for verdict in VERDICTS:
+            line = line.split(verdict)[0]
+        lines.append(line)
+    text = re.sub(r"[+-]?\d+(\.\d+)?", "#", " ".join(lines))
+    return re.sub(r"\s+", " ", re.sub(r"#(, #)+", "#", text))
+
+
+# TRL (the `bench` extra) is not a test dependency, so the test run skips DPO: its two sentences that quote DPO's
+# numbers then read as follows, and stand for the committed page's (compared with their numbers masked).
+WITHOUT_DPO = {
+    "This run has no DPO numbers (skipped with --skip-dpo).": "With an ARM of the base's size GenARM's best win rate "
+    "here was #%, DPO's #%.",
+    "**DPO**: skipped with --skip-dpo (": "**DPO**: TRL DPOTrainer, # steps in #s (",
+}
+
+
+def test_quick_run_writes_the_docs_page_from_its_template(
+    bench, quick_assets, capsys, restore_global_settings, tmp_path
+):
+    """The committed page is what `--write-docs` writes, up to the numbers: a template change shows up here."""
     root, _ = quick_assets
-    bench.main(["--quick", "--assets-dir", str(root), "--skip-dpo"])
+    bench.main(["--quick", "--assets-dir", str(root), "--skip-dpo", "--write-docs", "--docs-dir", str(tmp_path)])
     out = capsys.readouterr().out
+    claims_heading = "### The paper's claims, checked in its settings"
     for heading in (
         "### Held-out pair accuracy",
         "### Speed: 8 new tokens per row",
-        "### Targets (the paper's settings)",
+        claims_heading,
         "### Also measured, in other settings than the paper's",
     ):
         assert heading in out
-    targets = out.split("### Targets (the paper's settings)")[1].split("###")[0]
-    lines = [line for line in targets.splitlines() if line.startswith("- ")]
+    claims = out.split(claims_heading)[1].split("###")[0]
+    lines = [line for line in claims.splitlines() if line.startswith("- ")]
     assert len(lines) == 5
-    assert all(any(word in line for word in ("MET", "MISSED", "NOT MEASURED")) for line in lines)
-    assert "ARGS time / GenARM time at 8 tokens per row" in targets
+    assert all(any(verdict in line for verdict in VERDICTS) for line in lines)
+    assert "DPO's win rate, or better: not measured (no DPO run)" in claims
+    assert "ARGS time / GenARM time at 8 tokens per row" in claims
+    assert (tmp_path / "assets" / "quality_front.png").stat().st_size > 0
+    written = (tmp_path / "benchmarks_quality.md").read_text(encoding="utf-8").replace(str(root), "hf_genarm/assets")
+    committed = (BENCH_PATH.parent.parent / "docs" / "benchmarks_quality.md").read_text(encoding="utf-8")
+    for page in (written, committed):
+        assert not re.search(r"\bMET\b|MISSED|the issue", page)
+    written_skeleton = page_skeleton(written)
+    for without, with_dpo in WITHOUT_DPO.items():
+        assert without in written_skeleton
+        written_skeleton = written_skeleton.replace(without, with_dpo)
+    if written_skeleton != page_skeleton(committed):
+        differences = difflib.unified_diff(
+            re.split(r"(?<=[.:;]) ", page_skeleton(committed)),
+            re.split(r"(?<=[.:;]) ", written_skeleton),
+            "docs/benchmarks_quality.md",
+            "bench_quality.py --write-docs",
+            lineterm="",
+        )
+        pytest.fail("The docs page and the benchmark's template differ:\n" + "\n".join(differences))
