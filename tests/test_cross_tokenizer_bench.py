@@ -34,4 +34,4 @@ def test_quick_build_and_benchmark_report_every_target(tmp_path, capsys, tools):
     bench.main(["--cross-arm", str(tmp_path / "arm-sentiment"), "--quick"])
     out = capsys.readouterr().out
     assert "cross-tokenizer (top-16)" in out and "cross / same" in out
-    assert sum(line.startswith(("- met:", "- MISSED:")) for line in out.splitlines()) == 4
+    assert sum(line.startswith(("- holds:", "- does not hold:")) for line in out.splitlines()) == 4
