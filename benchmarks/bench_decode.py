@@ -6,7 +6,7 @@ Compares, with random GPT-2-style models (~30M parameters, float32, CPU by defau
 * GenARM with the processor's KV cache (one incremental reward pass per token),
 * GenARM without a reward-model cache (the reward model re-reads the whole prefix every step),
 * weak-to-strong: a reward model of about a quarter of the base's parameters guiding the base, next to that
-  weak reward model alone (so that base + weak reward model, the physical limit, is printed beside it),
+  weak reward model alone (so that base + weak reward model, the least that guidance can cost, is printed beside it),
 
 and the process memory after 10, 100 and 200 successive ``generate()`` calls with one processor.
 Configurations are interleaved within each repetition and the median is reported, so that the machine's

@@ -968,12 +968,12 @@ def args_line(args_runs, genarm_runs, speed_ratio: float, settings: Settings) ->
     best_args = args_runs[best_weight]
     beating = [beta for beta, value in genarm_runs.items() if value["win"] > best_args["win"]]
     best_beta = max(genarm_runs, key=lambda beta: genarm_runs[beta]["win"])
-    met = bool(beating) and speed_ratio >= 5
+    holds = bool(beating) and speed_ratio >= 5
     short_run = ", ".join(
         f"β={beta:g}: {best_args['seconds'] / value['seconds']:.1f}x" for beta, value in genarm_runs.items()
     )
     every_weight = ", ".join(f"w={weight:g} {100 * value['win']:.1f}%" for weight, value in args_runs.items())
-    return met, (
+    return holds, (
         f"ARGS's best win rate {100 * best_args['win']:.1f}% at w={best_weight:g} ({every_weight}), best GenARM "
         f"{100 * genarm_runs[best_beta]['win']:.1f}% at β={best_beta:g}, GenARM ahead at "
         f"β={', '.join(f'{b:g}' for b in beating) or 'none'}; ARGS time / GenARM time at {settings.speed_tokens} "
@@ -996,15 +996,15 @@ def check_claims(
     shared with DPO, about a quarter of an epoch) and ARGS with quarter-size reward models are reported beside them.
     """
     claims, also = [], []
-    met, evidence = accuracy_line(accuracy_rows[0], accuracy_rows[1])
+    holds, evidence = accuracy_line(accuracy_rows[0], accuracy_rows[1])
     claims.append(
         f"ARM accuracy within 2 points of the classifier, or better (the shipped ARM and a classifier on its "
-        f"backbone, both trained to the end with the same recipe): {verdict(met)} ({evidence})"
+        f"backbone, both trained to the end with the same recipe): {verdict(holds)} ({evidence})"
     )
-    met, evidence = accuracy_line(accuracy_rows[2], accuracy_rows[3])
+    holds, evidence = accuracy_line(accuracy_rows[2], accuracy_rows[3])
     also.append(
         f"ARM accuracy within 2 points of the classifier, base-size backbone after the shared "
-        f"{settings.base_size_budget}-step budget: {verdict(met)} ({evidence})"
+        f"{settings.base_size_budget}-step budget: {verdict(holds)} ({evidence})"
     )
     by_label = {label: value for (label, _), value in summary.items()}
     genarm = {beta: by_label[f"GenARM β={beta:g}"] for beta in settings.betas}
@@ -1025,15 +1025,15 @@ def check_claims(
     def args_runs(classifier_label):
         return {weight: summary[(args_label(settings, weight), classifier_label)] for weight in settings.args_weights}
 
-    met, evidence = args_line(args_runs(BIG_CLASSIFIER_LABEL), equal, speed_ratios["base"], settings)
+    holds, evidence = args_line(args_runs(BIG_CLASSIFIER_LABEL), equal, speed_ratios["base"], settings)
     claims.append(
         f"GenARM beats ARGS-k{settings.args_top_k}'s win rate while >= 5x faster (reward models of the base's size, "
-        f"as in the paper): {verdict(met)} ({evidence})"
+        f"as in the paper): {verdict(holds)} ({evidence})"
     )
-    met, evidence = args_line(args_runs(SMALL_CLASSIFIER_LABEL), genarm, speed_ratios["quarter"], settings)
+    holds, evidence = args_line(args_runs(SMALL_CLASSIFIER_LABEL), genarm, speed_ratios["quarter"], settings)
     also.append(
         f"GenARM beats ARGS-k{settings.args_top_k}'s win rate while >= 5x faster, reward models of a quarter of the "
-        f"base's size: {verdict(met)} ({evidence})"
+        f"base's size: {verdict(holds)} ({evidence})"
     )
     best_equal_beta = max(equal, key=lambda beta: equal[beta]["win"])
     if has_dpo:

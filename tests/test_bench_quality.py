@@ -39,13 +39,42 @@ def test_args_claim_takes_args_best_weight_and_needs_the_speed_ratio(bench):
     settings = bench.Settings()
     args_runs = {1.0: {"win": 0.55, "seconds": 1.0}, 4.0: {"win": 0.70, "seconds": 1.0}}
     genarm_runs = {2.0: {"win": 0.65, "seconds": 0.2}, 1.0: {"win": 0.90, "seconds": 0.2}}
-    met, evidence = bench.args_line(args_runs, genarm_runs, 5.2, settings)
-    assert met and "best win rate 70.0% at w=4 (w=1 55.0%, w=4 70.0%)" in evidence
+    holds, evidence = bench.args_line(args_runs, genarm_runs, 5.2, settings)
+    assert holds and "best win rate 70.0% at w=4 (w=1 55.0%, w=4 70.0%)" in evidence
     assert "GenARM ahead at β=1;" in evidence and "5.20x" in evidence
     assert not bench.args_line(args_runs, genarm_runs, 4.9, settings)[0]
     behind = {beta: {**value, "win": 0.6} for beta, value in genarm_runs.items()}
-    met, evidence = bench.args_line(args_runs, behind, 9.0, settings)
-    assert not met and "ahead at β=none" in evidence
+    holds, evidence = bench.args_line(args_runs, behind, 9.0, settings)
+    assert not holds and "ahead at β=none" in evidence
+
+
+def test_choice_bullets_quote_the_runs_numbers(bench):
+    settings = bench.Settings(betas=(2.0, 1.0), best_of=(4, 16), args_weights=(1.0, 4.0))
+
+    def row(win, mean=0.0, perplexity=50.0):
+        return {"win": win, "mean": mean, "perplexity": perplexity, "seconds": 0.1}
+
+    summary = {("base (sampling)", "-"): row(0.5, perplexity=90.0)}
+    summary[("GenARM β=2", "ARM 0.64M")] = row(0.80, mean=0.6, perplexity=40.0)
+    summary[("GenARM β=1", "ARM 0.64M")] = row(0.95, mean=0.7, perplexity=60.0)
+    summary[("GenARM equal-size β=2", "base-size ARM 2.62M")] = row(0.90, mean=0.8)
+    summary[("GenARM equal-size β=1", "base-size ARM 2.62M")] = row(0.70, mean=0.5)
+    for n, arm_win, classifier_win in ((4, 0.53, 0.64), (16, 0.50, 0.85)):
+        summary[(f"best-of-{n}", "ARM 0.64M")] = row(arm_win)
+        summary[(f"best-of-{n}", bench.SMALL_CLASSIFIER_LABEL)] = row(classifier_win)
+    for label, wins in ((bench.SMALL_CLASSIFIER_LABEL, (0.75, 0.82)), (bench.BIG_CLASSIFIER_LABEL, (0.51, 0.61))):
+        for weight, win in zip(settings.args_weights, wins, strict=True):
+            summary[(bench.args_label(settings, weight), label)] = row(win)
+    summary[("DPO policy (sampling)", "- (fine-tuned base)")] = row(0.79)
+    text = bench.choice_bullets(summary, settings, {"base": 5.51, "quarter": 1.53}, "TRL DPOTrainer, 3 steps in 1s")
+    assert "GenARM won 80-95% of the comparisons (β=2 to 1) and best-of-N reranked by the same ARM 50-53%" in text
+    assert "it won 50.0% against base sampling, best-of-16 by the classifier 85.0%" in text
+    assert "GenARM's best win rate was 90.0% against ARGS's 61.0%" in text and "took 5.5 times" in text
+    assert "a quarter of the base's size, 95.0% against 82.0%, and 1.5 times" in text
+    assert "GenARM's best win rate here was 90.0%, DPO's 79.0%." in text
+    assert "peaked at β=1 with the quarter-size ARM and at β=2 with the base-size one" in text
+    assert "went from 40.0 at β=2 to 60.0 at β=1 (base sampling: 90.0)" in text
+    assert len(text.splitlines()) == 5
 
 
 def brute_force_log_prob(model, prompt, response):
