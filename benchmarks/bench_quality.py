@@ -1157,7 +1157,7 @@ def write_docs(
     minutes = max(5, 5 * math.ceil(total_seconds / 300))
     page = f"""# Quality: GenARM against best-of-N, ARGS and DPO
 
-**What was measured.** On the models that ship with the package (a {base_parameters / 1e6:.1f}M-parameter
+**What was measured.** On the models that ship with the package (a {base_parameters / 1e6:.2g}M-parameter
 fortune-cookie GPT-2 as the base, reward models trained on its own samples ranked by VADER sentiment and by MiniLM
 topic closeness), each method generates for {len(prompts)} held-out prompts and an independent judge (VADER,
 MiniLM) scores the text: GenARM at several strengths β, with a reward model a quarter of the base's size and one
