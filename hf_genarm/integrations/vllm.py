@@ -340,7 +340,8 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
 
     A request leaving the batch (finished, aborted, preempted) frees its cache row; when none is left, the
     buffers are freed. Runs on vLLM's V1 model runner (the runner vLLM-CPU uses): the V2 model runner is refused
-    when the engine starts, and vLLM itself refuses custom logits processors under speculative decoding.
+    when the engine starts, as is an engine that accepts prompt embeddings, and vLLM itself refuses custom logits
+    processors under speculative decoding.
 
     Args:
         vllm_config (`VllmConfig`): The engine configuration; its `additional_config["genarm"]` names the reward
@@ -367,10 +368,19 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
                 "GenARMVLLMLogitsProcessor runs on vLLM's V1 model runner; this engine uses the V2 model runner. "
                 "Start it with the environment variable VLLM_USE_V2_MODEL_RUNNER=0."
             )
+        model_config = vllm_config.model_config
+        if getattr(model_config, "enable_prompt_embeds", False):
+            # vLLM validates a request's sampling parameters before its prompt is rendered, so a guided request
+            # given as embeddings cannot be refused there; refusing the engine setting makes vLLM itself refuse
+            # every embeddings request up front (HTTP 400), instead of one reaching the worker and stopping it.
+            raise ValueError(
+                "GenARMVLLMLogitsProcessor needs each request's prompt token ids for the reward models; this engine "
+                "accepts prompts as embeddings (`enable_prompt_embeds=True` / `--enable-prompt-embeds`). Start it "
+                "without that setting."
+            )
         from transformers import AutoTokenizer
 
         settings = _ServingSettings.from_additional_config(vllm_config.additional_config)
-        model_config = vllm_config.model_config
         tokenizer = AutoTokenizer.from_pretrained(model_config.tokenizer, revision=model_config.tokenizer_revision)
         self.device = torch.device(settings.device) if settings.device else torch.device(device)
         dtype = getattr(torch, settings.dtype) if settings.dtype else model_config.dtype
@@ -419,8 +429,6 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
             weights = request_weights(params.extra_args, self.names) if params is not None else None
             if weights is None:
                 continue
-            if prompt_ids is None:
-                raise ValueError("GenARM guidance needs the prompt's token ids; prompt embeddings are refused.")
             self._requests[index] = _GuidedRequest(prompt_ids, output_ids, weights.to(self.device))
         for source, destination, direction in batch_update.moved:
             moving = self._requests.pop(source, None)

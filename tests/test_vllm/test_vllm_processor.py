@@ -214,3 +214,18 @@ def test_model_runner_v2_is_refused():
     v2_engine = types.SimpleNamespace(use_v2_model_runner=True)
     with pytest.raises(ValueError, match="VLLM_USE_V2_MODEL_RUNNER=0"):
         GenARMVLLMLogitsProcessor(v2_engine, torch.device("cpu"), False)
+
+
+def test_engine_accepting_prompt_embeddings_is_refused_at_start(model_dirs):
+    """With embeddings disabled, vLLM itself refuses an embeddings request with a 400; none reaches the worker."""
+    arguments = EngineArgs(
+        model=model_dirs["base"],
+        dtype="float32",
+        gpu_memory_utilization=0.1,
+        enforce_eager=True,
+        max_model_len=256,
+        enable_prompt_embeds=True,
+        **engine_kwargs([model_dirs["rm_a"]]),
+    )
+    with pytest.raises(ValueError, match="--enable-prompt-embeds"):
+        GenARMVLLMLogitsProcessor(arguments.create_engine_config(), torch.device("cpu"), False)
