@@ -379,39 +379,77 @@ def _upload_view(folder: str, names: list[str], metadata: RewardModelMetadata, r
     return view
 
 
-def upload_reward_model_folder(
-    folder: str,
+def remove_when_done(result: CommitInfo | Future[CommitInfo], folder: str) -> CommitInfo | Future[CommitInfo]:
+    """Delete the temporary `folder` once the upload `result` is over (at once, or when its `Future` is done)."""
+
+    def remove(*_: object) -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    if isinstance(result, Future):
+        result.add_done_callback(remove)
+    else:
+        remove()
+    return result
+
+
+def push_saved_reward_model(
+    folder: str | os.PathLike,
     repo_id: str,
     *,
-    metadata: RewardModelMetadata,
-    is_adapter: bool,
+    revision: str | None = None,
     token: str | bool | None = None,
     private: bool | None = None,
-    revision: str | None = None,
     commit_message: str | None = None,
     commit_description: str | None = None,
     create_pr: bool = False,
     overwrite_model_card: bool = False,
     run_as_future: bool = False,
-    remove_after: str | None = None,
 ) -> CommitInfo | Future[CommitInfo]:
-    """Upload a saved reward-model folder in one commit with `HfApi.upload_folder`.
+    """Upload a reward model already saved in `folder`, without loading it (a 7B model need not be read again).
 
-    The repository (and the `revision` branch) is created if missing. What is uploaded: the folder's top-level
-    files except hidden ones and trainer state, with the generated card rewritten for `repo_id` (a card the user
-    wrote goes up as it is). The only files the commit deletes are model files of an earlier push that this one
-    does not rewrite, so the repository holds one model (earlier revisions keep them); nothing else is touched.
-    A `README.md` on the Hub that hf-genarm did not generate (or that was edited since) is kept unless
-    `overwrite_model_card=True`. `remove_after` names a folder to delete once the upload is over. The commit
-    message defaults to `"Upload GenARM reward model"`.
+    The folder is checked first: a valid `genarm_config.json`, exactly one model (a full checkpoint or a PEFT
+    adapter), safetensors weights only. Its top-level files go up in one commit (hidden files and trainer state
+    such as `training_args.bin` stay behind; checkpoint sub-folders too). The card: a `README.md` the user wrote
+    in the folder goes up as it is; otherwise the generated card is rendered for `repo_id` (the folder itself is
+    not modified). The repository (and the `revision` branch) is created if missing. The only files the commit
+    deletes are model files of an earlier push that this one does not rewrite, so the repository holds one model
+    (earlier revisions keep them); nothing else is touched. `AutoregressiveRewardModel.push_to_hub` ends here too.
+
+    Args:
+        folder (`str` or `os.PathLike`): Folder written by `AutoregressiveRewardModel.save_pretrained` or
+            `ARMTrainer.save_model`.
+        repo_id (`str`): `"namespace/name"` (or `"name"` for your own namespace); created if missing.
+        revision (`str`, *optional*): Branch to commit to (created if missing); defaults to `main`.
+        token (`str` or `bool`, *optional*): Hub token; defaults to the saved login.
+        private (`bool`, *optional*): Visibility of a newly created repository.
+        commit_message (`str`, *optional*): Defaults to `"Upload GenARM reward model"`.
+        commit_description (`str`, *optional*): Longer commit description.
+        create_pr (`bool`, *optional*, defaults to `False`): Open a pull request instead of committing.
+        overwrite_model_card (`bool`, *optional*, defaults to `False`): Replace a `README.md` on the Hub that
+            hf-genarm did not write (or that was edited since).
+        run_as_future (`bool`, *optional*, defaults to `False`): Upload in the background and return a
+            `concurrent.futures.Future`.
+
+    Returns:
+        `huggingface_hub.CommitInfo`, or a `Future` of it when `run_as_future=True`.
+
+    Raises:
+        ValueError: Before any network call, when the folder is not a complete, single, safetensors reward model.
+
+    Examples:
+
+    ```python
+    >>> import tempfile
+    >>> push_saved_reward_model(tempfile.mkdtemp(), "alice/tiny-arm")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: ... has no genarm_config.json, so it was not saved as a reward model; ...
+    ```
     """
+    check_repo_id(repo_id)
+    metadata, is_adapter = check_saved_reward_model(folder)
+    folder = os.fspath(folder)
     view = None
-
-    def clean_up(*_: object) -> None:
-        for path in (view, remove_after):
-            if path is not None:
-                shutil.rmtree(path, ignore_errors=True)
-
     try:
         api = HfApi(token=token)
         repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
@@ -441,13 +479,10 @@ def upload_reward_model_folder(
             run_as_future=run_as_future,
         )
     except BaseException:
-        clean_up()
+        if view is not None:
+            shutil.rmtree(view, ignore_errors=True)
         raise
-    if isinstance(result, Future):
-        result.add_done_callback(clean_up)
-    else:
-        clean_up()
-    return result
+    return remove_when_done(result, view)
 
 
 def check_repo_id(repo_id: Any) -> str:

@@ -9,13 +9,12 @@ write (or that was edited since) is kept unless `overwrite_model_card=True`.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import Future
 from typing import Any
 
 from huggingface_hub import CommitInfo
 
-from ._saved_folder import check_repo_id, check_saved_reward_model, upload_reward_model_folder
+from ._saved_folder import check_repo_id, push_saved_reward_model
 from .modeling import AutoregressiveRewardModel
 
 __all__ = ["push_reward_model", "push_saved_reward_model"]
@@ -61,73 +60,3 @@ def push_reward_model(
             "`AutoregressiveRewardModel(model, beta_r=...)`."
         )
     return model.push_to_hub(repo_id, **kwargs)
-
-
-def push_saved_reward_model(
-    folder: str | os.PathLike,
-    repo_id: str,
-    *,
-    revision: str | None = None,
-    token: str | bool | None = None,
-    private: bool | None = None,
-    commit_message: str | None = None,
-    commit_description: str | None = None,
-    create_pr: bool = False,
-    overwrite_model_card: bool = False,
-    run_as_future: bool = False,
-) -> CommitInfo | Future[CommitInfo]:
-    """Upload a reward model already saved in `folder`, without loading it (a 7B model need not be read again).
-
-    The folder is checked first: a valid `genarm_config.json`, exactly one model (a full checkpoint or a PEFT
-    adapter), safetensors weights only. Its top-level files go up in one commit (hidden files and trainer state
-    such as `training_args.bin` stay behind; checkpoint sub-folders too). The card: a `README.md` the user wrote
-    in the folder goes up as it is; otherwise the generated card is rendered for `repo_id` (the folder itself is
-    not modified).
-
-    Args:
-        folder (`str` or `os.PathLike`): Folder written by `AutoregressiveRewardModel.save_pretrained` or
-            `ARMTrainer.save_model`.
-        repo_id (`str`): `"namespace/name"` (or `"name"` for your own namespace); created if missing.
-        revision (`str`, *optional*): Branch to commit to (created if missing); defaults to `main`.
-        token (`str` or `bool`, *optional*): Hub token; defaults to the saved login.
-        private (`bool`, *optional*): Visibility of a newly created repository.
-        commit_message (`str`, *optional*): Defaults to `"Upload GenARM reward model"`.
-        commit_description (`str`, *optional*): Longer commit description.
-        create_pr (`bool`, *optional*, defaults to `False`): Open a pull request instead of committing.
-        overwrite_model_card (`bool`, *optional*, defaults to `False`): Replace a `README.md` on the Hub that
-            hf-genarm did not write.
-        run_as_future (`bool`, *optional*, defaults to `False`): Upload in the background and return a
-            `concurrent.futures.Future`.
-
-    Returns:
-        `huggingface_hub.CommitInfo`, or a `Future` of it when `run_as_future=True`.
-
-    Raises:
-        ValueError: Before any network call, when the folder is not a complete, single, safetensors reward model.
-
-    Examples:
-
-    ```python
-    >>> import tempfile
-    >>> push_saved_reward_model(tempfile.mkdtemp(), "alice/tiny-arm")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ValueError: ... has no genarm_config.json, so it was not saved as a reward model; ...
-    ```
-    """
-    check_repo_id(repo_id)
-    metadata, is_adapter = check_saved_reward_model(folder)
-    return upload_reward_model_folder(
-        os.fspath(folder),
-        repo_id,
-        metadata=metadata,
-        is_adapter=is_adapter,
-        token=token,
-        private=private,
-        revision=revision,
-        commit_message=commit_message,
-        commit_description=commit_description,
-        create_pr=create_pr,
-        overwrite_model_card=overwrite_model_card,
-        run_as_future=run_as_future,
-    )

@@ -29,7 +29,8 @@ from ._saved_folder import (
     check_one_model,
     check_repo_id,
     checked_tokenizer_fingerprint,
-    upload_reward_model_folder,
+    push_saved_reward_model,
+    remove_when_done,
     write_folder_atomically,
 )
 from ._version import __version__
@@ -487,23 +488,15 @@ class AutoregressiveRewardModel(PreTrainedModel):
         `HfApi.upload_folder`: nothing else in the repository is deleted or touched, and an existing `README.md`
         that hf-genarm did not generate is kept unless `overwrite_model_card=True`. Without network access this
         raises the Hub client's own errors (e.g. `huggingface_hub.errors.OfflineModeIsEnabled` when
-        `HF_HUB_OFFLINE=1`).
+        `HF_HUB_OFFLINE=1`). The saved folder goes up with `hf_genarm.hub.push_saved_reward_model`, whose Hub
+        options this method takes and documents there: `revision`, `token`, `private`, `commit_message`,
+        `commit_description`, `create_pr`, `overwrite_model_card` and `run_as_future`.
 
         Args:
             repo_id (`str`): `"namespace/name"` (or `"name"` for your own namespace); created if missing.
             tokenizer (`PreTrainedTokenizerBase`, *optional*): Uploaded beside the model (refused when it differs
                 from the tokenizer the model records, as in `save_pretrained`).
-            revision (`str`, *optional*): Branch to commit to (created if missing); defaults to `main`.
-            token (`str` or `bool`, *optional*): Hub token; defaults to the saved login.
-            private (`bool`, *optional*): Visibility of a newly created repository.
-            commit_message (`str`, *optional*): Defaults to `"Upload GenARM reward model"`.
-            commit_description (`str`, *optional*): Longer commit description.
-            create_pr (`bool`, *optional*, defaults to `False`): Open a pull request instead of committing.
-            overwrite_model_card (`bool`, *optional*, defaults to `False`): Replace a `README.md` hf-genarm did not
-                write.
             max_shard_size (`int` or `str`, *optional*, defaults to `"5GB"`): Largest safetensors shard.
-            run_as_future (`bool`, *optional*, defaults to `False`): Upload in the background and return a
-                `concurrent.futures.Future`.
 
         Returns:
             `huggingface_hub.CommitInfo` (a `str` holding the commit URL, with `.oid` and `.repo_url`), or a
@@ -513,24 +506,22 @@ class AutoregressiveRewardModel(PreTrainedModel):
         staging = tempfile.mkdtemp(prefix="hf-genarm-push-")
         try:
             self.save_pretrained(staging, tokenizer=tokenizer, max_shard_size=max_shard_size)
+            result = push_saved_reward_model(
+                staging,
+                repo_id,
+                revision=revision,
+                token=token,
+                private=private,
+                commit_message=commit_message,
+                commit_description=commit_description,
+                create_pr=create_pr,
+                overwrite_model_card=overwrite_model_card,
+                run_as_future=run_as_future,
+            )
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        return upload_reward_model_folder(
-            staging,
-            repo_id,
-            metadata=self.metadata,
-            is_adapter=self.is_peft_model,
-            token=token,
-            private=private,
-            revision=revision,
-            commit_message=commit_message,
-            commit_description=commit_description,
-            create_pr=create_pr,
-            overwrite_model_card=overwrite_model_card,
-            run_as_future=run_as_future,
-            remove_after=staging,
-        )
+        return remove_when_done(result, staging)
 
     @classmethod
     def from_pretrained(
