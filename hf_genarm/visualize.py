@@ -383,11 +383,9 @@ def save_token_reward_heatmap_png(
         path (`str` or `os.PathLike`):
             Output file; its folder must exist.
         center (`float`, `"median"` or `"mean"`, *optional*, defaults to `"median"`):
-            Reward drawn white. The median of the scored tokens suits an ARM's rewards, which are all negative,
-            and is not pulled by one outlier (often the EOS token); pass `0.0` for signed values.
+            Reward drawn white, as in `token_reward_heatmap_html`.
         vmax (`float`, *optional*):
-            Distance from `center` drawn at full colour on both sides. By default each side spans the data: the
-            lowest reward is full red and the highest full green.
+            Distance from `center` drawn at full colour, as in `token_reward_heatmap_html`.
         title (`str`, *optional*):
             Title above the tokens, wrapped to the figure's width.
         width (`float`, *optional*, defaults to `8.0`):
