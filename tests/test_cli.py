@@ -683,3 +683,66 @@ def test_a_launch_whose_processes_would_each_train_alone_is_refused(
     assert status == 2 and out == "" and err.count("\n") == 1
     expected = "starts a single process" if "MASTER_ADDR" in environment else "each would train alone"
     assert expected in err and "--use_cpu" in err
+
+
+# ------------------------------------------------------------------------------------------ serve
+@pytest.fixture()
+def serve_folders(tmp_path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "config.json").write_text("{}")
+    for name in ("arm-helpful", "arm-harmless"):
+        (tmp_path / name).mkdir()
+    return tmp_path
+
+
+def test_serve_print_command_names_vllm_server_processor_and_reward_models_without_importing_vllm(
+    capsys, serve_folders, monkeypatch
+):
+    monkeypatch.delitem(sys.modules, "vllm", raising=False)
+    status, out, err = cli(
+        capsys,
+        "serve {base} --reward-model {helpful} --reward-model {harmless} --port 8123 --reward-dtype bfloat16 "
+        "--print-command -- --dtype float32 --enforce-eager",
+        base=serve_folders / "base", helpful=serve_folders / "arm-helpful", harmless=serve_folders / "arm-harmless",
+    )  # fmt: skip
+    assert status == 0, err
+    command = shlex.split(out)
+    assert command[:5] == [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(serve_folders / "base"),
+    ]
+    assert command[command.index("--logits-processors") + 1] == "hf_genarm.integrations.vllm:GenARMVLLMLogitsProcessor"
+    settings = json.loads(command[command.index("--additional-config") + 1])
+    assert settings == {
+        "genarm": {
+            "reward_models": {
+                "arm-helpful": str(serve_folders / "arm-helpful"),
+                "arm-harmless": str(serve_folders / "arm-harmless"),
+            },
+            "dtype": "bfloat16",
+        }
+    }
+    assert command[-5:] == ["--port", "8123", "--dtype", "float32", "--enforce-eager"]
+    assert "vllm" not in sys.modules
+
+
+def test_serve_missing_reward_model_is_a_one_line_usage_error(capsys, serve_folders):
+    status, _, err = cli(
+        capsys, "serve {base} --reward-model {missing} --print-command",
+        base=serve_folders / "base", missing=serve_folders / "no-such-arm",
+    )  # fmt: skip
+    assert status == 2
+    assert_one_line_error(err, "--reward-model: `reward_models['no-such-arm']`: there is no folder at")
+    assert len(err.splitlines()) == 1
+
+
+def test_serve_without_vllm_names_the_extra_to_install(capsys, serve_folders, monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # find_spec reports a module set to None as missing
+    status, _, err = cli(
+        capsys, "serve {base} --reward-model {arm}", base=serve_folders / "base", arm=serve_folders / "arm-helpful"
+    )
+    assert status == 1
+    assert_one_line_error(err, 'pip install "hf-genarm[vllm]"')

@@ -23,10 +23,9 @@ from __future__ import annotations
 import ctypes
 import inspect
 import math
-import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -45,6 +44,7 @@ from ..configuration import validate_alpha, validate_beta
 from ..modeling import AutoregressiveRewardModel
 from ..vocab import check_reward_model_vocabularies
 from ._slot_cache import SlotKVCache, slot_attention_mask
+from ._vllm_settings import ADDITIONAL_CONFIG_KEY, RewardModels, _ServingSettings, additional_config
 
 __all__ = [
     "ADDITIONAL_CONFIG_KEY",
@@ -55,10 +55,8 @@ __all__ = [
     "request_args",
 ]
 
-ADDITIONAL_CONFIG_KEY = "genarm"
 ALPHA_ARGUMENT = "genarm_alpha"
 BETA_ARGUMENT = "genarm_beta"
-PROCESSOR_PATH = "hf_genarm.integrations.vllm:GenARMVLLMLogitsProcessor"
 
 try:  # glibc keeps freed heap pages mapped; trimming hands them back, so memory follows the guided load
     _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
@@ -70,72 +68,8 @@ except (OSError, AttributeError):  # pragma: no cover - not glibc
 _FRAMES_TO_SEARCH = 8
 
 
-# ---------------------------------------------------------------------------------------------- settings
-def _reward_model_table(reward_models: Any) -> dict[str, str]:
-    """Name -> folder or Hub id; a list is named by each folder's last component."""
-    if isinstance(reward_models, (str, os.PathLike)):
-        reward_models = [reward_models]
-    if isinstance(reward_models, Mapping):
-        table = {str(name): os.fspath(path) for name, path in reward_models.items()}
-    elif isinstance(reward_models, (list, tuple)):
-        paths = [os.fspath(path) for path in reward_models]
-        names = [os.path.basename(os.path.normpath(path)) for path in paths]
-        if len(set(names)) != len(names):
-            raise ValueError(
-                f"`reward_models` {paths} end in the same folder name twice; pass a dict {{name: path}} to name them."
-            )
-        table = dict(zip(names, paths))
-    else:
-        raise TypeError(
-            "`reward_models` must be a path, a list of paths or a dict {name: path}, got "
-            f"{type(reward_models).__name__}."
-        )
-    if not table:
-        raise ValueError("`reward_models` is empty; name at least one reward model folder or Hub id.")
-    return table
-
-
-@dataclass(frozen=True)
-class _ServingSettings:
-    """The engine-wide GenARM settings, as stored in `additional_config["genarm"]`."""
-
-    reward_models: dict[str, str]
-    device: str | None = None
-    dtype: str | None = None
-    names: list[str] = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "names", list(self.reward_models))
-
-    @classmethod
-    def from_additional_config(cls, additional_config: Any) -> _ServingSettings:
-        entry = additional_config.get(ADDITIONAL_CONFIG_KEY) if isinstance(additional_config, dict) else None
-        if not isinstance(entry, dict) or "reward_models" not in entry:
-            raise ValueError(
-                f"{GenARMVLLMLogitsProcessor.__name__} needs the engine setting `additional_config="
-                f"{{'{ADDITIONAL_CONFIG_KEY}': {{'reward_models': [...]}}}}` (`--additional-config` on `vllm serve`); "
-                "build it with `hf_genarm.integrations.vllm.engine_kwargs`."
-            )
-        unknown = sorted(set(entry) - {"reward_models", "device", "dtype"})
-        if unknown:
-            raise ValueError(
-                f"Unknown GenARM engine setting(s) {unknown}; the settings are 'reward_models', 'device' and 'dtype'."
-            )
-        return cls(_reward_model_table(entry["reward_models"]), entry.get("device"), entry.get("dtype"))
-
-    def check_paths(self) -> None:
-        """Refuse local-looking reward-model paths that do not exist, before an engine starts."""
-        for name, path in self.reward_models.items():
-            looks_like_hub_id = path.count("/") == 1 and not path.startswith((".", "/", "~"))
-            if not os.path.isdir(path) and not looks_like_hub_id:
-                raise ValueError(
-                    f"`reward_models[{name!r}]`: there is no folder at {path!r}; pass a reward model folder saved by "
-                    "hf-genarm (or a Hub id 'namespace/name')."
-                )
-
-
 def engine_kwargs(
-    reward_models: str | os.PathLike | Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike],
+    reward_models: RewardModels,
     device: str | None = None,
     dtype: str | None = None,
 ) -> dict[str, Any]:
@@ -174,14 +108,10 @@ def engine_kwargs(
     ValueError: `reward_models['reward-model']`: there is no folder at '/no/such/reward-model'; ...
     ```
     """
-    settings = _ServingSettings(_reward_model_table(reward_models), device, dtype)
-    settings.check_paths()
-    entry: dict[str, Any] = {"reward_models": settings.reward_models}
-    if device is not None:
-        entry["device"] = str(device)
-    if dtype is not None:
-        entry["dtype"] = str(dtype)
-    return {"logits_processors": [GenARMVLLMLogitsProcessor], "additional_config": {ADDITIONAL_CONFIG_KEY: entry}}
+    return {
+        "logits_processors": [GenARMVLLMLogitsProcessor],
+        "additional_config": additional_config(reward_models, device, dtype),
+    }
 
 
 def request_args(alpha: float | Sequence[float] | Mapping[str, float], beta: float = 1.0) -> dict[str, Any]:

