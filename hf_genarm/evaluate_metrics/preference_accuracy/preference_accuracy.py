@@ -12,6 +12,8 @@ This file is an `evaluate` metric module. hf-genarm ships it inside the package 
 import datasets
 import evaluate
 
+from hf_genarm.configuration import GENARM_CITATION
+
 _DESCRIPTION = """
 Preference accuracy is the fraction of preference pairs whose chosen response gets a strictly higher reward than
 the rejected one. A tie counts as a miss, as in TRL's `rewards/accuracies`, so a model that gives every response
@@ -33,17 +35,6 @@ Examples:
     {'accuracy': 0.3333333333333333}
 """
 
-_CITATION = """
-@inproceedings{xu2025genarm,
-    title     = {GenARM: Reward Guided Generation with Autoregressive Reward Model for Test-time Alignment},
-    author    = {Yuancheng Xu and Udari Madhushani Sehwag and Alec Koppel and Sicheng Zhu and Bang An and
-                 Furong Huang and Sumitra Ganesh},
-    booktitle = {The Thirteenth International Conference on Learning Representations},
-    year      = {2025},
-    url       = {https://arxiv.org/abs/2410.08193},
-}
-"""
-
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class PreferenceAccuracy(evaluate.Metric):
@@ -52,7 +43,7 @@ class PreferenceAccuracy(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
-            citation=_CITATION,
+            citation=GENARM_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
             features=datasets.Features(
                 {"chosen_rewards": datasets.Value("float64"), "rejected_rewards": datasets.Value("float64")}
