@@ -981,7 +981,21 @@ def _run_train(script_args: TrainScriptArguments, config: Any, trainer_inputs: d
     trainer.save_model(config.output_dir)
     if trainer.is_world_process_zero():
         print(f"saved the reward model to {config.output_dir} (train loss {result.training_loss:.4f})")
+    _leave_process_group()
     return 0
+
+
+def _leave_process_group() -> None:
+    """Close the distributed process group of a `torchrun` / `accelerate launch` run before the rank exits.
+
+    A rank that exits with the group still open can abort at interpreter shutdown ("terminate called without an
+    active exception") while gloo's threads are still running, and the launcher then reports the run as failed.
+    """
+    import torch.distributed
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 def _run_push(args: argparse.Namespace) -> int:
