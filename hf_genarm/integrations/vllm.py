@@ -92,14 +92,13 @@ def engine_kwargs(
         `dict` with `logits_processors` and `additional_config`.
 
     Raises:
-        `ValueError` for an empty list, a local path that does not exist, or two reward models of one name.
+        `ValueError`: the reward models are checked by `additional_config`, which says what it refuses.
 
     Examples:
 
     ```python
     >>> import tempfile
-    >>> folder = tempfile.mkdtemp()
-    >>> kwargs = engine_kwargs({"helpful": folder})
+    >>> kwargs = engine_kwargs({"helpful": (folder := tempfile.mkdtemp())})
     >>> kwargs["additional_config"]["genarm"]["reward_models"] == {"helpful": folder}
     True
     >>> engine_kwargs(["/no/such/reward-model"])  # doctest: +ELLIPSIS
