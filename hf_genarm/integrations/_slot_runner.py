@@ -1,0 +1,132 @@
+"""A reward model decoding many independent requests at once, each in its own slot-cache row.
+
+Engine-side guidance (vLLM) sees requests join, advance and leave at every step, each at its own length. The
+runner keeps one `SlotKVCache` row per request and the row's latest next-token log-probabilities, and advances any
+subset of rows in one batched forward with per-row positions and an explicit 4-D mask. Nothing here imports an
+engine: the vLLM processor drives it, and `benchmarks/bench_vllm.py` times it alone.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+from .._reward_stream import _innermost_transformers_model
+from ..modeling import AutoregressiveRewardModel
+from ._grouped_attention import GROUPED_DECODE_ATTENTION
+from ._slot_cache import SlotKVCache, slot_attention_mask
+
+
+def load_served_reward_model(path: str, dtype: torch.dtype, device: torch.device) -> AutoregressiveRewardModel:
+    """A reward model as each worker runs it: in eval mode, its `sdpa` attention reading grouped KV heads as cached.
+
+    The grouped attention is the same computation as `sdpa` without its per-step copy of the cache (see
+    `_grouped_attention`); the processor owns the models it loads, so switching their attention affects nothing else.
+    """
+    model = AutoregressiveRewardModel.from_pretrained(path, dtype=dtype).to(device).eval()
+    inner = _innermost_transformers_model(model)
+    if inner.config._attn_implementation == "sdpa":
+        inner.set_attn_implementation(GROUPED_DECODE_ATTENTION)
+    return model
+
+
+class SlotRewardModelRunner:
+    """One reward model, its per-request KV rows and each row's latest next-token log-probabilities.
+
+    Rows are the caller's to assign (the vLLM processor keeps its live requests in rows `0 .. n-1`). `reserve`
+    makes room, `step` feeds tokens to some rows at their own columns and returns their next-token log-probs,
+    `move_row` relocates a request, `release` frees everything.
+
+    Args:
+        model (`torch.nn.Module`): A transformers causal LM, or an `AutoregressiveRewardModel` / PEFT model around
+            one, with full attention in every layer.
+        vocab_size (`int`): Columns of the returned log-probabilities (the shared tokenizer's size; padded rows of
+            the output head are dropped before the softmax).
+
+    Raises:
+        ValueError: If the model has sliding-window or linear-attention layers.
+
+    Examples:
+
+    ```python
+    >>> import torch
+    >>> from hf_genarm.integrations._slot_runner import SlotRewardModelRunner
+    >>> from hf_genarm.testing import make_tiny_causal_lm
+    >>> runner = SlotRewardModelRunner(make_tiny_causal_lm("llama"), vocab_size=400)
+    >>> prompts = torch.tensor([[5, 6, 7], [8, 9, 0]])  # two requests of 3 and 2 tokens, right-padded
+    >>> runner.reserve(rows=2, length=3)
+    >>> start = runner.step(torch.arange(2), prompts, torch.zeros(2, dtype=torch.long), 3, torch.tensor([2, 1]))
+    >>> runner.reserve(rows=2, length=4)  # then one new token each, at columns 3 and 2
+    >>> runner.step(None, torch.tensor([[11], [12]]), torch.tensor([3, 2]), 4, torch.zeros(2, dtype=torch.long)).shape
+    torch.Size([2, 400])
+    ```
+    """
+
+    def __init__(self, model: torch.nn.Module, vocab_size: int) -> None:
+        self.model = model
+        self.vocab_size = vocab_size
+        inner = _innermost_transformers_model(model)
+        layer_types = set(getattr(inner.config, "layer_types", None) or ["full_attention"])
+        if layer_types != {"full_attention"}:
+            raise ValueError(
+                f"Reward model {inner.config.name_or_path!r} has {sorted(layer_types)} layers; the vLLM integration "
+                "runs reward models with full attention only (sliding-window or linear-attention layers are refused)."
+            )
+        parameter = next(model.parameters())
+        self.device, self.dtype = parameter.device, parameter.dtype
+        self._cache_argument = "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
+        self.cache = SlotKVCache()
+        self.log_probs = torch.empty(0, vocab_size, device=self.device)
+
+    def reserve(self, rows: int, length: int) -> None:
+        """Make room for `rows` rows of `length` cached tokens (existing rows and log-probs are kept)."""
+        self.cache.reserve(rows, length)
+        if self.log_probs.shape[0] < self.cache.row_capacity:
+            grown = self.log_probs.new_zeros(self.cache.row_capacity, self.vocab_size)
+            grown[: self.log_probs.shape[0]] = self.log_probs
+            self.log_probs = grown
+
+    def step(
+        self,
+        rows: torch.LongTensor | None,
+        input_ids: torch.LongTensor,
+        start_positions: torch.LongTensor,
+        kv_length: int,
+        last_columns: torch.LongTensor,
+    ) -> torch.Tensor:
+        """Feed `input_ids` to some rows, each from its own column; return float32 next-token log-probs.
+
+        Args:
+            rows (`torch.LongTensor`, *optional*): Cache row of each batch row; `None` for rows `0 .. batch-1`.
+            input_ids (`torch.LongTensor`): `(batch, new_tokens)` tokens; a row shorter than the batch is
+                right-padded, its padding written past its own tokens and overwritten later.
+            start_positions (`torch.LongTensor`): Column (and position) of each row's first new token.
+            kv_length (`int`): Columns attended to, at least `max(start_positions) + new_tokens`.
+            last_columns (`torch.LongTensor`): Index in `input_ids` of each row's last real token.
+
+        Returns:
+            `torch.Tensor`: `(batch, vocab_size)` float32 log-probabilities of the token after each row's last one.
+        """
+        new_tokens = input_ids.shape[1]
+        positions = start_positions.unsqueeze(-1) + torch.arange(new_tokens, device=self.device)
+        self.cache.plan(rows, positions, kv_length)
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=slot_attention_mask(start_positions, new_tokens, kv_length, self.dtype),
+            position_ids=positions,
+            use_cache=True,
+            **{self._cache_argument: self.cache},
+        )
+        logits = outputs.logits[torch.arange(input_ids.shape[0], device=self.device), last_columns]
+        return torch.log_softmax(logits[:, : self.vocab_size].float(), dim=-1)
+
+    def move_row(self, source: int, destination: int) -> None:
+        """Copy row `source` (cache and log-probs) over row `destination`."""
+        self.cache.move_row(source, destination)
+        self.log_probs[destination] = self.log_probs[source]
+
+    def release(self) -> None:
+        """Free the cache buffers and log-probs; the next `reserve` allocates afresh."""
+        self.cache.release()
+        self.log_probs = self.log_probs.new_zeros(0, self.vocab_size)
