@@ -159,3 +159,28 @@ def test_runner_refuses_sliding_window_reward_models():
     )
     with pytest.raises(ValueError, match="full attention only"):
         SlotRewardModelRunner(Qwen2ForCausalLM(config), VOCAB)
+
+
+def test_runner_refuses_a_model_that_fails_on_per_row_positions():
+    from transformers import BloomConfig, BloomForCausalLM
+
+    alibi_model = BloomForCausalLM(BloomConfig(vocab_size=VOCAB, hidden_size=64, n_layer=2, n_head=4)).eval()
+    with pytest.raises(ValueError, match=r"\(BloomForCausalLM\) cannot decode requests at their own positions"):
+        SlotRewardModelRunner(alibi_model, VOCAB)
+
+
+def test_runner_refuses_a_model_that_silently_ignores_per_row_positions():
+    from transformers import LlamaForCausalLM
+
+    class PositionsFromTheCache(LlamaForCausalLM):
+        """Takes positions from the cache length, as some models do: every row at the longest row's position."""
+
+        def forward(self, *args, position_ids=None, **kwargs):
+            return super().forward(*args, **kwargs)
+
+    model = make_tiny_causal_lm("llama", hidden_size=64, num_heads=4, seed=5)
+    ignoring = PositionsFromTheCache(model.config).eval()
+    ignoring.load_state_dict(model.state_dict())
+    with pytest.raises(ValueError, match="differently from its full forward passes"):
+        SlotRewardModelRunner(ignoring, VOCAB)
+    assert SlotRewardModelRunner(model, VOCAB).cache.row_capacity == 0  # the check's buffers are freed

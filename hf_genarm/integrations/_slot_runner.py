@@ -26,7 +26,8 @@ def load_served_reward_model(path: str, dtype: torch.dtype, device: torch.device
     """
     model = AutoregressiveRewardModel.from_pretrained(path, dtype=dtype).to(device).eval()
     inner = _innermost_transformers_model(model)
-    if inner.config._attn_implementation == "sdpa":
+    # Models whose attention layers do not dispatch through transformers' attention interface keep their own.
+    if inner.config._attn_implementation == "sdpa" and type(inner).is_backend_compatible():
         inner.set_attn_implementation(GROUPED_DECODE_ATTENTION)
     return model
 
@@ -45,7 +46,9 @@ class SlotRewardModelRunner:
             the output head are dropped before the softmax).
 
     Raises:
-        ValueError: If the model has sliding-window or linear-attention layers.
+        ValueError: If the model has sliding-window or linear-attention layers, or if it cannot decode rows at
+            their own positions: on construction the runner decodes two rows of different lengths through its cache
+            and compares them with full forwards, so a model that fails or disagrees is refused before any request.
 
     Examples:
 
@@ -78,6 +81,55 @@ class SlotRewardModelRunner:
         self._cache_argument = "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
         self.cache = SlotKVCache()
         self.log_probs = torch.empty(0, vocab_size, device=self.device)
+        self._check_against_full_forwards(inner)
+
+    @torch.inference_mode()
+    def _check_against_full_forwards(self, inner: torch.nn.Module) -> None:
+        """Refuse a model whose per-row cached decoding fails or differs from its full forward passes.
+
+        Two rows of 4 and 7 tokens are started together (right-padded) and then decode one token each; their
+        next-token distributions must match full forwards without a cache to a total-variation distance of 1e-4
+        (0.05 for 16-bit models). A model that builds its own masks or positions from the cache length (ALiBi
+        models such as BLOOM) fails here instead of on a request.
+        """
+        sequences = [[(7 * row + 3 * index) % (self.vocab_size - 1) + 1 for index in range(8)] for row in range(2)]
+        lengths = torch.tensor([4, 7], device=self.device)
+        input_ids = torch.zeros(2, 7, dtype=torch.long, device=self.device)
+        for row, length in enumerate(lengths.tolist()):
+            input_ids[row, :length] = torch.tensor(sequences[row][:length])
+        label = f"Reward model {inner.config.name_or_path!r} ({type(inner).__name__})"
+        try:
+            self.reserve(2, 8)
+            rows = torch.arange(2, device=self.device)
+            started = self.step(rows, input_ids, torch.zeros_like(lengths), 7, lengths - 1)
+            new_tokens = torch.tensor([[sequences[row][length]] for row, length in enumerate(lengths.tolist())])
+            decoded = self.step(None, new_tokens.to(self.device), lengths, 8, torch.zeros_like(lengths))
+            expected = [
+                self._full_forward_log_probs(ids)
+                for row, length in enumerate(lengths.tolist())
+                for ids in (sequences[row][:length], sequences[row][: length + 1])
+            ]
+        except Exception as error:  # any failure of the model on this input means it cannot be served this way
+            raise ValueError(
+                f"{label} cannot decode requests at their own positions through a per-request cache (a forward with "
+                f"per-row position ids and a 4-D attention mask failed: {type(error).__name__}: {error}); serve it "
+                "with the generate() path (GenARMLogitsProcessor) instead."
+            ) from error
+        finally:
+            self.release()
+        actual = [started[0], decoded[0], started[1], decoded[1]]
+        tolerance = 1e-4 if torch.finfo(self.dtype).bits > 16 else 5e-2
+        distance = max(0.5 * (have.exp() - want.exp()).abs().sum().item() for have, want in zip(actual, expected))
+        if distance > tolerance:
+            raise ValueError(
+                f"{label} decodes requests at their own positions differently from its full forward passes (total "
+                f"variation {distance:.2g} > {tolerance:g}): it does not take per-row position ids and a 4-D attention "
+                "mask as given. Serve it with the generate() path (GenARMLogitsProcessor) instead."
+            )
+
+    def _full_forward_log_probs(self, ids: list[int]) -> torch.Tensor:
+        logits = self.model(input_ids=torch.tensor([ids], device=self.device)).logits[0, -1, : self.vocab_size]
+        return torch.log_softmax(logits.float(), dim=-1)
 
     def reserve(self, rows: int, length: int) -> None:
         """Make room for `rows` rows of `length` cached tokens (existing rows and log-probs are kept)."""
