@@ -637,7 +637,7 @@ def _generation_config(args: argparse.Namespace) -> Any:
 
 
 def _check_generate(args: argparse.Namespace) -> None:
-    from .configuration import validate_alpha, validate_beta
+    from .configuration import guidance_weights, validate_alpha, validate_beta
 
     _check_model_source(args.base, "--base")
     for path in args.reward_model:
@@ -645,12 +645,13 @@ def _check_generate(args: argparse.Namespace) -> None:
     if args.alpha is not None and not args.reward_model:
         raise UsageError("--alpha needs at least one --reward-model")
     alpha = [1.0] if args.alpha is None else args.alpha
+    with _as_usage_error("--beta"):
+        beta = validate_beta(args.beta, name="--beta")
     if args.reward_model:
         with _as_usage_error("--alpha"):
-            validate_alpha(alpha[0] if len(alpha) == 1 else alpha, len(args.reward_model), name="--alpha")
+            weights = validate_alpha(alpha[0] if len(alpha) == 1 else alpha, len(args.reward_model), name="--alpha")
+            guidance_weights(weights, beta, "--alpha", "--beta")
     args.alpha = alpha
-    with _as_usage_error("--beta"):
-        validate_beta(args.beta, name="--beta")
     args.generation_config = _generation_config(args)
     prompts = list(args.prompts)
     if args.prompts_file is not None:
@@ -1013,10 +1014,14 @@ def _serve_command(args: argparse.Namespace) -> list[str]:
 
     _check_model_source(args.base, "BASE")
     server_args = [*(["--host", args.host] if args.host else []), *(["--port", str(args.port)] if args.port else [])]
-    with _as_usage_error("--reward-model"):
+    try:
         return server_command(
             args.base, args.reward_model, args.reward_device, args.reward_dtype, [*server_args, *args.vllm_args]
         )
+    except ValueError as error:
+        setting = str(error).split(":", 1)[0]
+        option = {"`dtype`": "--reward-dtype", "`device`": "--reward-device"}.get(setting, "--reward-model")
+        raise UsageError(f"{option}: {_one_line(error)}") from None
 
 
 def _run_serve(args: argparse.Namespace, command: list[str]) -> int:

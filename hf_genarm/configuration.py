@@ -22,7 +22,9 @@ __all__ = [
     "GENARM_CITATION",
     "GENARM_CONFIG_NAME",
     "GENARM_FORMAT_VERSION",
+    "MAX_GUIDANCE_WEIGHT",
     "RewardModelMetadata",
+    "guidance_weights",
     "refuse_remote_code",
     "validate_alpha",
     "validate_beta",
@@ -35,6 +37,9 @@ logger = logging.get_logger(__name__)
 GENARM_CONFIG_NAME = "genarm_config.json"
 DEFAULT_BETA_R = 0.1
 GENARM_FORMAT_VERSION = 1
+# The largest |alpha / beta| accepted: it multiplies float32 log-probabilities (down to about -1e3), so the scores stay
+# finite; GenARM's weights are usually between 0.1 and 10.
+MAX_GUIDANCE_WEIGHT = 1e6
 # The paper, as BibTeX: cited by generated model cards and by the `preference_accuracy` metric.
 GENARM_CITATION = """@inproceedings{xu2025genarm,
     title     = {GenARM: Reward Guided Generation with Autoregressive Reward Model for Test-time Alignment},
@@ -153,6 +158,48 @@ def validate_alpha(alpha: Any, num_models: int, name: str = "alpha") -> torch.Te
         )
     if not torch.isfinite(weights).all():
         raise ValueError(f"`{name}` must be finite, got {weights.tolist()}.")
+    return weights
+
+
+def guidance_weights(
+    alpha: torch.Tensor, beta: float, alpha_name: str = "alpha", beta_name: str = "beta"
+) -> torch.Tensor:
+    """The reward models' weights `alpha / beta`, refused where they would overflow the guided scores.
+
+    `alpha` and `beta` can each be finite while `alpha / beta` is not (`beta=1e-40`), or is so large that
+    `alpha / beta * log_prob` overflows float32 to infinity and the next-token distribution to NaN.
+
+    Args:
+        alpha (`torch.Tensor`): Checked weights, as `validate_alpha` returns them.
+        beta (`float`): Checked KL strength, as `validate_beta` returns it.
+        alpha_name (`str`, *optional*, defaults to `"alpha"`): How the caller spells `alpha` in errors.
+        beta_name (`str`, *optional*, defaults to `"beta"`): How the caller spells `beta` in errors.
+
+    Returns:
+        `torch.Tensor`: `alpha / beta`, float32, the shape of `alpha`.
+
+    Raises:
+        ValueError: If any `|alpha / beta|` exceeds `MAX_GUIDANCE_WEIGHT` (1e6) or is not finite.
+
+    Examples:
+
+    ```python
+    >>> guidance_weights(validate_alpha([1.0, 0.5], 2), validate_beta(0.5))
+    tensor([[2., 1.]])
+    >>> guidance_weights(validate_alpha(1.0, 1), validate_beta(1e-40))
+    Traceback (most recent call last):
+    ...
+    ValueError: `alpha` / `beta` reaches inf; ...
+    ```
+    """
+    weights = alpha.float() / beta
+    largest = weights.abs().max().item() if weights.numel() else 0.0
+    if not largest <= MAX_GUIDANCE_WEIGHT:  # also catches inf and NaN
+        raise ValueError(
+            f"`{alpha_name}` / `{beta_name}` reaches {largest:g}; reward-model weights beyond {MAX_GUIDANCE_WEIGHT:g} "
+            "in size overflow the float32 guided scores to infinity and the next-token distribution to NaN. "
+            f"GenARM's weights `{alpha_name}` / `{beta_name}` are usually between 0.1 and 10."
+        )
     return weights
 
 

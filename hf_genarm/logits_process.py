@@ -12,7 +12,7 @@ from transformers.utils import logging
 
 from ._prompt_padding import check_left_padded, check_mask_matches_prompt, mask_of_unmasked_prompt
 from ._reward_stream import RewardModelStream, _innermost_transformers_model
-from .configuration import validate_alpha, validate_beta
+from .configuration import guidance_weights, validate_alpha, validate_beta
 from .vocab import check_reward_model_vocabularies, model_vocab_size
 
 __all__ = ["GenARMLogitsProcessor"]
@@ -147,6 +147,7 @@ class GenARMLogitsProcessor(LogitsProcessor):
         models = self._validate_reward_models(reward_models)
         self.beta = validate_beta(beta)
         self.alpha = validate_alpha(alpha, len(models))
+        guidance_weights(self.alpha, self.beta)
         self.prompt_attention_mask = self._validate_attention_mask(attention_mask)
         self.pad_token_id = self._resolve_pad_token_id(pad_token_id, tokenizer)
         # Only a BOS equal to the pad token lets a pad id open a row's text; unknown without the tokenizer.
@@ -330,7 +331,7 @@ class GenARMLogitsProcessor(LogitsProcessor):
                     "row per prompt of this generate() call."
                 )
         prompt_mask = self._prompt_mask(input_ids)
-        weights = self.alpha / self.beta
+        weights = guidance_weights(self.alpha, self.beta)
         self._row_weights = (
             weights.expand(rows, -1) if weights.shape[0] == 1 else weights.repeat_interleave(self._rows_per_prompt, 0)
         )

@@ -743,6 +743,34 @@ def test_serve_missing_reward_model_is_a_one_line_usage_error(capsys, serve_fold
     assert len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ("--reward-dtype float33", "--reward-dtype: `dtype`: 'float33' is not a torch floating-point dtype"),
+        ("--reward-dtype int8", "--reward-dtype: `dtype`: 'int8' is not a torch floating-point dtype"),
+        ("--reward-device nonsense", "--reward-device: `device`: 'nonsense' is not a torch device"),
+    ],
+    ids=["unknown-dtype", "integer-dtype", "unknown-device"],
+)
+def test_serve_refuses_unknown_reward_dtype_and_device(capsys, serve_folders, options, expected):
+    status, _, err = cli(
+        capsys, "serve {base} --reward-model {arm} " + options + " --print-command",
+        base=serve_folders / "base", arm=serve_folders / "arm-helpful",
+    )  # fmt: skip
+    assert status == 2
+    assert_one_line_error(err, expected)
+
+
+def test_serve_reward_model_path_under_an_existing_folder_is_not_taken_for_a_hub_id(capsys, serve_folders, monkeypatch):
+    monkeypatch.chdir(serve_folders.parent)  # "<folder>/arm-helpfull": one slash, like a Hub id
+    status, _, err = cli(
+        capsys, "serve {base} --reward-model {typo} --print-command",
+        base=serve_folders / "base", typo=f"{serve_folders.name}/arm-helpfull",
+    )  # fmt: skip
+    assert status == 2, "a mistyped relative folder must not pass as the Hub id 'namespace/name'"
+    assert_one_line_error(err, "is a local folder, so it is not read as a Hub id")
+
+
 def test_serve_without_vllm_names_the_extra_to_install(capsys, serve_folders, monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # find_spec reports a module set to None as missing
     status, _, err = cli(

@@ -72,15 +72,33 @@ class _ServingSettings:
             )
         return cls(_reward_model_table(entry["reward_models"]), entry.get("device"), entry.get("dtype"))
 
-    def check_paths(self) -> None:
-        """Refuse local-looking reward-model paths that do not exist, before an engine starts."""
+    def check(self) -> None:
+        """Refuse, before an engine starts, local-looking paths that do not exist and an unknown device or dtype."""
         for name, path in self.reward_models.items():
+            namespace = path.split("/", 1)[0]
             looks_like_hub_id = path.count("/") == 1 and not path.startswith((".", "/", "~"))
-            if not os.path.isdir(path) and not looks_like_hub_id:
+            if not os.path.isdir(path) and (not looks_like_hub_id or os.path.isdir(namespace)):
+                hint = f" ({namespace!r} is a local folder, so it is not read as a Hub id)" if looks_like_hub_id else ""
                 raise ValueError(
-                    f"`reward_models[{name!r}]`: there is no folder at {path!r}; pass a reward model folder saved by "
-                    "hf-genarm (or a Hub id 'namespace/name')."
+                    f"`reward_models[{name!r}]`: there is no folder at {path!r}{hint}; pass a reward model folder "
+                    "saved by hf-genarm (or a Hub id 'namespace/name')."
                 )
+        if self.device is None and self.dtype is None:
+            return
+        import torch  # only here: `hf-genarm serve` stays light when neither is set
+
+        if self.dtype is not None and not (
+            isinstance(getattr(torch, self.dtype, None), torch.dtype) and getattr(torch, self.dtype).is_floating_point
+        ):
+            raise ValueError(
+                f"`dtype`: {self.dtype!r} is not a torch floating-point dtype; pass e.g. 'float32' or 'bfloat16'."
+            )
+        if self.device is not None:
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError) as error:
+                message = f"`device`: {self.device!r} is not a torch device ({error}); pass e.g. 'cuda:1'."
+                raise ValueError(message) from None
 
 
 def additional_config(reward_models: RewardModels, device: str | None = None, dtype: str | None = None) -> dict:
@@ -95,7 +113,9 @@ def additional_config(reward_models: RewardModels, device: str | None = None, dt
         `dict`: `{"genarm": {"reward_models": {name: path}, ...}}`.
 
     Raises:
-        `ValueError` for an empty list, a local path that does not exist, or two reward models of one name.
+        `ValueError` for an empty list, a local path that does not exist (a path with one `/` whose first part is a
+        local folder counts as local, not as a Hub id), two reward models of one name, or a `device` / `dtype`
+        torch does not know.
 
     Examples:
 
@@ -108,7 +128,7 @@ def additional_config(reward_models: RewardModels, device: str | None = None, dt
     ```
     """
     settings = _ServingSettings(_reward_model_table(reward_models), device, dtype)
-    settings.check_paths()
+    settings.check()
     entry: dict[str, Any] = {"reward_models": settings.reward_models}
     if device is not None:
         entry["device"] = str(device)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers.utils import logging
 
 try:
     from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
@@ -39,7 +40,7 @@ except ImportError as error:  # pragma: no cover - exercised only where vLLM is 
     ) from error
 
 from .._reward_stream import _innermost_transformers_model, position_limit
-from ..configuration import validate_alpha, validate_beta
+from ..configuration import guidance_weights, validate_alpha, validate_beta
 from ..vocab import check_reward_model_vocabularies
 from ._slot_runner import SlotRewardModelRunner, load_served_reward_model
 from ._vllm_settings import ADDITIONAL_CONFIG_KEY, RewardModels, _ServingSettings, additional_config
@@ -52,6 +53,8 @@ __all__ = [
     "engine_kwargs",
     "request_args",
 ]
+
+logger = logging.get_logger(__name__)
 
 ALPHA_ARGUMENT = "genarm_alpha"
 BETA_ARGUMENT = "genarm_beta"
@@ -157,25 +160,62 @@ def request_weights(extra_args: Mapping[str, Any] | None, names: Sequence[str]) 
                     f"it serves {list(names)}."
                 )
             alpha = [alpha.get(name, 0.0) for name in names]
-        weights = validate_alpha(alpha, len(names), name=ALPHA_ARGUMENT)[0]
+        if isinstance(alpha, torch.Tensor):  # one request has one weight per reward model, never per-row weights
+            raise TypeError(f"`{ALPHA_ARGUMENT}` must be a float, a list of floats or a dict; got a tensor.")
+        weights = validate_alpha(alpha, len(names), name=ALPHA_ARGUMENT)
     except TypeError as error:  # vLLM answers ValueError with HTTP 400; a bad type is the client's error too
         raise ValueError(str(error)) from error
     if not weights.any():
         return None
-    return weights / beta
+    return guidance_weights(weights, beta, ALPHA_ARGUMENT, BETA_ARGUMENT)[0]
 
 
-def _served_reward_model_names() -> list[str] | None:
-    """Names of the reward models of the engine that is validating a request (None when it cannot be found)."""
+@dataclass
+class _RequestUnderValidation:
+    """What `validate_params` can learn of the request vLLM is validating, from vLLM's own frames."""
+
+    names: list[str]
+    prompt_token_ids: list[int] | None
+    tokenizer_size: int | None
+
+
+def _request_under_validation() -> _RequestUnderValidation | None:
+    """The engine's reward-model names, and the request's prompt ids and tokenizer size where vLLM holds them.
+
+    vLLM hands `validate_params` only the sampling parameters. Its InputProcessor, which holds the engine's
+    configuration and tokenizer, validates them a couple of frames up, inside `process_inputs`, whose `prompt` is the
+    rendered request (token ids included) when the caller rendered it first, as vLLM's server and `LLM` do.
+    """
     frame = sys._getframe(1)
+    engine_processor, names = None, None
     for _ in range(_FRAMES_TO_SEARCH):
         if frame is None:
             break
-        additional_config = getattr(getattr(frame.f_locals.get("self"), "vllm_config", None), "additional_config", None)
-        if isinstance(additional_config, dict) and ADDITIONAL_CONFIG_KEY in additional_config:
-            return _ServingSettings.from_additional_config(additional_config).names
+        owner = frame.f_locals.get("self")
+        if names is None:
+            additional_config = getattr(getattr(owner, "vllm_config", None), "additional_config", None)
+            if isinstance(additional_config, dict) and ADDITIONAL_CONFIG_KEY in additional_config:
+                engine_processor, names = owner, _ServingSettings.from_additional_config(additional_config).names
+        elif owner is engine_processor and isinstance(frame.f_locals.get("prompt"), Mapping):
+            prompt_token_ids = frame.f_locals["prompt"].get("prompt_token_ids")
+            tokenizer = getattr(engine_processor, "tokenizer", None)
+            return _RequestUnderValidation(
+                names,
+                list(prompt_token_ids) if prompt_token_ids is not None else None,
+                len(tokenizer) if tokenizer is not None else None,
+            )
         frame = frame.f_back
-    return None
+    return None if names is None else _RequestUnderValidation(names, None, None)
+
+
+def _refuse_ids_outside_the_tokenizer(token_ids: Sequence[int], tokenizer_size: int) -> None:
+    outside = [token_id for token_id in token_ids if token_id >= tokenizer_size]
+    if outside:
+        raise ValueError(
+            f"The prompt holds token id {outside[0]}, outside the tokenizer's {tokenizer_size} tokens (a padding row "
+            "of the served model's vocabulary): the reward models cannot read it. Guide prompts made of the "
+            f"tokenizer's tokens, or send this request without `{ALPHA_ARGUMENT}`."
+        )
 
 
 # ------------------------------------------------------------------------------------------- worker side
@@ -282,13 +322,15 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
         extra_args = sampling_params.extra_args
         if not extra_args or (ALPHA_ARGUMENT not in extra_args and BETA_ARGUMENT not in extra_args):
             return
-        names = _served_reward_model_names()
-        if names is None:
+        request = _request_under_validation()
+        if request is None:
             raise ValueError(
                 "hf-genarm could not find the engine's GenARM settings while validating `genarm_alpha`; this vLLM "
                 "version calls logits-processor validation in a way hf-genarm does not know."
             )
-        request_weights(extra_args, names)
+        weights = request_weights(extra_args, request.names)
+        if weights is not None and request.prompt_token_ids is not None and request.tokenizer_size is not None:
+            _refuse_ids_outside_the_tokenizer(request.prompt_token_ids, request.tokenizer_size)
 
     def is_argmax_invariant(self) -> bool:
         """GenARM changes which token is most likely, so greedy decoding must see it."""
@@ -304,6 +346,16 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
             self._forget(self._requests.pop(index, None))
             weights = request_weights(params.extra_args, self.names) if params is not None else None
             if weights is None:
+                continue
+            if prompt_ids is not None and prompt_ids and max(prompt_ids) >= self.vocab_size:
+                # Refused in validate_params where vLLM shows the prompt there; a request that got past it is served
+                # unguided rather than stopping the engine (the reward models' embeddings have no such row).
+                logger.warning(
+                    "A guided request's prompt holds token id %d, outside the tokenizer's %d tokens; the request is "
+                    "served without guidance.",
+                    max(prompt_ids),
+                    self.vocab_size,
+                )
                 continue
             self._requests[index] = _GuidedRequest(prompt_ids, output_ids, weights.to(self.device))
         for source, destination, direction in batch_update.moved:

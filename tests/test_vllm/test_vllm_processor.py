@@ -23,7 +23,7 @@ from vllm.engine.arg_utils import EngineArgs
 from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality
 
 from hf_genarm import AutoregressiveRewardModel, GenARMLogitsProcessor
-from hf_genarm.integrations.vllm import GenARMVLLMLogitsProcessor, engine_kwargs, request_args
+from hf_genarm.integrations.vllm import GenARMVLLMLogitsProcessor, engine_kwargs, request_args, request_weights
 
 VOCAB = 400
 
@@ -140,6 +140,37 @@ def test_a_step_without_new_tokens_keeps_the_scores(processor, reference_models,
     expected = _reference_scores(reward_models, tokenizer, prompt, [], [1.0, 1.0], 0.5, base_logits[0])
     torch.testing.assert_close(second[0], expected, rtol=1e-6, atol=1e-5)
     batch.update(processor, removed=[0])
+
+
+def test_a_guided_prompt_outside_the_tokenizer_that_reaches_the_worker_is_served_unguided(
+    processor, reference_models, make_prompts, caplog
+):
+    """vLLM refuses such prompts at validation where it shows them; the worker must still never stop on one."""
+    reward_models, tokenizer = reference_models
+    generator = torch.Generator().manual_seed(3)
+    batch = _Batch()
+    with caplog.at_level("WARNING"):
+        batch.update(processor, added=[(0, [5, VOCAB + 3, 7], [1.0, 1.0], 0.5)])
+    batch.slots[0] = ([5, VOCAB + 3, 7], [], None, 0.5)  # expected: untouched, as an unguided row
+    batch.update(processor, added=[(1, make_prompts(1, seed=33)[0], [1.0, 0.0], 0.5)])
+    assert f"token id {VOCAB + 3}, outside the tokenizer's {VOCAB} tokens" in caplog.text
+    _check_step(processor, batch, reward_models, tokenizer, generator)
+    batch.update(processor, removed=[0, 1])
+
+
+def test_request_weights_overflowing_the_scores_are_refused():
+    names = ["rm_a", "rm_b"]
+    for extra_args in (
+        request_args([1e38, 1e38], beta=1.0),
+        request_args([-1e38, 1.0], beta=1.0),
+        request_args([1.0, 1.0], beta=1e-40),
+        request_args([2e6, 0.0], beta=1.0),
+    ):
+        with pytest.raises(ValueError, match="`genarm_alpha` / `genarm_beta` reaches"):
+            request_weights(extra_args, names)
+    assert request_weights(request_args([1e3, -1e3], beta=0.01), names).tolist() == [1e5, -1e5]
+    with pytest.raises(ValueError, match="got a tensor"):
+        request_weights({"genarm_alpha": torch.ones(2, 2)}, names)
 
 
 def test_many_requests_through_random_batch_changes_and_buffers_freed(processor, reference_models, make_prompts):
