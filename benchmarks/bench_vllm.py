@@ -12,7 +12,8 @@ base's size and one of about a quarter of it. Columns, on the same prompts and t
   (groups of 32 in submission order, ``max_new_tokens`` the group's largest).
 
 Workloads: uniform (1, 8 and 32 concurrent requests of 128 new tokens) and mixed (64 requests whose lengths run
-from 16 to 256 new tokens, submitted together). Then the engine's resident memory over 1,000 guided requests.
+from 16 to 256 new tokens, submitted together). Then the engine's resident memory over 1,000 guided requests,
+in blocks of 128 alternating with as many unguided ones: vLLM's own growth on plain requests is the control.
 Each cell is one timed run after a warm-up (vLLM engines take about a minute to start on CPU).
 
 Usage::
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import os
 import tempfile
 import time
@@ -190,7 +192,7 @@ def main() -> None:
     options = {"dtype": "float32", "gpu_memory_utilization": 0.1, "enforce_eager": True, "max_model_len": 512}
     seconds: dict[tuple[str, str], float] = {}
     generated: dict[tuple[str, str], list[list[int]]] = {}
-    memory: list[tuple[int, float]] = []
+    memory: list[tuple[int, float, float]] = []  # (guided requests so far, MiB after a guided block, after a plain one)
     # vLLM's CPU worker keeps its threads bound to the cores while it lives, so the columns that run in this
     # process (reward-model passes, generate()) are timed after each engine has shut down.
     for size in REWARD_MODEL_SIZES:
@@ -204,8 +206,11 @@ def main() -> None:
         if size == REWARD_MODEL_SIZES[-1]:
             short = [(ids, 8) for ids, _ in runs["mixed x64"]] * 2
             for done in range(0, args.memory_requests, len(short)):
-                run_vllm(llm, short[: args.memory_requests - done], alpha=1.0)
-                memory.append((min(done + len(short), args.memory_requests), engine_resident_mib()))
+                block = short[: args.memory_requests - done]
+                run_vllm(llm, block, alpha=1.0)
+                after_guided = engine_resident_mib()
+                run_vllm(llm, block, alpha=None)
+                memory.append((done + len(block), after_guided, engine_resident_mib()))
         llm.llm_engine.engine_core.shutdown()
         del llm
         gc.collect()
@@ -243,11 +248,17 @@ def main() -> None:
             limit = seconds[(name, "vLLM base")] + seconds[(name, f"RM passes {size}")]
             speedup = seconds[(name, f"generate() {size}")] / guided
             print(f"| {name} | {size} | {guided / limit:.2f} | {speedup:.2f} |")
-    print("\nEngine resident memory (engine core + worker) after successive guided requests:\n")
-    print("| requests | MiB |")
-    print("|---|---|")
-    for done, mib in memory:
-        print(f"| {done} | {mib:.0f} |")
+    print("\nEngine resident memory (engine core + worker), MiB, guided and plain blocks alternating:\n")
+    print("| guided requests | after the guided block | after the plain block |")
+    print("|---|---|---|")
+    for done, after_guided, after_plain in memory:
+        print(f"| {done} | {after_guided:.0f} | {after_plain:.0f} |")
+    guided_growth = sum(after_guided - before for (_, _, before), (_, after_guided, _) in itertools.pairwise(memory))
+    plain_growth = sum(after_plain - after_guided for _, after_guided, after_plain in memory[1:])
+    print(
+        f"\nGrowth after the first block: {guided_growth:+.0f} MiB over guided blocks, {plain_growth:+.0f} MiB over "
+        "plain blocks (vLLM alone)."
+    )
 
 
 if __name__ == "__main__":
