@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import itertools
 import os
 import tempfile
 import time
@@ -253,12 +252,11 @@ def main() -> None:
     print("|---|---|---|")
     for done, after_guided, after_plain in memory:
         print(f"| {done} | {after_guided:.0f} | {after_plain:.0f} |")
-    guided_growth = sum(after_guided - before for (_, _, before), (_, after_guided, _) in itertools.pairwise(memory))
-    plain_growth = sum(after_plain - after_guided for _, after_guided, after_plain in memory[1:])
-    print(
-        f"\nGrowth after the first block: {guided_growth:+.0f} MiB over guided blocks, {plain_growth:+.0f} MiB over "
-        "plain blocks (vLLM alone)."
-    )
+    for column, readings in (("guided", [row[1] for row in memory]), ("plain", [row[2] for row in memory])):
+        print(
+            f"After the {column} blocks: {min(readings):.0f} to {max(readings):.0f} MiB "
+            f"(first {readings[0]:.0f}, last {readings[-1]:.0f}, change {readings[-1] - readings[0]:+.0f})."
+        )
 
 
 if __name__ == "__main__":

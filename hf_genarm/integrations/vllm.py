@@ -347,7 +347,7 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
             weights = request_weights(params.extra_args, self.names) if params is not None else None
             if weights is None:
                 continue
-            if prompt_ids is not None and prompt_ids and max(prompt_ids) >= self.vocab_size:
+            if prompt_ids and max(prompt_ids) >= self.vocab_size:
                 # Refused in validate_params where vLLM shows the prompt there; a request that got past it is served
                 # unguided rather than stopping the engine (the reward models' embeddings have no such row).
                 logger.warning(
