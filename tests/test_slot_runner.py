@@ -184,3 +184,15 @@ def test_runner_refuses_a_model_that_silently_ignores_per_row_positions():
     with pytest.raises(ValueError, match="differently from its full forward passes"):
         SlotRewardModelRunner(ignoring, VOCAB)
     assert SlotRewardModelRunner(model, VOCAB).cache.row_capacity == 0  # the check's buffers are freed
+
+
+def test_starting_rows_run_the_output_head_only_at_their_last_tokens():
+    model = make_tiny_causal_lm("llama", hidden_size=64, num_heads=4, seed=6)
+    book = RowBook(SlotRewardModelRunner(model, VOCAB))
+    head_positions = []
+    model.lm_head.register_forward_hook(lambda module, inputs, output: head_positions.append(inputs[0].shape[1]))
+    with torch.inference_mode():
+        book.join([5, 9, 9, 2])
+        book.decode()
+    assert head_positions == [3, 1]  # the distinct last columns 4, 8 and 1; then one new token per row
+    book.assert_matches(model)

