@@ -151,6 +151,7 @@ def request_weights(extra_args: Mapping[str, Any] | None, names: Sequence[str]) 
     alpha = extra_args[ALPHA_ARGUMENT]
     try:
         beta = validate_beta(extra_args.get(BETA_ARGUMENT, 1.0), name=BETA_ARGUMENT)
+        accepted = "a float, a list of floats (one per reward model) or a dict of floats by reward-model name"
         if isinstance(alpha, Mapping):
             unknown = sorted(set(map(str, alpha)) - set(names))
             if unknown:
@@ -158,9 +159,13 @@ def request_weights(extra_args: Mapping[str, Any] | None, names: Sequence[str]) 
                     f"`{ALPHA_ARGUMENT}` names reward model(s) {unknown} that this engine does not serve; "
                     f"it serves {list(names)}."
                 )
+            for name, value in alpha.items():
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise TypeError(f"`{ALPHA_ARGUMENT}[{name!r}]` must be a float, got {type(value).__name__}.")
             alpha = [alpha.get(name, 0.0) for name in names]
-        if isinstance(alpha, torch.Tensor):  # one request has one weight per reward model, never per-row weights
-            raise TypeError(f"`{ALPHA_ARGUMENT}` must be a float, a list of floats or a dict; got a tensor.")
+        elif isinstance(alpha, bool) or not isinstance(alpha, (int, float, list, tuple)):
+            # One request has one weight per reward model: no per-row tensors here, unlike GenARMLogitsProcessor.
+            raise TypeError(f"`{ALPHA_ARGUMENT}` must be {accepted}; got {type(alpha).__name__}.")
         weights = validate_alpha(alpha, len(names), name=ALPHA_ARGUMENT)
     except TypeError as error:  # vLLM answers ValueError with HTTP 400; a bad type is the client's error too
         raise ValueError(str(error)) from error

@@ -169,8 +169,12 @@ def test_request_weights_overflowing_the_scores_are_refused():
         with pytest.raises(ValueError, match="`genarm_alpha` / `genarm_beta` reaches"):
             request_weights(extra_args, names)
     assert request_weights(request_args([1e3, -1e3], beta=0.01), names).tolist() == [1e5, -1e5]
-    with pytest.raises(ValueError, match="got a tensor"):
+    with pytest.raises(ValueError, match="a dict of floats by reward-model name; got Tensor"):
         request_weights({"genarm_alpha": torch.ones(2, 2)}, names)
+    with pytest.raises(ValueError, match="a dict of floats by reward-model name; got bool"):
+        request_weights({"genarm_alpha": True}, names)
+    with pytest.raises(ValueError, match=r"`genarm_alpha\['rm_a'\]` must be a float, got bool"):
+        request_weights({"genarm_alpha": {"rm_a": True}}, names)
 
 
 def test_many_requests_through_random_batch_changes_and_buffers_freed(processor, reference_models, make_prompts):
