@@ -28,12 +28,16 @@ HEAD_SCALE = 20.0
 ENGINE_OPTIONS = {"dtype": "float32", "gpu_memory_utilization": 0.1, "enforce_eager": True, "seed": 0}
 
 
-def make_model(seed: int, head_scale: float, num_layers: int = 2):
+def make_model(seed: int, head_scale: float, num_layers: int = 2, vocab_size: int = 400):
+    """A tiny Llama; output rows beyond the tokenizer's 400 (`vocab_size > 400`) are zero, as untrained padding."""
     from hf_genarm.testing import make_tiny_causal_lm
 
-    model = make_tiny_causal_lm("llama", hidden_size=HIDDEN_SIZE, num_heads=NUM_HEADS, num_layers=num_layers, seed=seed)
+    model = make_tiny_causal_lm(
+        "llama", vocab_size=vocab_size, hidden_size=HIDDEN_SIZE, num_heads=NUM_HEADS, num_layers=num_layers, seed=seed
+    )
     with torch.no_grad():
         model.lm_head.weight.mul_(head_scale)
+        model.lm_head.weight[400:] = 0
     return model.eval()
 
 

@@ -9,7 +9,6 @@ serving. Guided decoding on the padded base equals the `generate()` path.
 from __future__ import annotations
 
 import pytest
-import torch
 
 pytest.importorskip("vllm", reason="vLLM is not installed; .ci/vllm runs these tests in its own environment")
 
@@ -18,7 +17,7 @@ from vllm.exceptions import VLLMValidationError
 
 from hf_genarm.integrations.vllm import engine_kwargs, request_args
 
-from .conftest import HEAD_SCALE, HIDDEN_SIZE, NUM_HEADS, Reference
+from .conftest import HEAD_SCALE, Reference, make_model
 
 TOKENIZER_SIZE = 400
 MODEL_ROWS = 416
@@ -27,16 +26,10 @@ BETA = 0.5
 
 @pytest.fixture(scope="module")
 def padded_dirs(model_dirs, tmp_path_factory):
-    from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
+    from hf_genarm.testing import make_tiny_tokenizer
 
-    base = make_tiny_causal_lm(
-        "llama", vocab_size=MODEL_ROWS, hidden_size=HIDDEN_SIZE, num_heads=NUM_HEADS, num_layers=2, seed=7
-    )
-    with torch.no_grad():
-        base.lm_head.weight.mul_(HEAD_SCALE)
-        base.lm_head.weight[TOKENIZER_SIZE:] = 0  # untrained padding rows: never the best token
     folder = tmp_path_factory.mktemp("padded-base")
-    base.save_pretrained(folder)
+    make_model(seed=7, head_scale=HEAD_SCALE, vocab_size=MODEL_ROWS).save_pretrained(folder)
     make_tiny_tokenizer().save_pretrained(folder)
     return {"base": str(folder), "rm_a": model_dirs["rm_a"]}
 
