@@ -22,6 +22,7 @@ Usage::
     python benchmarks/bench_vllm.py                     # the docs' table
     python benchmarks/bench_vllm.py --quick             # small models, short requests: a smoke run
     python benchmarks/bench_vllm.py --generate-attention grouped  # generate() as transformers 5.20+ decodes
+    python benchmarks/bench_vllm.py --only memory       # the memory check alone
 """
 
 from __future__ import annotations
@@ -76,6 +77,26 @@ def workloads(quick: bool) -> dict[str, list[tuple[list[int], int]]]:
 
 def engine_resident_mib() -> float:
     return sum(child.memory_info().rss for child in psutil.Process().children(recursive=True)) / 2**20
+
+
+def measure_memory(llm, requests, total: int, settle_seconds: float = 2.0) -> list[tuple[int, float, float]]:
+    """Resident memory after alternating blocks of guided and plain requests, `total` guided ones in all.
+
+    When its last guided request leaves, the processor frees its buffers and trims the heap (glibc's `malloc_trim`);
+    each plain block therefore ends with one guided token, so both kinds of block are read on a trimmed heap, and
+    the plain blocks show vLLM's own growth. Readings wait `settle_seconds` for the engine to finish its step.
+    """
+    readings = []
+    for done in range(0, total, len(requests)):
+        block = requests[: total - done]
+        run_vllm(llm, block, alpha=1.0)
+        time.sleep(settle_seconds)
+        after_guided = engine_resident_mib()
+        run_vllm(llm, block, alpha=None)
+        run_vllm(llm, [(block[0][0], 1)], alpha=1.0)
+        time.sleep(settle_seconds)
+        readings.append((done + len(block), after_guided, engine_resident_mib()))
+    return readings
 
 
 def keep_best(seconds: dict, key: tuple[str, str], elapsed: float) -> None:
@@ -178,6 +199,12 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, default=2, help="timed runs per cell, interleaved across columns; the best is kept"
     )
+    parser.add_argument(
+        "--only",
+        choices=("all", "timing", "memory"),
+        default="all",
+        help="run the timing tables, the memory check, or both",
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -185,9 +212,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from vllm import LLM
 
-    from hf_genarm import AutoregressiveRewardModel
     from hf_genarm.integrations._grouped_attention import GROUPED_DECODE_ATTENTION
-    from hf_genarm.integrations._slot_runner import load_served_reward_model
     from hf_genarm.integrations.vllm import engine_kwargs
 
     root = tempfile.mkdtemp(prefix="bench-vllm-")
@@ -203,30 +228,37 @@ def main() -> None:
     memory: list[tuple[int, float, float]] = []  # (guided requests so far, MiB after a guided block, after a plain one)
     # vLLM's CPU worker keeps its threads bound to the cores while it lives, so the columns that run in this
     # process (reward-model passes, generate()) are timed after each engine has shut down.
-    for size in REWARD_MODEL_SIZES:
+    for size in REWARD_MODEL_SIZES if args.only != "memory" else REWARD_MODEL_SIZES[-1:]:
         llm = LLM(model=dirs["base"], **engine_kwargs({size: dirs[size]}), **options)
         run_vllm(llm, runs["uniform x8"], alpha=1.0)  # warm-up
-        for name, requests in runs.items():
+        for name, requests in runs.items() if args.only != "memory" else ():
             for _ in range(args.repeats):  # interleaved, so that a busy moment hits every column alike
                 if size == REWARD_MODEL_SIZES[0]:
                     keep_best(seconds, (name, "vLLM base"), run_vllm(llm, requests, alpha=None)[0])
                 elapsed, generated[(name, size)] = run_vllm(llm, requests, alpha=1.0)
                 keep_best(seconds, (name, f"vLLM+GenARM {size}"), elapsed)
             print(name, {key[1]: round(value, 2) for key, value in seconds.items() if key[0] == name}, flush=True)
-        if size == REWARD_MODEL_SIZES[-1]:
-            short = [(ids, 8) for ids, _ in runs["mixed x64"]] * 2
-            for done in range(0, args.memory_requests, len(short)):
-                block = short[: args.memory_requests - done]
-                run_vllm(llm, block, alpha=1.0)
-                after_guided = engine_resident_mib()
-                run_vllm(llm, block, alpha=None)
-                memory.append((done + len(block), after_guided, engine_resident_mib()))
+        if size == REWARD_MODEL_SIZES[-1] and args.only != "timing":
+            memory = measure_memory(llm, [(ids, 8) for ids, _ in runs["mixed x64"]] * 2, args.memory_requests)
         llm.llm_engine.engine_core.shutdown()
         del llm
         gc.collect()
     # The same compute as vLLM's worker: its automatic binding gives it all cores but one (reserved for the engine's
     # front end), one on the 2-core development machine (its log: "OpenMP thread binding info ... core ids=[0]").
     torch.set_num_threads(args.threads)
+    if args.only != "memory":
+        timing_columns(args, dirs, runs, base, tokenizer, seconds, generated)
+        print_timing_tables(runs, seconds, args.repeats)
+    if args.only != "timing":
+        print_memory_table(memory)
+
+
+def timing_columns(args, dirs, runs, base, tokenizer, seconds, generated) -> None:
+    """The columns that run in this process: the reward models' own passes and the generate() path."""
+    from hf_genarm import AutoregressiveRewardModel
+    from hf_genarm.integrations._grouped_attention import GROUPED_DECODE_ATTENTION
+    from hf_genarm.integrations._slot_runner import load_served_reward_model
+
     for size in REWARD_MODEL_SIZES:
         reward_model = AutoregressiveRewardModel.from_pretrained(dirs[size]).eval()
         if args.generate_attention == "grouped":
@@ -242,9 +274,11 @@ def main() -> None:
     print("machine:", os.cpu_count(), "CPUs; torch threads here:", torch.get_num_threads(), end="; ")
     print("generate() attention:", args.generate_attention)
 
+
+def print_timing_tables(runs, seconds, repeats: int) -> None:
     columns = ["vLLM base"] + [f"{kind} {size}" for size in REWARD_MODEL_SIZES for kind in ("vLLM+GenARM", "RM passes")]
     columns += [f"generate() {size}" for size in REWARD_MODEL_SIZES]
-    print(f"\nSeconds per workload (the best of {args.repeats} interleaved runs after a warm-up):\n")
+    print(f"\nSeconds per workload (the best of {repeats} interleaved runs after a warm-up):\n")
     print("| workload | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
     for name in runs:
@@ -258,6 +292,9 @@ def main() -> None:
             limit = seconds[(name, "vLLM base")] + seconds[(name, f"RM passes {size}")]
             speedup = seconds[(name, f"generate() {size}")] / guided
             print(f"| {name} | {size} | {guided / limit:.2f} | {speedup:.2f} |")
+
+
+def print_memory_table(memory) -> None:
     print("\nEngine resident memory (engine core + worker), MiB, guided and plain blocks alternating:\n")
     print("| guided requests | after the guided block | after the plain block |")
     print("|---|---|---|")
