@@ -28,15 +28,16 @@ from hf_genarm.integrations.vllm import GenARMVLLMLogitsProcessor, engine_kwargs
 VOCAB = 400
 
 
-def _config(model_dirs, reward_models, **settings):
-    kwargs = engine_kwargs(reward_models, **settings)
+def _config(model_dirs, reward_models, engine_arguments=None, **settings):
+    """The engine configuration vLLM would hand the processor; `engine_arguments` adds vLLM engine settings."""
     arguments = EngineArgs(
         model=model_dirs["base"],
         dtype="float32",
         gpu_memory_utilization=0.1,
         enforce_eager=True,
         max_model_len=256,
-        **kwargs,
+        **(engine_arguments or {}),
+        **engine_kwargs(reward_models, **settings),
     )
     return arguments.create_engine_config()
 
@@ -265,17 +266,9 @@ def test_model_runner_v2_is_refused():
 
 def test_engine_accepting_prompt_embeddings_is_refused_at_start(model_dirs):
     """With embeddings disabled, vLLM itself refuses an embeddings request with a 400; none reaches the worker."""
-    arguments = EngineArgs(
-        model=model_dirs["base"],
-        dtype="float32",
-        gpu_memory_utilization=0.1,
-        enforce_eager=True,
-        max_model_len=256,
-        enable_prompt_embeds=True,
-        **engine_kwargs([model_dirs["rm_a"]]),
-    )
+    config = _config(model_dirs, [model_dirs["rm_a"]], engine_arguments={"enable_prompt_embeds": True})
     with pytest.raises(ValueError, match="--enable-prompt-embeds"):
-        GenARMVLLMLogitsProcessor(arguments.create_engine_config(), torch.device("cpu"), False)
+        GenARMVLLMLogitsProcessor(config, torch.device("cpu"), False)
 
 
 def test_processor_memory_is_flat_over_a_thousand_guided_requests(processor):
