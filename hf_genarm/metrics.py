@@ -12,6 +12,9 @@ import os
 from typing import Any
 
 import numpy as np
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 __all__ = ["PREFERENCE_ACCURACY_PATH", "compute_preference_metrics", "load_preference_accuracy"]
 
@@ -59,7 +62,9 @@ def compute_preference_metrics(eval_prediction: Any) -> dict[str, float]:
         eval_prediction (`transformers.EvalPrediction`): Predictions of shape `(num_pairs, 2)`.
 
     Returns:
-        `dict`: `{"preference_accuracy": float}` (the trainer prefixes it, e.g. `eval_preference_accuracy`).
+        `dict`: `{"preference_accuracy": float}` (the trainer prefixes it, e.g. `eval_preference_accuracy`). NaN,
+        with a warning, when a reward is NaN: a pair without a winner is neither a hit nor a miss, and an evaluation
+        in the middle of training reports it rather than stopping the run.
 
     Examples:
 
@@ -79,5 +84,12 @@ def compute_preference_metrics(eval_prediction: Any) -> dict[str, float]:
         raise ValueError(
             f"Expected predictions of shape (num_pairs, 2) holding [chosen, rejected] rewards, got {rewards.shape}."
         )
+    unscored = int(np.isnan(rewards).any(-1).sum())
+    if unscored:
+        logger.warning(
+            f"{unscored} of {len(rewards)} evaluation pairs have a NaN reward (the reward model has likely diverged); "
+            "preference accuracy is reported as NaN."
+        )
+        return {"preference_accuracy": float("nan")}
     result = _shared_preference_accuracy().compute(chosen_rewards=rewards[:, 0], rejected_rewards=rewards[:, 1])
     return {"preference_accuracy": float(result["accuracy"])}

@@ -9,6 +9,8 @@ This file is an `evaluate` metric module. hf-genarm ships it inside the package 
     {'accuracy': 1.0}
 """
 
+import math
+
 import datasets
 import evaluate
 
@@ -24,6 +26,10 @@ _KWARGS_DESCRIPTION = """
 Args:
     chosen_rewards (`list[float]`): Reward of the chosen (preferred) response of each pair.
     rejected_rewards (`list[float]`): Reward of the rejected response of each pair.
+
+Raises:
+    ValueError: when a reward is missing (`None`) or NaN, naming the argument and the pair's index: such a pair
+        has no winner, and counting it as a miss would lower the accuracy without a word.
 
 Returns:
     accuracy (`float`): Fraction of pairs with `chosen_reward > rejected_reward`, in [0, 1].
@@ -54,5 +60,13 @@ class PreferenceAccuracy(evaluate.Metric):
     def _compute(self, chosen_rewards: list[float], rejected_rewards: list[float]) -> dict[str, float]:
         if not chosen_rewards:
             raise ValueError("Preference accuracy needs at least one pair; got empty reward lists.")
+        for name, rewards in (("chosen_rewards", chosen_rewards), ("rejected_rewards", rejected_rewards)):
+            for index, reward in enumerate(rewards):
+                # Both compare as "not greater", so either would count as a silent miss (or a TypeError).
+                if reward is None or math.isnan(reward):
+                    raise ValueError(
+                        f"`{name}[{index}]` is {reward!r}: pair {index} has no winner. Drop the pair, or fix what "
+                        "produced the reward (a reward model that returns NaN has diverged or read an empty response)."
+                    )
         wins = sum(chosen > rejected for chosen, rejected in zip(chosen_rewards, rejected_rewards))
         return {"accuracy": wins / len(chosen_rewards)}
