@@ -17,7 +17,7 @@ import inspect
 
 import torch
 from transformers import DynamicCache
-from transformers.cache_utils import LinearAttentionCacheLayerMixin
+from transformers.cache_utils import CacheLayerMixin, LinearAttentionCacheLayerMixin
 from transformers.utils import logging
 
 from ._growing_cache import growing_dynamic_cache
@@ -121,9 +121,12 @@ class RewardModelStream(ModelCaller):
         self.own_prompt_mask = prompt_mask
         # A model made only of state-space / linear-attention layers takes a mask of the fed tokens only
         # (transformers drops it after prefill); every other model takes the mask of the whole row so far.
+        # A hybrid layer (FalconH1, Zamba2) is a linear-attention layer that also holds attention keys and
+        # values (a `CacheLayerMixin`): its attention needs the whole row's mask, or it attends to padding.
         layers = DynamicCache(config=self._config).layers
         self._mask_of_fed_tokens_only = bool(layers) and all(
-            isinstance(layer, LinearAttentionCacheLayerMixin) for layer in layers
+            isinstance(layer, LinearAttentionCacheLayerMixin) and not isinstance(layer, CacheLayerMixin)
+            for layer in layers
         )
         self._windowed_cache = any(hasattr(layer, "activate_past_recording") for layer in layers)
         self._state_on_modules = False
