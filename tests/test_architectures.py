@@ -122,6 +122,36 @@ REWARD_MODEL_CONFIGS = {
             "shared_expert_intermediate_size": 32,
         },
     ),
+    # hybrid layers: a state-space mixer and attention side by side in every layer
+    "falcon-h1": (
+        "FalconH1Config",
+        {
+            **ATTENTION,
+            "mamba_d_ssm": 32,
+            "mamba_n_heads": 4,
+            "mamba_d_head": 8,
+            "mamba_n_groups": 1,
+            "mamba_d_state": 8,
+            "mamba_chunk_size": 16,
+            "mamba_expand": 1,
+        },
+    ),
+    # state-space layers and hybrid layers (a state-space layer followed by a shared attention block)
+    "zamba2": (
+        "Zamba2Config",
+        {
+            **ATTENTION,
+            "num_key_value_heads": 4,
+            "layers_block_type": ["mamba", "hybrid"],
+            "mamba_d_state": 8,
+            "mamba_expand": 2,
+            "n_mamba_heads": 8,
+            "mamba_ngroups": 1,
+            "chunk_size": 16,
+            "num_mem_blocks": 1,
+            "adapter_rank": 4,
+        },
+    ),
     # recurrent blocks whose state lives on the modules, and local attention
     "recurrent-gemma": (
         "RecurrentGemmaConfig",
@@ -212,3 +242,36 @@ def test_reward_model_architecture_equals_brute_force(architecture, mode, base, 
         generate(base, inputs, recorder, **decoding)
         assert len(recorder.calls) == NEW_TOKENS
     assert_every_step_matches(recorder, [reward_model], torch.tensor([[weight]]), inputs["attention_mask"])
+
+
+def each_row_alone_log_probs(model, input_ids, prompt_mask):
+    """Next-token log-probs of each row run alone, without its padding, in a full forward: float32, CPU."""
+    rows = []
+    for row, row_prompt_mask in zip(input_ids, prompt_mask.bool()):
+        keep = torch.cat([row_prompt_mask, row_prompt_mask.new_ones(row.shape[0] - row_prompt_mask.shape[0])])
+        with torch.no_grad():
+            logits = model(input_ids=row[keep][None], use_cache=False).logits[0, -1]
+        rows.append(torch.log_softmax(logits.float(), dim=-1))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("architecture", ["falcon-h1", "zamba2", "jamba", "bamba"])
+def test_hybrid_reward_model_on_a_left_padded_batch_equals_each_row_run_alone(architecture, base, tokenizer):
+    # A hybrid layer holds a state-space state and attention keys side by side; at each decoding step its
+    # attention needs the mask of the whole row, or the padded row's new token attends to the padding.
+    reward_model = make_reward_model(architecture)
+    inputs = tokenizer(PROMPTS[:2], return_tensors="pt", padding=True)
+    assert not inputs["attention_mask"].all(), "the batch must hold left padding"
+    weight = 1.0
+    processor = GenARMLogitsProcessor(
+        reward_model, alpha=weight, attention_mask=inputs["attention_mask"], tokenizer=tokenizer
+    )
+    recorder = Recorder(processor)
+    generate(base, inputs, recorder, do_sample=False)
+    assert len(recorder.calls) == NEW_TOKENS
+    for input_ids, scores, output in recorder.calls:
+        expected = torch.log_softmax(scores.float(), dim=-1)
+        expected += weight * each_row_alone_log_probs(reward_model, input_ids, inputs["attention_mask"])
+        finite = torch.isfinite(expected)
+        assert torch.equal(finite, torch.isfinite(output))
+        torch.testing.assert_close(output[finite], expected[finite], atol=1e-5, rtol=0)
