@@ -24,6 +24,8 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from .training_setup import LORA_DEFAULTS, check_distributed_launch, leave_process_group, lora_config
+
 __all__ = ["TrainScriptArguments", "build_parser", "main"]
 
 PROG = "hf-genarm"
@@ -39,8 +41,9 @@ _DTYPES = ("auto", "float32", "float16", "bfloat16")
 _DATA_FILE_TYPES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".csv")
 _SAVED_DATASET_FILES = ("dataset_dict.json", "state.json")
 _MODEL_FILES = ("config.json", "adapter_config.json")
-# LoRA settings when `--lora` is given without them: TRL's `ModelConfig` defaults.
-_LORA_DEFAULTS = {"lora_r": 16, "lora_alpha": 32.0, "lora_dropout": 0.05}
+_TRAIN_SAVE_DEFAULTS = {"save_strategy": "steps", "save_steps": 0.1, "save_total_limit": 2}
+# CLI option -> `training_setup.lora_config` argument.
+_LORA_OPTIONS = {"lora_r": "r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout"}
 
 
 class UsageError(Exception):
@@ -135,15 +138,15 @@ class TrainScriptArguments:
     )
     lora: bool = dataclasses.field(default=False, metadata={"help": "Train a LoRA adapter instead of the full model."})
     lora_r: int | None = dataclasses.field(
-        default=None, metadata={"help": f"LoRA rank ({_LORA_DEFAULTS['lora_r']} when omitted; needs --lora)."}
+        default=None, metadata={"help": f"LoRA rank ({LORA_DEFAULTS['r']} when omitted; needs --lora)."}
     )
     lora_alpha: float | None = dataclasses.field(
         default=None,
-        metadata={"help": f"LoRA scaling alpha ({_LORA_DEFAULTS['lora_alpha']:g} when omitted; needs --lora)."},
+        metadata={"help": f"LoRA scaling alpha ({LORA_DEFAULTS['lora_alpha']:g} when omitted; needs --lora)."},
     )
     lora_dropout: float | None = dataclasses.field(
         default=None,
-        metadata={"help": f"LoRA dropout ({_LORA_DEFAULTS['lora_dropout']:g} when omitted; needs --lora)."},
+        metadata={"help": f"LoRA dropout ({LORA_DEFAULTS['lora_dropout']:g} when omitted; needs --lora)."},
     )
     lora_target_modules: list[str] | None = dataclasses.field(
         default=None,
@@ -159,25 +162,15 @@ class TrainScriptArguments:
         Raises:
             UsageError: when a LoRA option is given without `--lora`.
         """
-        given = {name: getattr(self, name) for name in (*_LORA_DEFAULTS, "lora_target_modules")}
+        given = {name: getattr(self, name) for name in (*_LORA_OPTIONS, "lora_target_modules")}
         if not self.lora:
             options = [f"--{name}" for name, value in given.items() if value is not None]
             if options:
                 raise UsageError(f"{', '.join(options)} only applies with --lora; add --lora or drop it")
             return None
-        from peft import LoraConfig
-
-        settings = {name: default if given[name] is None else given[name] for name, default in _LORA_DEFAULTS.items()}
-        try:
-            return LoraConfig(
-                task_type="CAUSAL_LM",
-                r=settings["lora_r"],
-                lora_alpha=settings["lora_alpha"],
-                lora_dropout=settings["lora_dropout"],
-                target_modules=self.lora_target_modules,
-            )
-        except ValueError as error:
-            raise UsageError(f"LoRA options: {_one_line(error)}") from None
+        settings = {argument: getattr(self, option) for option, argument in _LORA_OPTIONS.items()}
+        with _as_usage_error("LoRA options"):
+            return lora_config(target_modules=self.lora_target_modules, **settings)
 
 
 # ------------------------------------------------------------------------------------------ help texts
@@ -345,7 +338,21 @@ def _train_parser() -> Any:
     parser = _command_parser("train", _TRAIN_EPILOG, [TrainScriptArguments, ARMConfig])
     # TrainingArguments falls back to "trainer_output"; a reward model is worth a folder the user names.
     parser._option_string_actions["--output_dir"].required = True
+    # TrainingArguments' every 500 steps loses all of a shorter run to a crash: save every tenth of the run, keeping
+    # the last two checkpoints so that a large model does not fill the disk (Ctrl-C and SIGTERM save as well).
+    parser.set_defaults(**_TRAIN_SAVE_DEFAULTS)
+    _fix_negated_flag_help(parser)
     return parser
+
+
+def _fix_negated_flag_help(parser: argparse.ArgumentParser) -> None:
+    """HfArgumentParser gives `--no_X` the help of `--X`; say what the negation does instead."""
+    positive = {action.dest: action for action in parser._actions if action.nargs == "?" and action.const is True}
+    for action in parser._actions:
+        negated = [option for option in action.option_strings if option.startswith(("--no_", "--no-"))]
+        if negated and action.const is False and action.dest in positive:
+            flag = positive[action.dest].option_strings[0]
+            action.help = f"Turn {flag} off (its default is on)."
 
 
 def _generate_parser() -> Any:
@@ -737,34 +744,6 @@ def _load_dataset(source: str, split: str, option: str) -> Any:
     return loaded
 
 
-# Where launchers announce how many processes they started: torchrun / accelerate, then MPI implementations.
-_WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
-
-
-def _check_distributed_setup(config: Any) -> None:
-    """Refuse to train when the processes a launcher started would each train alone on all the data."""
-    announced = [int(os.environ[name]) for name in _WORLD_SIZE_VARIABLES if name in os.environ]
-    if announced:
-        launched = announced[0]
-        if launched > 1 and config.world_size != launched:
-            raise UsageError(
-                f"the launcher started {launched} processes but no accelerator backend joined them, so each would "
-                "train alone on all the data and save into the same folder; add --use_cpu to train on CPU processes "
-                "over gloo, or start one process per GPU"
-            )
-        return
-    # `accelerate launch --cpu --num_processes N` (N > 1) starts one process without MPI, and says so only by
-    # setting MASTER_ADDR for the processes it did not start.
-    accelerate_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
-    if accelerate_cpu and "MASTER_ADDR" in os.environ:
-        raise UsageError(
-            "`accelerate launch --cpu --num_processes N` starts a single process (accelerate starts several CPU "
-            "processes only through MPI); for N CPU processes run `accelerate launch --multi_gpu --num_processes N "
-            "-m hf_genarm.cli train ... --use_cpu` or `torchrun --nproc_per_node N -m hf_genarm.cli train ... "
-            "--use_cpu`"
-        )
-
-
 def _check_train(script_args: TrainScriptArguments, config: Any) -> dict[str, Any]:
     """Check the train options and inputs; return the trainer's keyword arguments (all but the model)."""
     _check_model_source(script_args.model, "--model")
@@ -776,7 +755,8 @@ def _check_train(script_args: TrainScriptArguments, config: Any) -> dict[str, An
             f"--resume_from_checkpoint: {checkpoint} is not a checkpoint folder (no trainer_state.json); pass one "
             f"of the checkpoint-N folders in {config.output_dir}"
         )
-    _check_distributed_setup(config)
+    with _as_usage_error("launch"):
+        check_distributed_launch(config.world_size)
     train_dataset = _load_dataset(script_args.dataset, script_args.split, "--dataset")
     eval_dataset = None
     if script_args.eval_dataset is not None:
@@ -972,31 +952,35 @@ def _run_score(args: argparse.Namespace) -> int:
 
 
 def _run_train(script_args: TrainScriptArguments, config: Any, trainer_inputs: dict[str, Any]) -> int:
+    from .save_on_signal import SaveOnSignalCallback
     from .trainer import ARMTrainer
 
+    on_signal = SaveOnSignalCallback()
     with _loading("--model", script_args.model):
-        trainer = ARMTrainer(model=script_args.model, args=config, **trainer_inputs)
+        trainer = ARMTrainer(model=script_args.model, args=config, callbacks=[on_signal], **trainer_inputs)
     result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
-    if trainer_inputs["eval_dataset"] is not None and config.eval_strategy == "no":
-        trainer.evaluate()
+    metrics = None
+    if trainer_inputs["eval_dataset"] is not None and on_signal.received is None:
+        # The held-out metrics of the model being saved, whatever --eval_strategy evaluated during training.
+        metrics = trainer.evaluate()
     trainer.save_model(config.output_dir)
     if trainer.is_world_process_zero():
-        print(f"saved the reward model to {config.output_dir} (train loss {result.training_loss:.4f})")
-    _leave_process_group()
-    return 0
+        _report_training(config, trainer.state.global_step, result.training_loss, metrics, on_signal.received)
+    leave_process_group()
+    return 0 if on_signal.received is None else 128 + on_signal.received
 
 
-def _leave_process_group() -> None:
-    """Close the distributed process group of a `torchrun` / `accelerate launch` run before the rank exits.
-
-    A rank that exits with the group still open can abort at interpreter shutdown ("terminate called without an
-    active exception") while gloo's threads are still running, and the launcher then reports the run as failed.
-    """
-    import torch.distributed
-
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+def _report_training(config: Any, step: int, loss: float, metrics: dict[str, float] | None, received: Any) -> None:
+    if metrics:
+        print("held-out metrics (--eval_dataset):")
+        for name, value in metrics.items():
+            print(f"  {name}: {value:.4f}" if isinstance(value, float) else f"  {name}: {value}")
+    if received is None:
+        print(f"saved the reward model to {config.output_dir} (train loss {loss:.4f})")
+        return
+    checkpoint = os.path.join(config.output_dir, f"checkpoint-{step}")
+    print(f"stopped by {received.name} after step {step}: saved the reward model to {config.output_dir}")
+    print(f"to continue, run the same command with --resume_from_checkpoint {checkpoint}")
 
 
 def _run_push(args: argparse.Namespace) -> int:

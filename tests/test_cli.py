@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -577,7 +578,7 @@ def test_train_saves_a_reward_model(capsys, saved, tmp_path, lora):
 
 def test_train_evaluates_the_eval_dataset_and_records_it(capsys, saved, tmp_path):
     data = write_pairs(tmp_path / "pairs.jsonl")
-    status, _, err = cli(
+    status, out, err = cli(
         capsys,
         TRAIN_RUN + "--max_steps 1 --eval_dataset {data}",
         saved=saved,
@@ -587,6 +588,10 @@ def test_train_evaluates_the_eval_dataset_and_records_it(capsys, saved, tmp_path
     assert status == 0, err
     metrics = json.loads((tmp_path / "arm" / "genarm_config.json").read_text())["metrics"]
     assert 0 <= metrics["eval_preference_accuracy"] <= 1
+    # The held-out metrics are printed, and they are those the saved model records.
+    assert "held-out metrics (--eval_dataset):" in out
+    assert f"  eval_preference_accuracy: {metrics['eval_preference_accuracy']:.4f}" in out
+    assert f"  eval_loss: {metrics['eval_loss']:.4f}" in out
 
 
 def _weights(folder):
@@ -669,6 +674,47 @@ def test_train_killed_then_resumed_ends_with_the_weights_of_an_uninterrupted_run
     straight, resumed = _weights(tmp_path / "straight"), _weights(killed)
     for name, tensor in straight.items():
         torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_train_stopped_by_a_signal_saves_a_loadable_model_and_a_checkpoint(saved, tmp_path, stop_signal):
+    # Default saving (a checkpoint every tenth of the run) with many steps: the signal lands long before the end.
+    data = write_pairs(tmp_path / "pairs.jsonl", repeat=2)
+    output_dir = tmp_path / "arm"
+    argv = shlex.split(
+        (TRAIN_RUN + "--max_steps 100000 --logging_steps 1").format(saved=saved, data=data, out=output_dir)
+    )
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "hf_genarm.cli", *argv],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    # Whatever happens, the run and its children do not outlive the test.
+    watchdog = threading.Timer(300, os.killpg, (run.pid, signal.SIGKILL))
+    watchdog.start()
+    try:
+        # With --logging_steps 1 and no progress bar, Trainer prints one line per step: stop it at the third.
+        printed = [run.stdout.readline() for _ in range(3)]
+        assert all("loss" in line for line in printed), printed
+        run.send_signal(stop_signal)
+        rest, err = run.communicate()
+    finally:
+        watchdog.cancel()
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    out = "".join(printed) + rest
+    assert run.returncode == 128 + stop_signal, err
+    assert f"stopped by {stop_signal.name} after step" in out and "--resume_from_checkpoint" in out, out
+    model = AutoregressiveRewardModel.from_pretrained(output_dir)
+    assert model.beta_r == 0.2
+    step = int(out.split("after step ")[1].split(":")[0])
+    assert step > 0 and (output_dir / f"checkpoint-{step}" / "trainer_state.json").is_file()
+    assert not (output_dir / "runs").exists()
 
 
 @pytest.mark.parametrize(
