@@ -288,6 +288,25 @@ def _check_fingerprint(value: Any) -> None:
         raise ValueError(f"`tokenizer.special_tokens` must map token names to strings, got {special!r}.")
 
 
+def _check_preference_fields(objectives: Any, conditioning: Any) -> None:
+    if not isinstance(objectives, list) or not all(isinstance(name, str) and name for name in objectives):
+        raise TypeError(f"`objectives` must be a list of non-empty strings, got {objectives!r}.")
+    if len(set(objectives)) != len(objectives):
+        raise ValueError(f"`objectives` must not repeat a name, got {objectives!r}.")
+    if conditioning is None and not objectives:
+        return
+    if not objectives or not isinstance(conditioning, dict):
+        raise ValueError(
+            "`objectives` and `preference_conditioning` come together (a preference-conditioned ARM records both), "
+            f"got objectives={objectives!r}, preference_conditioning={conditioning!r}."
+        )
+    if conditioning.get("method") != "pblora":
+        raise ValueError(f"`preference_conditioning.method` must be 'pblora', got {conditioning.get('method')!r}.")
+    rank = conditioning.get("preference_rank")
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+        raise ValueError(f"`preference_conditioning.preference_rank` must be a positive int, got {rank!r}.")
+
+
 @dataclass
 class RewardModelMetadata:
     """GenARM metadata stored beside a reward model's weights in `genarm_config.json`.
@@ -311,6 +330,11 @@ class RewardModelMetadata:
             Version of hf-genarm that wrote the file.
         format_version (`int`, *optional*, defaults to `1`):
             Version of the file's layout; files from a newer layout are refused rather than half read.
+        objectives (`list[str]`, *optional*):
+            For a preference-conditioned ARM (`hf_genarm.preference_lora`), the objectives its preference vector
+            weighs, in the order of the weights; empty for an ordinary ARM.
+        preference_conditioning (`dict`, *optional*):
+            For a preference-conditioned ARM, how it is conditioned: `{"method": "pblora", "preference_rank": r2}`.
 
     Examples:
 
@@ -327,6 +351,8 @@ class RewardModelMetadata:
     metrics: dict[str, float] = field(default_factory=dict)
     library_version: str | None = None
     format_version: int = GENARM_FORMAT_VERSION
+    objectives: list[str] = field(default_factory=list)
+    preference_conditioning: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -343,6 +369,7 @@ class RewardModelMetadata:
             isinstance(name, str) and _is_real_number(value) for name, value in self.metrics.items()
         ):
             raise TypeError(f"`metrics` must map metric names to numbers, got {self.metrics!r}.")
+        _check_preference_fields(self.objectives, self.preference_conditioning)
         version = self.format_version
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise ValueError(f"`format_version` must be a positive int, got {version!r}.")
@@ -355,7 +382,11 @@ class RewardModelMetadata:
     def to_dict(self) -> dict[str, Any]:
         """The metadata as the JSON object `genarm_config.json` holds."""
         self.validate()
-        return asdict(self)
+        raw = asdict(self)
+        if not self.objectives:
+            # An ordinary ARM's file stays as every earlier version wrote (and reads) it.
+            del raw["objectives"], raw["preference_conditioning"]
+        return raw
 
     @classmethod
     def from_dict(cls, raw: Any, source: str = GENARM_CONFIG_NAME) -> RewardModelMetadata:

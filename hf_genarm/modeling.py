@@ -568,6 +568,20 @@ class AutoregressiveRewardModel(PreTrainedModel):
         source = CheckpointSource(os.fspath(pretrained_model_name_or_path), revision, token, cache_dir)
         sidecar = source.file(GENARM_CONFIG_NAME)
         metadata = RewardModelMetadata.from_json_file(sidecar) if sidecar else None
+        if metadata is not None and metadata.objectives and cls is AutoregressiveRewardModel:
+            # A preference-conditioned ARM needs its cores as well as its LoRA adapter: its own loader adds them.
+            from .preference_lora import PreferenceConditionedARM
+
+            return PreferenceConditionedARM.from_pretrained(
+                pretrained_model_name_or_path,
+                beta_r=beta_r,
+                revision=revision,
+                token=token,
+                cache_dir=cache_dir,
+                is_trainable=is_trainable,
+                base_model=base_model,
+                **model_kwargs,
+            )
         if metadata is None and beta_r is None:
             logger.warning(
                 f"{source.name} has no {GENARM_CONFIG_NAME}; using beta_r={DEFAULT_BETA_R}. Pass `beta_r=` to set it."
