@@ -451,7 +451,7 @@ def _serve_parser() -> Any:
     parser.add_argument("--reward-device", metavar="DEVICE", help="Where the reward models run (default: the base's).")
     parser.add_argument("--reward-dtype", metavar="DTYPE", help="Reward models' weights dtype (default: the base's).")
     parser.add_argument("--host", metavar="HOST", help="Address the server listens on (vLLM's default when omitted).")
-    parser.add_argument("--port", type=int, metavar="PORT", help="Port the server listens on (vLLM's default: 8000).")
+    parser.add_argument("--port", type=_port, metavar="PORT", help="Port the server listens on (vLLM's default: 8000).")
     parser.add_argument("--print-command", action="store_true", help="Print the vLLM command instead of running it.")
     _add_debug(parser, default=False)
     return parser
@@ -866,6 +866,18 @@ def _print_outputs(args: argparse.Namespace, completions: list[str]) -> None:
         print(f"{prompt}\n{completion}" if args.chat_template else prompt + completion)
 
 
+def _check_position_limit(models: list[tuple[str, str, Any]], prompt_length: int, max_new_tokens: int) -> None:
+    """Refuse, before generating, prompts and lengths past a model's positions (an IndexError deep inside otherwise)."""
+    needed = prompt_length + max_new_tokens
+    for option, source, model in models:
+        limit = getattr(model.config.get_text_config(), "max_position_embeddings", None)
+        if isinstance(limit, int) and needed > limit:
+            raise UsageError(
+                f"{option} {source} reads at most {limit} positions, but the longest prompt has {prompt_length} "
+                f"tokens and --max-new-tokens adds {max_new_tokens}; shorten the prompt or lower --max-new-tokens"
+            )
+
+
 def _run_generate(args: argparse.Namespace) -> int:
     import torch
     from transformers import AutoModelForCausalLM, TextStreamer, set_seed
@@ -881,6 +893,9 @@ def _run_generate(args: argparse.Namespace) -> int:
     with _loading("--base", args.base):
         base = AutoModelForCausalLM.from_pretrained(args.base, **_dtype_kwargs(args.dtype)).to(device).eval()
     reward_models = [_load_reward_model(path, "--reward-model", args).to(device).eval() for path in args.reward_model]
+    models = [("--base", args.base, base)]
+    models += [("--reward-model", path, model) for path, model in zip(args.reward_model, reward_models)]
+    _check_position_limit(models, inputs["input_ids"].shape[1], args.max_new_tokens)
     inputs = inputs.to(device)
     processors = []
     if reward_models:
@@ -993,19 +1008,62 @@ def _run_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(value: str) -> int:
+    """argparse type of `--port`: a TCP port number."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {value!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {port}")
+    return port
+
+
+# vLLM options `serve` sets itself: repeated after `--`, vLLM would silently keep the last one.
+_SERVE_OWNED_OPTIONS = {
+    "--model": "the BASE argument",
+    "--logits-processors": "GenARM's logits processor",
+    "--additional-config": "the reward models (--reward-model, --reward-device, --reward-dtype)",
+}
+
+
+def _check_vllm_args(vllm_args: list[str]) -> None:
+    for value in vllm_args:
+        option = value.split("=", 1)[0].replace("_", "-")
+        if option in _SERVE_OWNED_OPTIONS:
+            raise UsageError(
+                f"{value.split('=', 1)[0]} after `--` would replace {_SERVE_OWNED_OPTIONS[option]} that serve passes "
+                "to vLLM; drop it (to run vLLM with other settings, start it yourself: see --print-command)"
+            )
+
+
+def _local_paths_absolute(source: str) -> str:
+    # The printed command may run from another folder: a relative local folder would no longer resolve there.
+    return os.path.abspath(source) if os.path.isdir(source) else source
+
+
 def _serve_command(args: argparse.Namespace) -> list[str]:
-    from .integrations._vllm_settings import server_command
+    from .integrations._vllm_settings import additional_config, server_command
 
     _check_model_source(args.base, "BASE")
+    _check_vllm_args(args.vllm_args)
+    with _as_usage_error("--reward-model"):  # local paths that do not exist, two reward models of one name
+        additional_config(args.reward_model)
+    for path in args.reward_model:
+        _check_model_source(path, "--reward-model")
+    with _as_usage_error("--reward-dtype"):
+        additional_config(args.reward_model, dtype=args.reward_dtype)
+    with _as_usage_error("--reward-device"):
+        additional_config(args.reward_model, device=args.reward_device)
     server_args = [*(["--host", args.host] if args.host else []), *(["--port", str(args.port)] if args.port else [])]
-    try:
-        return server_command(
-            args.base, args.reward_model, args.reward_device, args.reward_dtype, [*server_args, *args.vllm_args]
-        )
-    except ValueError as error:
-        setting = str(error).split(":", 1)[0]
-        option = {"`dtype`": "--reward-dtype", "`device`": "--reward-device"}.get(setting, "--reward-model")
-        raise UsageError(f"{option}: {_one_line(error)}") from None
+    reward_models = [_local_paths_absolute(path) for path in args.reward_model]
+    return server_command(
+        _local_paths_absolute(args.base),
+        reward_models,
+        args.reward_device,
+        args.reward_dtype,
+        [*server_args, *args.vllm_args],
+    )
 
 
 def _run_serve(args: argparse.Namespace, command: list[str]) -> int:
@@ -1049,6 +1107,18 @@ def _parse_dataclasses(parser: Any, argv: list[str]) -> tuple[Any, ...]:
     return tuple(parsed)
 
 
+def _dashed_options(argv: list[str]) -> list[str]:
+    """Accept `--max_new_tokens` for `--max-new-tokens`, as `train` and `demo` accept both spellings."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    spelled = []
+    for index, value in enumerate(argv):
+        if index < end and value.startswith("--") and "_" in value.split("=", 1)[0]:
+            name, equals, rest = value.partition("=")
+            value = name.replace("_", "-") + equals + rest
+        spelled.append(value)
+    return spelled
+
+
 def _parse(argv: list[str]) -> tuple[bool, Callable[[], int]]:
     """Parse and check `argv`; return whether to show tracebacks and the command, ready to run."""
     # Options before the command belong to `hf-genarm` itself; everything after it to the command.
@@ -1068,11 +1138,11 @@ def _parse(argv: list[str]) -> tuple[bool, Callable[[], int]]:
         return top.show_traceback or extra.show_traceback, lambda: _run_demo(options)
     if command == "serve":  # what follows `--` is vLLM's, passed on untouched
         split = rest.index("--") if "--" in rest else len(rest)
-        args = parser.parse_args(rest[:split])
+        args = parser.parse_args(_dashed_options(rest[:split]))
         args.vllm_args = rest[split + 1 :]
         serve_command = _serve_command(args)
         return args.show_traceback, lambda: _run_serve(args, serve_command)
-    args = parser.parse_args(rest)
+    args = parser.parse_args(_dashed_options(rest))
     checks = {"generate": _check_generate, "score": _check_score, "push": _check_push}
     runners = {"generate": _run_generate, "score": _run_score, "push": _run_push}
     checks[command](args)

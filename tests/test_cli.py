@@ -14,6 +14,7 @@ import time
 
 import pytest
 import torch
+from process_group import started_in_own_group
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
@@ -647,16 +648,14 @@ def test_train_killed_then_resumed_ends_with_the_weights_of_an_uninterrupted_run
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     # The run is niced so that, on a loaded machine, this process's polling is not starved while the run races to its
     # end: the kill must land between checkpoint 2 and the last step.
-    run = subprocess.Popen(
-        ["nice", "-n", "19", sys.executable, "-m", "hf_genarm.cli", *argv], env=environment, stderr=subprocess.DEVNULL
-    )
-    try:
+    command = ["nice", "-n", "19", sys.executable, "-m", "hf_genarm.cli", *argv]
+    # Its process group is killed when the block ends, also when the wait below fails.
+    with started_in_own_group(command, env=environment, stderr=subprocess.DEVNULL) as run:
         deadline = time.monotonic() + 300
         while not (killed / "checkpoint-2" / "trainer_state.json").is_file():
             assert run.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
             time.sleep(0.005)
         run.send_signal(signal.SIGKILL)
-    finally:
         run.wait()
     assert run.returncode == -signal.SIGKILL
     complete = [path for path in killed.glob("checkpoint-*") if (path / "trainer_state.json").is_file()]
@@ -742,6 +741,7 @@ def serve_folders(tmp_path):
     (tmp_path / "base" / "config.json").write_text("{}")
     for name in ("arm-helpful", "arm-harmless"):
         (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
     return tmp_path
 
 
@@ -824,3 +824,74 @@ def test_serve_without_vllm_names_the_extra_to_install(capsys, serve_folders, mo
     )
     assert status == 1
     assert_one_line_error(err, 'pip install "hf-genarm[vllm]"')
+
+
+def test_serve_print_command_passes_absolute_paths(capsys, serve_folders, monkeypatch):
+    monkeypatch.chdir(serve_folders)
+    status, out, err = cli(capsys, "serve base --reward-model ./arm-helpful --print-command")
+    assert status == 0, err
+    command = shlex.split(out)
+    assert command[command.index("--model") + 1] == str(serve_folders / "base")
+    settings = json.loads(command[command.index("--additional-config") + 1])
+    assert settings["genarm"]["reward_models"] == {"arm-helpful": str(serve_folders / "arm-helpful")}
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ("--port 70000", "--port: expected a port number from 1 to 65535, got 70000"),
+        ("--port -1", "--port: expected a port number from 1 to 65535, got -1"),
+        ("--port 0", "--port: expected a port number from 1 to 65535, got 0"),
+        ("--port http", "--port: expected a port number from 1 to 65535, got 'http'"),
+        ("-- --logits-processors my.module:Other", "--logits-processors after `--` would replace GenARM's logits"),
+        ("-- --additional-config={{}}", "--additional-config after `--` would replace the reward models"),
+        ("-- --additional_config {{}}", "--additional_config after `--` would replace the reward models"),
+        ("-- --model other", "--model after `--` would replace the BASE argument"),
+    ],
+    ids=["port-too-large", "negative-port", "port-zero", "port-not-a-number", "logits-processors",
+         "additional-config", "additional-config-underscore", "model"],
+)  # fmt: skip
+def test_serve_refuses_bad_ports_and_vllm_arguments_that_override_genarm(capsys, serve_folders, options, expected):
+    status, out, err = cli(
+        capsys, "serve {base} --reward-model {arm} --print-command " + options,
+        base=serve_folders / "base", arm=serve_folders / "arm-helpful",
+    )  # fmt: skip
+    assert status == 2 and out == ""
+    assert_one_line_error(err, expected)
+
+
+def test_serve_refuses_a_reward_model_folder_that_holds_no_model(capsys, serve_folders):
+    (serve_folders / "notes").mkdir()
+    status, _, err = cli(
+        capsys, "serve {base} --reward-model {notes} --print-command",
+        base=serve_folders / "base", notes=serve_folders / "notes",
+    )  # fmt: skip
+    assert status == 2
+    assert_one_line_error(err, "is not a saved model folder (no config.json or adapter_config.json)")
+
+
+def test_generate_refuses_a_prompt_past_the_position_limit_before_generating(capsys, saved, monkeypatch):
+    limit = AutoModelForCausalLM.from_pretrained(saved / "base").config.max_position_embeddings
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("generate() must not run")
+
+    monkeypatch.setattr("transformers.GenerationMixin.generate", refuse)
+    long_prompt = " ".join(["cat"] * (limit + 5))
+    status, out, err = cli(capsys, "generate --base {base} --reward-model {arm} " + shlex.quote(long_prompt),
+                           base=saved / "base", arm=saved / "arm")  # fmt: skip
+    assert status == 2 and out == ""
+    assert_one_line_error(err, f"--base {saved / 'base'} reads at most {limit} positions, but the longest prompt has")
+    # A prompt that fits, but not with the tokens asked for, is refused as well, naming --max-new-tokens.
+    status, _, err = cli(capsys, f"generate --base {{base}} --max-new-tokens {limit} 'The cat'", base=saved / "base")
+    assert status == 2
+    assert_one_line_error(err, f"--max-new-tokens adds {limit}; shorten the prompt or lower --max-new-tokens")
+
+
+def test_generate_accepts_options_spelled_with_underscores(capsys, saved):
+    dashed = cli(capsys, "generate --base {base} --greedy --max-new-tokens 3 --jsonl 'The cat'", base=saved / "base")
+    command_line = "generate --base {base} --greedy --max_new_tokens=3 --num_beams 1 --jsonl 'The cat'"
+    underscored = cli(capsys, command_line, base=saved / "base")
+    assert dashed[0] == underscored[0] == 0, underscored[2]
+    assert dashed[1] == underscored[1]
+    assert cli(capsys, "generate --base {base} --greedy --max_new_tokens 0 'x'", base=saved / "base")[0] == 2
