@@ -115,6 +115,15 @@ class RewardTokenizer:
                 return with_special[:start]
         return []
 
+    def text_ids(self, text: str) -> list[int]:
+        """The ids the reward model reads for `text`: its special prefix (e.g. a BOS), then the text's own tokens.
+
+        The one rule for turning text into reward-model ids, shared by guidance and scoring: special tokens a
+        post-processor appends after the text (a WordPiece `[SEP]`) are never read, since a response is its text
+        and, when finished, the EOS token.
+        """
+        return self.prefix_ids + self.encode([text])[0]
+
     def encode(self, texts: list[str]) -> list[list[int]]:
         """Tokenize each text without special tokens."""
         if not texts:

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from ._cross_tokenizer_text import RewardTokenizer
 from .modeling import AutoregressiveRewardModel
 
 __all__ = ["plot_tradeoff", "save_token_reward_heatmap_png", "score_text", "token_reward_heatmap_html"]
@@ -150,9 +151,11 @@ def score_text(
 
     The text is tokenized as the ARM trainer tokenizes a preference pair: the response starts where the
     tokenization of `prompt + response` leaves that of `prompt` (tokens may merge across the boundary), and
-    the tokenizer's EOS is appended, since it is part of the response and of its reward. Each response token
-    gets `beta_r * log pi_r(y_t | x, y_<t)` (`AutoregressiveRewardModel.token_rewards` with the prompt
-    masked), so the rewards sum to the response's sequence reward.
+    the tokenizer's EOS is appended, since it is part of the response and of its reward. Special tokens the
+    tokenizer puts before a text (a BOS) are read; special tokens it appends after one (a WordPiece `[SEP]`)
+    are not, as in guidance. Each response token gets `beta_r * log pi_r(y_t | x, y_<t)`
+    (`AutoregressiveRewardModel.token_rewards` with the prompt masked), so the rewards sum to the response's
+    sequence reward.
 
     Args:
         reward_model (`AutoregressiveRewardModel`):
@@ -186,8 +189,11 @@ def score_text(
     ```
     """
     check_text_to_score(reward_model, prompt, response)
-    prompt_ids = list(tokenizer(prompt)["input_ids"]) if prompt else []
-    full_ids = list(tokenizer(prompt + response)["input_ids"])
+    # The reward model reads what guidance feeds it: its special prefix (a BOS) and the text, never a special
+    # token a post-processor appends (a WordPiece `[SEP]`), which is no part of the response.
+    text_ids = RewardTokenizer(tokenizer).text_ids
+    prompt_ids = text_ids(prompt)
+    full_ids = text_ids(prompt + response)
     start = 0
     while start < min(len(prompt_ids), len(full_ids)) and prompt_ids[start] == full_ids[start]:
         start += 1

@@ -72,6 +72,55 @@ def _sequence_log_probs(model, sequences):
     return (log_probs * mask[:, 1:]).sum(-1)
 
 
+def _reward_ids_of_text(reward_tokenizer, text):
+    """The reward model's ids of `text` by definition: the tokenizer's own, cut after the text's last token (the
+    special tokens a post-processor appends, a WordPiece `[SEP]`, are no part of the text)."""
+    ids = list(reward_tokenizer(text)["input_ids"])
+    plain = list(reward_tokenizer(text, add_special_tokens=False)["input_ids"])
+    starts = [start for start in range(len(ids) - len(plain) + 1) if ids[start : start + len(plain)] == plain]
+    return ids[: starts[0] + len(plain)]
+
+
+def make_wordpiece_tokenizer():
+    """A BERT-style WordPiece tokenizer trained locally: `[CLS] text [SEP]`, its own `[EOS]`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from hf_genarm.testing import TINY_CORPUS
+
+    backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[EOS]"]
+    trainer = trainers.WordPieceTrainer(vocab_size=300, special_tokens=specials, show_progress=False)
+    backend.train_from_iterator(TINY_CORPUS, trainer=trainer)
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        special_tokens=[("[CLS]", backend.token_to_id("[CLS]")), ("[SEP]", backend.token_to_id("[SEP]"))],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        bos_token="[CLS]",
+        eos_token="[EOS]",
+        padding_side="left",
+    )
+
+
+@pytest.fixture(scope="module")
+def wordpiece_tokenizer():
+    return make_wordpiece_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def wordpiece_reward_model(wordpiece_tokenizer):
+    model = make_tiny_causal_lm("llama", vocab_size=len(wordpiece_tokenizer), seed=3)
+    return AutoregressiveRewardModel(model, beta_r=0.5, tokenizer=wordpiece_tokenizer).eval()
+
+
 def reference_candidate_scores(
     model, base_tokenizer, reward_tokenizer, row_ids, candidates, own_prompt=None, prompt_length=0
 ):
@@ -88,7 +137,7 @@ def reference_candidate_scores(
             assert text.startswith(prompt_text)
             generated = text[len(prompt_text) :]
             return own_prompt + list(reward_tokenizer(generated, add_special_tokens=False)["input_ids"])
-        return list(reward_tokenizer(text)["input_ids"])
+        return _reward_ids_of_text(reward_tokenizer, text)
 
     text = _decoded(base_tokenizer, row_ids)
     sequences, scored = [reward_ids(text)], []
@@ -407,3 +456,59 @@ def test_committed_tokens_and_pending_tokens_make_the_whole_tokenization(which, 
         assert results[3][0] > 0  # one long word: token boundaries, a few tokens kept pending
     else:
         assert results[3][0] == 0  # inside a word the right side would get a `▁` prepended: nothing to commit
+
+
+def test_wordpiece_guidance_never_feeds_the_trailing_separator(
+    base, base_tokenizer, wordpiece_tokenizer, wordpiece_reward_model
+):
+    inputs = base_tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    processor = CrossTokenizerGenARMLogitsProcessor(
+        wordpiece_reward_model,
+        tokenizer=base_tokenizer,
+        reward_model_tokenizers=[wordpiece_tokenizer],
+        alpha=ALPHA,
+        beta=BETA,
+        attention_mask=inputs["attention_mask"],
+        num_candidates=8,
+    )
+    _, before, after = _run(base, processor, inputs, base_tokenizer.pad_token_id, max_new_tokens=6, do_sample=False)
+    _check_against_reference(
+        before,
+        after,
+        wordpiece_reward_model,
+        base_tokenizer,
+        wordpiece_tokenizer,
+        inputs["attention_mask"],
+        ALPHA / BETA,
+    )
+
+
+@pytest.mark.parametrize("add_eos", [True, False], ids=["finished", "partial"])
+def test_wordpiece_scores_leave_out_the_trailing_separator_and_agree_per_base_and_per_reward(
+    add_eos, base_tokenizer, wordpiece_tokenizer, wordpiece_reward_model
+):
+    prompt, response = "The cat sat on", " the warm mat"
+    arguments = (wordpiece_reward_model, wordpiece_tokenizer, base_tokenizer, prompt, response)
+    base_tokens, base_rewards = cross_tokenizer_token_rewards(*arguments, per="base", add_eos=add_eos)
+    reward_tokens, reward_rewards = cross_tokenizer_token_rewards(*arguments, per="reward", add_eos=add_eos)
+    assert "[SEP]" not in base_tokens and "[SEP]" not in reward_tokens
+    assert reward_tokens[-1] == ("[EOS]" if add_eos else "mat")
+    # By definition: the response's reward is beta_r times the log-probability of `[CLS] prompt response (EOS)`
+    # after `[CLS] prompt`, the separator appended by the post-processor being no part of either.
+    prompt_ids = _reward_ids_of_text(wordpiece_tokenizer, prompt)
+    full_ids = _reward_ids_of_text(wordpiece_tokenizer, prompt + response)
+    full_ids = [*full_ids, wordpiece_tokenizer.eos_token_id] if add_eos else full_ids
+    totals = _sequence_log_probs(wordpiece_reward_model, [prompt_ids, full_ids])
+    expected = wordpiece_reward_model.beta_r * float(totals[1] - totals[0])
+    assert sum(base_rewards) == pytest.approx(expected, abs=1e-5)
+    assert sum(reward_rewards) == pytest.approx(expected, abs=1e-5)
+    # Each base token gets what guidance adds for it.
+    base_prompt_ids = base_tokenizer(prompt)["input_ids"]
+    response_ids = base_tokenizer(prompt + response)["input_ids"][len(base_prompt_ids) :]
+    scored = [*response_ids, base_tokenizer.eos_token_id] if add_eos else response_ids
+    for index, token in enumerate(scored):
+        row_ids = base_prompt_ids + response_ids[:index]
+        reference = reference_candidate_scores(
+            wordpiece_reward_model, base_tokenizer, wordpiece_tokenizer, row_ids, [token]
+        )[token]
+        assert base_rewards[index] == pytest.approx(wordpiece_reward_model.beta_r * reference, abs=1e-5)
