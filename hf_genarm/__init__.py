@@ -18,7 +18,10 @@ _LAZY_NAMES = {
     "AutoregressiveRewardModel": "modeling",
     "CrossTokenizerGenARMLogitsProcessor": "cross_tokenizer",
     "GenARMLogitsProcessor": "logits_process",
+    "PreferenceARMConfig": "preference_training",
+    "PreferenceARMTrainer": "preference_training",
     "PreferenceCollator": "data",
+    "PreferenceConditionedARM": "preference_lora",
     "PreferenceDataReport": "data",
     "RewardModelMetadata": "configuration",
     "compute_preference_metrics": "metrics",
@@ -38,7 +41,10 @@ __all__ = [
     "AutoregressiveRewardModel",
     "CrossTokenizerGenARMLogitsProcessor",
     "GenARMLogitsProcessor",
+    "PreferenceARMConfig",
+    "PreferenceARMTrainer",
     "PreferenceCollator",
+    "PreferenceConditionedARM",
     "PreferenceDataReport",
     "RewardModelMetadata",
     "__version__",
@@ -61,6 +67,8 @@ if TYPE_CHECKING:
     from .logits_process import GenARMLogitsProcessor
     from .metrics import compute_preference_metrics, load_preference_accuracy
     from .modeling import AutoregressiveRewardModel
+    from .preference_lora import PreferenceConditionedARM
+    from .preference_training import PreferenceARMConfig, PreferenceARMTrainer
     from .trainer import ARMConfig, ARMTrainer
     from .visualize import plot_tradeoff, save_token_reward_heatmap_png, score_text, token_reward_heatmap_html
 

@@ -114,7 +114,8 @@ def validate_preference(preference: Any, objectives: Sequence[str], name: str = 
     )
     if not on_simplex:
         raise ValueError(
-            f"`{name}` must lie on the simplex (non-negative weights summing to 1 per row), got {weights.tolist()}."
+            f"`{name}` must lie on the simplex (non-negative weights summing to 1 per row), got "
+            f"{[[round(value, 6) for value in row] for row in weights.tolist()]}."
         )
     return weights
 
@@ -270,8 +271,8 @@ def get_preference_lora_model(
     >>> model = get_preference_lora_model(
     ...     make_tiny_causal_lm(), LoraConfig(r=4, target_modules=["c_attn"]), ["sentiment", "topic"]
     ... )
-    >>> type(model).__name__
-    'PeftModelForCausalLM'
+    >>> sum(isinstance(module, PreferenceLoraCore) for module in model.modules())  # one per c_attn of 2 layers
+    2
     ```
     """
     from peft import LoraConfig, get_peft_model

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -54,7 +54,6 @@ from .configuration import (
 )
 from .data import (
     TOKENIZED_COLUMNS,
-    TRUNCATION_MODES,
     PreferenceCollator,
     PreferenceDataReport,
     check_truncation_settings,
@@ -66,6 +65,7 @@ from .modeling import (
     adapter_base_folders,
     response_log_probs,
 )
+from .training_options import ARMOptions
 from .vocab import model_vocab_size, tokenizer_fingerprint
 
 __all__ = ["ARMConfig", "ARMTrainer", "disable_dropout"]
@@ -84,7 +84,7 @@ _LOGGED_STATISTICS = (
 
 
 @dataclass
-class ARMConfig(TrainingArguments):
+class ARMConfig(TrainingArguments, ARMOptions):
     r"""Configuration of `ARMTrainer`: `transformers.TrainingArguments` plus what GenARM reward training needs.
 
     Only the GenARM-specific fields are listed; see `transformers.TrainingArguments` for the rest. Being a
@@ -136,62 +136,6 @@ class ARMConfig(TrainingArguments):
     """
 
     _VALID_DICT_FIELDS: ClassVar[list[str]] = [*TrainingArguments._VALID_DICT_FIELDS, "model_init_kwargs"]
-
-    # The literal (equal to configuration.DEFAULT_BETA_R, which a test checks) so that the API reference, which
-    # reads the source, shows the value rather than a constant's name.
-    beta_r: float = field(
-        default=0.1,
-        metadata={
-            "help": "Reward scale: reward = beta_r * sum of response-token log-probs; the loss is "
-            "-log sigmoid(beta_r * (sum logp(chosen) - sum logp(rejected))). GenARM's released scripts use 0.05 "
-            "on HH-RLHF, 0.5 (helpfulness) and 0.01 (harmlessness) on PKU-SafeRLHF."
-        },
-    )
-    max_length: int | None = field(
-        default=1024,
-        metadata={
-            "help": "Longest prompt + response in tokens; longer responses are cut at the end, rows whose prompt "
-            "fills it are skipped. None disables the limit."
-        },
-    )
-    max_prompt_length: int | None = field(
-        default=None,
-        metadata={
-            "help": "Longest prompt in tokens; longer prompts are truncated according to `truncation_mode` and "
-            "counted. Must be smaller than `max_length`; defaults to half of `max_length` (512 for 1024)."
-        },
-    )
-    truncation_mode: str = field(
-        default="keep_end",
-        metadata={
-            "help": "Part of an over-long prompt to keep: 'keep_end' (nearest the response) or 'keep_start'.",
-            "choices": list(TRUNCATION_MODES),
-        },
-    )
-    dataset_num_proc: int | None = field(
-        default=None,
-        metadata={"help": "Number of processes used to tokenize the datasets."},
-    )
-    model_init_kwargs: dict[str, Any] | str | None = field(
-        default=None,
-        metadata={
-            "help": "Keyword arguments for `AutoModelForCausalLM.from_pretrained` when `model` is a name or path. "
-            "`dtype` defaults to float32; `trust_remote_code` is refused."
-        },
-    )
-    disable_dropout: bool = field(
-        default=True,
-        metadata={"help": "Set every dropout probability of the model to 0."},
-    )
-    # transformers 5 dropped this TrainingArguments field; the name is the one users of transformers 4 know.
-    overwrite_output_dir: bool = field(
-        default=False,
-        metadata={
-            "help": "Let saves replace model files in output_dir (and its checkpoint-* folders) that hf-genarm did "
-            "not write; without it, training refuses to start over them. Earlier hf-genarm saves are always replaced "
-            "so the folder holds one model; other files are kept."
-        },
-    )
 
     def __post_init__(self) -> None:
         self.beta_r = validate_beta_r(self.beta_r)
@@ -552,6 +496,10 @@ class ARMTrainer(Trainer):
         chosen_log_probs, rejected_log_probs = summed.chunk(2)
         return chosen_log_probs, rejected_log_probs
 
+    def _pair_loss_weights(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Weight of each pair's loss in the batch mean: 1 here; a subclass may weigh pairs (PARM's preferences)."""
+        return torch.ones(())
+
     def compute_loss(
         self,
         model: torch.nn.Module,
@@ -573,7 +521,8 @@ class ARMTrainer(Trainer):
         """
         chosen_log_probs, rejected_log_probs = self._pair_log_probs(model, inputs)
         beta_r = self.args.beta_r  # the one source of beta_r; the saved metadata reads it too
-        loss = -functional.logsigmoid(beta_r * (chosen_log_probs - rejected_log_probs)).mean()
+        pair_losses = -functional.logsigmoid(beta_r * (chosen_log_probs - rejected_log_probs))
+        loss = (pair_losses * self._pair_loss_weights(inputs).to(pair_losses)).mean()
         chosen_rewards = beta_r * chosen_log_probs.detach()
         rejected_rewards = beta_r * rejected_log_probs.detach()
         statistics = torch.stack(
