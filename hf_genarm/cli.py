@@ -215,10 +215,13 @@ examples:
 """
 
 _TRAIN_EPILOG = """\
-Every transformers.TrainingArguments field is an option (spelled with _ or -): checkpoints with --save_steps,
-resuming with --resume_from_checkpoint, logging with --logging_steps and --report_to (default: none), mixed
-precision with --bf16. Under torchrun or accelerate launch each process trains on its share of the data and
-only the main process saves; --use_cpu trains on CPU processes over gloo.
+Every transformers.TrainingArguments field is an option (spelled with _ or -; `--help-all` lists them all):
+--num_train_epochs, --max_steps, --learning_rate, --per_device_train_batch_size, --gradient_accumulation_steps,
+--eval_strategy, --logging_steps, --report_to (default: none), --bf16, --use_cpu, --seed. Checkpoints go to
+--output_dir/checkpoint-N every --save_steps (here 0.1: every tenth of the run; the last --save_total_limit 2
+are kept); Ctrl-C or SIGTERM ends the current step, saves a checkpoint and the model, and exits with status
+130 / 143; resume with --resume_from_checkpoint. Under torchrun or accelerate launch each process trains on its
+share of the data and only the main process saves; --use_cpu trains on CPU processes over gloo.
 
 The data holds preference pairs in TRL's formats: prompt/chosen/rejected, implicit prompt (chosen/rejected),
 or conversational (lists of messages, rendered with the tokenizer's chat template).
@@ -332,6 +335,17 @@ def _demo_parser() -> Any:
     return parser
 
 
+def _train_help_parser() -> Any:
+    """`train --help`: GenARM's own options only, built without importing torch or the trainer (fast)."""
+    from .training_options import ARMOptions
+
+    parser = _command_parser("train", _TRAIN_EPILOG, [TrainScriptArguments, ARMOptions])
+    parser.add_argument("--output_dir", "--output-dir", required=True, help="Folder the reward model is saved to.")
+    parser.add_argument("--help-all", action="store_true", help="Show every option, TrainingArguments' too, and exit.")
+    _fix_negated_flag_help(parser)
+    return parser
+
+
 def _train_parser() -> Any:
     from .trainer import ARMConfig
 
@@ -341,6 +355,7 @@ def _train_parser() -> Any:
     # TrainingArguments' every 500 steps loses all of a shorter run to a crash: save every tenth of the run, keeping
     # the last two checkpoints so that a large model does not fill the disk (Ctrl-C and SIGTERM save as well).
     parser.set_defaults(**_TRAIN_SAVE_DEFAULTS)
+    parser.add_argument("--help-all", action="help", help="Show every option, TrainingArguments' too, and exit.")
     _fix_negated_flag_help(parser)
     return parser
 
@@ -1127,6 +1142,8 @@ def _parse(argv: list[str]) -> tuple[bool, Callable[[], int]]:
         raise UsageError("choose a command: demo, train, generate, score, push or serve (see hf-genarm --help)")
     top = _main_parser().parse_args(argv[: split + 1])
     command, rest = top.command, argv[split + 1 :]
+    if command == "train" and {"-h", "--help"} & set(rest) and "--help-all" not in rest:
+        _train_help_parser().parse_args(["--help"])  # exits
     parser = build_parser(command)
     if command == "train":
         script_args, config = _parse_dataclasses(parser, rest)

@@ -35,6 +35,7 @@ from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from transformers.utils import logging
 
 from .configuration import validate_positive_length
+from .training_options import TRUNCATION_MODES
 
 __all__ = [
     "TRUNCATION_MODES",
@@ -45,7 +46,6 @@ __all__ = [
 
 logger = logging.get_logger(__name__)
 
-TRUNCATION_MODES = ("keep_end", "keep_start")
 TOKENIZED_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
 _TEXT = "text"
 _CONVERSATIONAL = "conversational"

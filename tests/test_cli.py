@@ -114,7 +114,8 @@ def _options_with_help(parser):
 
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_each_command_help_is_complete(capsys, command):
-    status, out, _ = cli(capsys, f"{command} --help")
+    # `train --help` shows GenARM's options; `train --help-all` every TrainingArguments field as well.
+    status, out, _ = cli(capsys, f"{command} {'--help-all' if command == 'train' else '--help'}")
     assert status == 0
     assert "examples:" in out and f"hf-genarm {command}" in out
     for option, help_text in _options_with_help(build_parser(command)):
@@ -123,7 +124,7 @@ def test_each_command_help_is_complete(capsys, command):
 
 
 def test_train_help_lists_every_training_arguments_field_with_its_help(capsys):
-    status, out, _ = cli(capsys, "train --help")
+    status, out, _ = cli(capsys, "train --help-all")
     assert status == 0
     flat = " ".join(out.split())
     fields = [field for field in dataclasses.fields(ARMConfig) if field.init]
@@ -135,6 +136,37 @@ def test_train_help_lists_every_training_arguments_field_with_its_help(capsys):
             assert " ".join(help_text.split())[:40] in flat, field.name
     beta_r_help = flat.split("--beta-r BETA_R ")[1].split(" --")[0]
     assert beta_r_help.startswith("Reward scale") and beta_r_help.endswith("(default: 0.1)")
+
+
+def test_train_help_is_short_fast_and_shows_genarm_options_first():
+    # In a fresh interpreter: the short help must not import torch or the trainer (11 s on a loaded machine).
+    script = (
+        "import sys; from hf_genarm.cli import main; status = main(['train', '--help']); "
+        "print('IMPORTED', sorted({'torch', 'hf_genarm.trainer'} & set(sys.modules))); sys.exit(status)"
+    )
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=environment)
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    assert out.rstrip().endswith("IMPORTED []"), out[-200:]
+    lines = out.splitlines()
+    assert len(lines) < 150
+    position = next(number for number, line in enumerate(lines) if line.startswith("  --beta_r BETA_R"))
+    assert position < 60
+    assert "--help-all" in out and "--output_dir OUTPUT_DIR" in out and "--per_device_train_batch_size" in out
+    flat = " ".join(out.split())
+    assert "--no_disable_dropout, --no-disable-dropout Turn --disable_dropout off (its default is on)." in flat
+    assert "--learning_rate LEARNING_RATE" not in out, "TrainingArguments' options are listed by --help-all only"
+
+
+def test_train_defaults_save_checkpoints_that_keep_work(capsys):
+    _, config = build_parser("train").parse_args_into_dataclasses(
+        ["--model", "m", "--dataset", "d.jsonl", "--output_dir", "o"], look_for_args_file=False
+    )
+    assert (config.save_strategy, config.save_steps, config.save_total_limit) == ("steps", 0.1, 2)
+    out = cli(capsys, "train --help-all")[1]
+    flat = " ".join(out.split())
+    assert "--no_disable_dropout, --no-disable-dropout Turn --disable_dropout off" in flat
 
 
 def test_demo_options_come_from_the_demo_module(capsys, monkeypatch):
