@@ -496,6 +496,10 @@ class ARMTrainer(Trainer):
         chosen_log_probs, rejected_log_probs = summed.chunk(2)
         return chosen_log_probs, rejected_log_probs
 
+    def _pair_loss_weights(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Weight of each pair's loss in the batch mean: 1 here; a subclass may weigh pairs (PARM's preferences)."""
+        return torch.ones(())
+
     def compute_loss(
         self,
         model: torch.nn.Module,
@@ -517,7 +521,8 @@ class ARMTrainer(Trainer):
         """
         chosen_log_probs, rejected_log_probs = self._pair_log_probs(model, inputs)
         beta_r = self.args.beta_r  # the one source of beta_r; the saved metadata reads it too
-        loss = -functional.logsigmoid(beta_r * (chosen_log_probs - rejected_log_probs)).mean()
+        pair_losses = -functional.logsigmoid(beta_r * (chosen_log_probs - rejected_log_probs))
+        loss = (pair_losses * self._pair_loss_weights(inputs).to(pair_losses)).mean()
         chosen_rewards = beta_r * chosen_log_probs.detach()
         rejected_rewards = beta_r * rejected_log_probs.detach()
         statistics = torch.stack(
