@@ -23,6 +23,7 @@ from huggingface_hub.errors import EntryNotFoundError, HFValidationError, LocalE
 from huggingface_hub.utils import validate_repo_id
 from transformers.utils import logging
 
+from ._atomic_folder import LEGACY_STAGING_PREFIX, check_folder_writable, replace_folder
 from .configuration import GENARM_CONFIG_NAME, RewardModelMetadata
 from .model_card import (
     MODEL_CARD_NAME,
@@ -48,8 +49,13 @@ TRAINER_STATE_FILES = (
     "optimizer*.bin",
     "pytorch_model_fsdp*.bin",
 )
-_FOREIGN_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".h5", ".msgpack", ".safetensors")
-_STAGING_PREFIX = ".hf-genarm-save-"
+# Weights of other formats and frameworks (pickles, GGUF/GGML, ONNX and its external data, TensorFlow/Keras, Flax,
+# TFLite, Core ML, PaddlePaddle, NumPy archives, TensorRT engines, rust-bert), matched case-insensitively.
+_FOREIGN_WEIGHT_SUFFIXES = (
+    ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib", ".h5", ".hdf5", ".keras", ".msgpack",
+    ".safetensors", ".gguf", ".ggml", ".onnx", ".onnx_data", ".onnx.data", ".ort", ".tflite", ".pb", ".mlmodel",
+    ".pdparams", ".npz", ".engine", ".plan", ".ot",
+)  # fmt: skip
 
 logger = logging.get_logger(__name__)
 
@@ -61,6 +67,12 @@ _RETRAIN_WITH_ANOTHER_TOKENIZER = (
 
 # Files of which `tokenizer.save_pretrained` writes at least one: a folder without them holds no tokenizer.
 _TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
+# Every file a tokenizer's `save_pretrained` may write, whatever its family (replaced together by a new tokenizer).
+_TOKENIZER_FILE_NAMES = (
+    *_TOKENIZER_FILES, "special_tokens_map.json", "added_tokens.json", "vocab.json", "vocab.txt", "merges.txt",
+    "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "spm.model", "chat_template.jinja",
+    "chat_template.json",
+)  # fmt: skip
 
 
 def checked_tokenizer_fingerprint(
@@ -169,7 +181,7 @@ def trainer_state_files(names: list[str]) -> list[str]:
 def foreign_weight_files(names: list[str]) -> list[str]:
     """Weights hf-genarm never writes (pickles, other frameworks, other safetensors names)."""
     ours = set(full_model_files(names)) | set(adapter_files(names)) | set(trainer_state_files(names))
-    return [name for name in names if name.endswith(_FOREIGN_WEIGHT_SUFFIXES) and name not in ours]
+    return [name for name in names if name.lower().endswith(_FOREIGN_WEIGHT_SUFFIXES) and name not in ours]
 
 
 def holds_genarm_metadata(folder: str) -> bool:
@@ -250,6 +262,40 @@ def check_folder_takes_a_model(
     _files_to_replace(folder, _top_level_files(folder), overwrite, overwrite_option, base_model_folders)
 
 
+def _check_kept_tokenizer(folder: str, names: list[str], recorded_tokenizer: dict | None) -> None:
+    """Refuse a save without a tokenizer into a folder whose tokenizer files would then pair with another model.
+
+    The tokenizer files stay (a save only replaces what it writes), so they must be the tokenizer the new reward
+    model records; when it records none, files left by the model saved there before belong to that model.
+    """
+    if not any(name in names for name in _TOKENIZER_FILES):
+        return
+    fix = (
+        "Pass `tokenizer=` with the reward model's own tokenizer (it replaces those files), remove the tokenizer "
+        "files from the folder, or save into another folder."
+    )
+    if recorded_tokenizer is None:
+        held_a_model = full_model_files(names) or adapter_files(names) or GENARM_CONFIG_NAME in names
+        if held_a_model:
+            raise ValueError(
+                f"{folder} holds the tokenizer files of the model saved there before, and the reward model being "
+                f"saved records no tokenizer: saving without `tokenizer=` would pair them silently. {fix}"
+            )
+        return
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except Exception as error:  # any unreadable tokenizer: it cannot be shown to be the recorded one
+        raise ValueError(
+            f"{folder} holds tokenizer files that cannot be read ({error}), so they cannot be checked against the "
+            f"tokenizer the reward model records. {fix}"
+        ) from error
+    checked_tokenizer_fingerprint(
+        tokenizer, recorded_tokenizer, f"The tokenizer saved in {folder}", "the reward model being saved", fix=fix
+    )
+
+
 def write_folder_atomically(
     folder: str | os.PathLike,
     write: Callable[[str], None],
@@ -258,12 +304,18 @@ def write_folder_atomically(
     overwrite: bool = False,
     overwrite_option: str = "`overwrite=True`",
     base_model_folders: tuple[str, ...] = (),
+    writes_tokenizer: bool = True,
+    recorded_tokenizer: dict | None = None,
 ) -> None:
-    """Write a reward model into `folder` through `write(staging)`, leaving exactly one model there.
+    """Write a reward model into `folder` through `write(staging)`, leaving exactly one model there, all at once.
 
-    `write` saves into an empty staging folder inside `folder`; its files then replace their namesakes, and model
-    files of an earlier hf-genarm save that the new save did not write (the other kind of checkpoint, stale shards
-    or index) are removed. Files that are not model files (the user's notes, data) are left alone.
+    `write` saves into an empty staging folder beside `folder`; what `folder` held besides the model files the new
+    save replaces (the user's notes, data, checkpoint folders) is carried over, and the staging folder then takes
+    the place of `folder` in one step (see `hf_genarm._atomic_folder`): every reader, this package's or another
+    tool's, finds the earlier save or the new one, never a mix, even when the save is killed. Model files of an
+    earlier hf-genarm save that the new save does not write (the other kind of checkpoint, stale shards or index)
+    and, when the new save writes a tokenizer, the earlier tokenizer's files are not carried over. Concurrent saves
+    into `folder` run one after the other.
 
     Args:
         folder (`str` or `os.PathLike`): Destination (created if missing).
@@ -274,34 +326,48 @@ def write_folder_atomically(
             `overwrite`, named in the error.
         base_model_folders (`tuple[str, ...]`, *optional*): For an adapter, the local folders of its base model (the
             one it records, the one it was put on), which `folder` must not be.
+        writes_tokenizer (`bool`, *optional*, defaults to `True`): Whether `write` saves a tokenizer; when not,
+            tokenizer files already in `folder` must be the recorded tokenizer.
+        recorded_tokenizer (`dict`, *optional*): The fingerprint of the tokenizer the new reward model records.
 
     Raises:
-        ValueError: When `folder` holds model files hf-genarm did not write and `overwrite` is false, or when it
-            is one of `base_model_folders`.
+        ValueError: When `folder` (or the folder holding it) is not writable, holds model files hf-genarm did not
+            write and `overwrite` is false, is one of `base_model_folders`, or holds tokenizer files that the new
+            save would pair with a model they do not belong to.
     """
-    folder = os.fspath(folder)
+    folder = os.path.abspath(os.fspath(folder))
+    if os.path.islink(folder) and os.path.isdir(folder):
+        folder = os.path.realpath(folder)  # replace the folder the link points to, and keep the link
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise ValueError(f"`save_directory` ({folder}) is a file; pass a folder.")
-    os.makedirs(folder, exist_ok=True)
-    to_replace = _files_to_replace(folder, _top_level_files(folder), overwrite, overwrite_option, base_model_folders)
-    staging = tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=folder)
-    try:
+    check_folder_writable(folder, "`save_directory`")
+    os.makedirs(os.path.dirname(folder), exist_ok=True)
+    to_replace: list[str] = []
+
+    def checked_write(staging: str) -> None:
+        # Under the save lock: the folder is as the last save left it.
+        names = _top_level_files(folder)
+        to_replace[:] = _files_to_replace(folder, names, overwrite, overwrite_option, base_model_folders)
+        if not writes_tokenizer:
+            _check_kept_tokenizer(folder, names, recorded_tokenizer)
         write(staging)
         written = _top_level_files(staging)
         kind_written = adapter_files(written) if is_adapter else full_model_files(written)
         if not kind_written:
             raise RuntimeError(f"Saving wrote no {'adapter' if is_adapter else 'model'} files into {folder}.")
-        for root, _, filenames in os.walk(staging):
-            target_root = os.path.join(folder, os.path.relpath(root, staging))
-            os.makedirs(target_root, exist_ok=True)
-            for filename in filenames:
-                os.replace(os.path.join(root, filename), os.path.join(target_root, filename))
-        # Only once the new model is in place: an interruption leaves two models (refused on loading), never none.
-        for name in to_replace:
-            if name not in written:
-                os.remove(os.path.join(folder, name))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    def dropped(written: list[str]) -> set[str]:
+        names = os.listdir(folder)
+        legacy_staging = {name for name in names if name.startswith(LEGACY_STAGING_PREFIX)}
+        tokenizer_files = set(tokenizer_file_names(names)) if tokenizer_file_names(written) else set()
+        return set(to_replace) | legacy_staging | tokenizer_files
+
+    replace_folder(folder, checked_write, dropped)
+
+
+def tokenizer_file_names(names: list[str]) -> list[str]:
+    """The names among `names` that a tokenizer's `save_pretrained` writes (of any tokenizer family)."""
+    return [name for name in names if name in _TOKENIZER_FILE_NAMES or name.endswith(".tiktoken")]
 
 
 def check_saved_reward_model(folder: str | os.PathLike) -> tuple[RewardModelMetadata, bool]:

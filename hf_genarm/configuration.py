@@ -307,6 +307,19 @@ def _check_preference_fields(objectives: Any, conditioning: Any) -> None:
         raise ValueError(f"`preference_conditioning.preference_rank` must be a positive int, got {rank!r}.")
 
 
+def _check_base_model_fingerprint(value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise TypeError(f"`base_model_fingerprint` must be an object or null, got {type(value).__name__}.")
+    if not isinstance(value.get("config_sha256"), str):
+        digest = value.get("config_sha256")
+        raise ValueError(f"`base_model_fingerprint.config_sha256` must be a string, got {digest!r}.")
+    sample = value.get("weights_sample", [])
+    if not isinstance(sample, list) or not all(_is_real_number(item) for item in sample):
+        raise ValueError(f"`base_model_fingerprint.weights_sample` must be a list of numbers, got {sample!r}.")
+
+
 @dataclass
 class RewardModelMetadata:
     """GenARM metadata stored beside a reward model's weights in `genarm_config.json`.
@@ -328,6 +341,10 @@ class RewardModelMetadata:
             Evaluation metrics of the training run (shown in the model card).
         library_version (`str`, *optional*):
             Version of hf-genarm that wrote the file.
+        base_model_fingerprint (`dict`, *optional*):
+            For a PEFT adapter, what identifies the base model it was trained on (configuration hash, embedding
+            shape, a sample of its weights; see `hf_genarm._base_model_identity`), checked when the adapter loads.
+            Adapters saved before it existed load without the check.
         format_version (`int`, *optional*, defaults to `1`):
             Version of the file's layout; files from a newer layout are refused rather than half read.
         objectives (`list[str]`, *optional*):
@@ -351,6 +368,7 @@ class RewardModelMetadata:
     metrics: dict[str, float] = field(default_factory=dict)
     library_version: str | None = None
     format_version: int = GENARM_FORMAT_VERSION
+    base_model_fingerprint: dict[str, Any] | None = None
     objectives: list[str] = field(default_factory=list)
     preference_conditioning: dict[str, Any] | None = None
 
@@ -363,6 +381,7 @@ class RewardModelMetadata:
         _check_optional_str(self.base_model, "base_model")
         _check_optional_str(self.library_version, "library_version")
         _check_fingerprint(self.tokenizer)
+        _check_base_model_fingerprint(self.base_model_fingerprint)
         if not isinstance(self.datasets, list) or not all(isinstance(name, str) for name in self.datasets):
             raise TypeError(f"`datasets` must be a list of strings, got {self.datasets!r}.")
         if not isinstance(self.metrics, dict) or not all(

@@ -23,6 +23,7 @@ from torch.nn import functional
 from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.utils import logging
 
+from ._base_model_identity import base_model_difference, base_model_fingerprint
 from ._saved_folder import (
     ADAPTER_FILES,
     CheckpointSource,
@@ -440,6 +441,8 @@ class AutoregressiveRewardModel(PreTrainedModel):
                 tokenizer, self.metadata.tokenizer, "`tokenizer`", "this reward model"
             )
         self.metadata.library_version = __version__
+        # An adapter records the base it is on now, checked when it loads again; a full model needs no base.
+        self.metadata.base_model_fingerprint = base_model_fingerprint(self.model) if self.is_peft_model else None
         user_card = read_user_model_card(folder) if os.path.isdir(folder) else None
 
         def write(staging: str) -> None:
@@ -463,6 +466,8 @@ class AutoregressiveRewardModel(PreTrainedModel):
             is_adapter=self.is_peft_model,
             overwrite=overwrite,
             base_model_folders=adapter_base_folders(self.model),
+            writes_tokenizer=tokenizer is not None,
+            recorded_tokenizer=self.metadata.tokenizer,
         )
         if push_to_hub:
             self.push_to_hub(repo_id, tokenizer=tokenizer, overwrite_model_card=overwrite_model_card, **hub_kwargs)
@@ -505,9 +510,11 @@ class AutoregressiveRewardModel(PreTrainedModel):
         check_repo_id(repo_id)
         staging = tempfile.mkdtemp(prefix="hf-genarm-push-")
         try:
-            self.save_pretrained(staging, tokenizer=tokenizer, max_shard_size=max_shard_size)
+            # A folder inside the temporary one: a save also writes beside the folder it replaces (lock, staging).
+            folder = os.path.join(staging, "reward-model")
+            self.save_pretrained(folder, tokenizer=tokenizer, max_shard_size=max_shard_size)
             result = push_saved_reward_model(
-                staging,
+                folder,
                 repo_id,
                 revision=revision,
                 token=token,
@@ -592,14 +599,69 @@ class AutoregressiveRewardModel(PreTrainedModel):
             from peft import PeftConfig, PeftModel
 
             adapter_config = PeftConfig.from_pretrained(source.name, **source.hub_kwargs)
+            explicit_base = base_model is not None
+            base_name = _base_name(base_model, adapter_config)
             if not isinstance(base_model, torch.nn.Module):
                 base_model = _load_adapter_base(source.name, base_model, adapter_config, token, cache_dir, model_kwargs)
-            model = PeftModel.from_pretrained(base_model, source.name, is_trainable=is_trainable, **source.hub_kwargs)
+            recorded_base = metadata.base_model_fingerprint if metadata is not None else None
+            if recorded_base is not None:
+                _check_adapter_base(source.name, base_name, base_model, recorded_base, explicit_base)
+            try:
+                model = PeftModel.from_pretrained(
+                    base_model, source.name, is_trainable=is_trainable, **source.hub_kwargs
+                )
+            except RuntimeError as error:
+                if "size mismatch" not in str(error):
+                    raise
+                # Adapters saved before the base record: PEFT's own error names neither folder nor the fix.
+                raise ValueError(
+                    f"The adapter at {source.name} does not fit its base model {base_name} (its weights have other "
+                    f"shapes: the base is not the model the adapter was trained on). {_base_model_fix(source.name)}"
+                ) from error
         else:
             model = source.load(AutoModelForCausalLM, **model_kwargs)
         if not is_trainable:
             model.eval()
         return cls(model, beta_r=beta_r, metadata=metadata)
+
+
+def _base_model_fix(adapter: str) -> str:
+    return (
+        f"Pass the base model it was trained on: AutoregressiveRewardModel.from_pretrained({adapter!r}, "
+        "base_model=<its folder, Hub id or loaded model>)."
+    )
+
+
+def _base_name(base_model: Any, adapter_config: Any) -> str:
+    """How errors name the base model an adapter is being put on."""
+    if isinstance(base_model, torch.nn.Module):
+        name = getattr(base_model.config, "_name_or_path", "") or type(base_model).__name__
+        return f"(the model given as `base_model=`, {name})"
+    name = os.fspath(base_model) if base_model is not None else adapter_config.base_model_name_or_path
+    return repr(name)
+
+
+def _check_adapter_base(
+    adapter: str, base_name: str, base_model: torch.nn.Module, recorded: dict[str, Any], explicit: bool
+) -> None:
+    """Refuse (or, for a base the caller chose with `base_model=`, warn about) a base that is not the recorded one.
+
+    A base of other shapes is always refused (PEFT would fail with "size mismatch"); a base with another
+    configuration or other weights scores differently without any error, so the recorded base path is refused
+    and a base given on purpose gets a warning.
+    """
+    difference, shapes_differ = base_model_difference(recorded, base_model)
+    if difference is None:
+        return
+    message = f"The base model {base_name} is not the one the adapter at {adapter} was trained on ({difference})"
+    if shapes_differ:
+        raise ValueError(f"{message}; the adapter cannot load on it. {_base_model_fix(adapter)}")
+    if not explicit:
+        raise ValueError(
+            f"{message}; the adapter would score differently on it. {_base_model_fix(adapter)} To put the adapter "
+            "on this base on purpose, pass it as `base_model=` (a warning remains)."
+        )
+    logger.warning(f"{message}; it will score differently from the trained reward model.")
 
 
 def _load_adapter_base(
