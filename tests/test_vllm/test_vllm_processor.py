@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import types
 
+import numpy as np
 import pytest
 import torch
 
@@ -143,36 +144,71 @@ def test_a_step_without_new_tokens_keeps_the_scores(processor, reference_models,
     batch.update(processor, removed=[0])
 
 
-def test_a_guided_prompt_outside_the_tokenizer_that_reaches_the_worker_is_served_unguided(
-    processor, reference_models, make_prompts, caplog
+@pytest.mark.parametrize(
+    ("prompt", "alpha", "logged"),
+    [
+        (
+            [5, VOCAB + 3, 7],
+            [1.0, 1.0],
+            f"the prompt holds token id {VOCAB + 3}, outside the tokenizer's {VOCAB} tokens",
+        ),
+        ([5, 6, 7], [1.0, 1.0, 1.0], "`genarm_alpha` holds 3 weight(s) but this engine serves 2 reward model(s)"),
+        ([5, 6, 7], {"rm_c": 1.0}, "`genarm_alpha` names reward model(s) ['rm_c'] that this engine does not serve"),
+    ],
+)
+def test_a_request_the_worker_cannot_guide_is_served_unguided_and_logged(
+    processor, reference_models, make_prompts, caplog, prompt, alpha, logged
 ):
-    """vLLM refuses such prompts at validation where it shows them; the worker must still never stop on one."""
+    """What needs the engine is resolved in the worker, which never stops on a request: it serves it unguided."""
     reward_models, tokenizer = reference_models
     generator = torch.Generator().manual_seed(3)
     batch = _Batch()
     with caplog.at_level("WARNING"):
-        batch.update(processor, added=[(0, [5, VOCAB + 3, 7], [1.0, 1.0], 0.5)])
-    batch.slots[0] = ([5, VOCAB + 3, 7], [], None, 0.5)  # expected: untouched, as an unguided row
+        batch.update(processor, added=[(0, prompt, alpha, 0.5)])
+    batch.slots[0] = (prompt, [], None, 0.5)  # expected: untouched, as an unguided row
     batch.update(processor, added=[(1, make_prompts(1, seed=33)[0], [1.0, 0.0], 0.5)])
-    assert f"token id {VOCAB + 3}, outside the tokenizer's {VOCAB} tokens" in caplog.text
+    assert "A request asking for GenARM guidance is served without it: " + logged in caplog.text
+    _check_step(processor, batch, reward_models, tokenizer, generator)
     _check_step(processor, batch, reward_models, tokenizer, generator)
     batch.update(processor, removed=[0, 1])
 
 
+def test_validate_params_needs_only_the_sampling_parameters():
+    """vLLM's front end calls it with the request's `SamplingParams` alone: no engine, no call stack to read."""
+    validate = GenARMVLLMLogitsProcessor.validate_params
+    validate(SamplingParams(extra_args=request_args({"any_name": 1.0})))
+    validate(SamplingParams(extra_args={"genarm_alpha": [1.0, 2.0, 3.0]}))  # the worker counts the reward models
+    validate(SamplingParams(extra_args=None))
+    validate(SamplingParams(extra_args={"other_processor": "setting"}))
+    with pytest.raises(ValueError, match=r"`genarm_alpha\[1\]` is nan"):
+        validate(SamplingParams(extra_args={"genarm_alpha": [1.0, float("nan")]}))
+    with pytest.raises(ValueError, match="`genarm_beta` must be a finite float > 0"):
+        validate(SamplingParams(extra_args={"genarm_alpha": 1.0, "genarm_beta": -1.0}))
+    with pytest.raises(ValueError, match=r"`genarm_alpha\[0\]` is a numpy.float32"):
+        validate(SamplingParams(extra_args={"genarm_alpha": [np.float32(1.0), 1.0]}))
+    converted = request_args([np.float32(0.5), np.int64(2)], beta=np.float32(0.5))
+    assert converted == {"genarm_alpha": [0.5, 2.0], "genarm_beta": 0.5}
+    assert all(type(weight) is float for weight in converted["genarm_alpha"])
+    validate(SamplingParams(extra_args=converted))
+
+
+def test_engine_kwargs_ask_for_processed_log_probabilities_unless_told_otherwise(model_dirs):
+    assert engine_kwargs([model_dirs["rm_a"]])["logprobs_mode"] == "processed_logprobs"
+    assert engine_kwargs([model_dirs["rm_a"]], logprobs_mode="raw_logprobs")["logprobs_mode"] == "raw_logprobs"
+    assert "logprobs_mode" not in engine_kwargs([model_dirs["rm_a"]], logprobs_mode=None)
+
+
 def test_request_weights_overflowing_the_scores_are_refused():
     names = ["rm_a", "rm_b"]
-    for extra_args in (
-        request_args([1e38, 1e38], beta=1.0),
-        request_args([-1e38, 1.0], beta=1.0),
-        request_args([1.0, 1.0], beta=1e-40),
-        request_args([2e6, 0.0], beta=1.0),
-    ):
+    for alpha, beta in (([1e38, 1e38], 1.0), ([-1e38, 1.0], 1.0), ([1.0, 1.0], 1e-40), ([2e6, 0.0], 1.0)):
         with pytest.raises(ValueError, match="`genarm_alpha` / `genarm_beta` reaches"):
-            request_weights(extra_args, names)
+            request_weights({"genarm_alpha": alpha, "genarm_beta": beta}, names)
+        with pytest.raises(ValueError, match="`genarm_alpha` / `genarm_beta` reaches"):
+            request_args(alpha, beta)  # refused where the request is built, too
     assert request_weights(request_args([1e3, -1e3], beta=0.01), names).tolist() == [1e5, -1e5]
-    with pytest.raises(ValueError, match="a dict of floats by reward-model name; got Tensor"):
+    with pytest.raises(ValueError, match="which the server's `vllm_xargs` accept\\); got Tensor"):
         request_weights({"genarm_alpha": torch.ones(2, 2)}, names)
-    with pytest.raises(ValueError, match="a dict of floats by reward-model name; got bool"):
+    with pytest.raises(ValueError, match="which the server's `vllm_xargs` accept\\); got bool"):
         request_weights({"genarm_alpha": True}, names)
     with pytest.raises(ValueError, match=r"`genarm_alpha\['rm_a'\]` must be a float, got bool"):
         request_weights({"genarm_alpha": {"rm_a": True}}, names)
