@@ -35,6 +35,8 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, get_last_checkpoint
 from transformers.utils import logging
 
+from ._atomic_folder import check_folder_writable
+from ._base_model_identity import base_model_fingerprint
 from ._saved_folder import (
     adapter_files,
     check_folder_takes_a_model,
@@ -156,6 +158,7 @@ def _check_output_folders(args: ARMConfig, base_model_folders: tuple[str, ...] =
     `base_model_folders` are the folders of the base model of the adapter being trained: saving the adapter there
     would remove the weights it needs.
     """
+    check_folder_writable(args.output_dir, "`output_dir`")
     folders = [args.output_dir]
     if args.save_strategy != "no" and os.path.isdir(args.output_dir):
         checkpoints = Path(args.output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")
@@ -655,6 +658,8 @@ class ARMTrainer(Trainer):
                 "and train from its folder."
             )
         metadata = self._reward_metadata()
+        # An adapter records the base it was trained on, checked when it loads again.
+        metadata.base_model_fingerprint = base_model_fingerprint(trained) if is_adapter else None
         user_card = read_user_model_card(output_dir) if os.path.isdir(output_dir) else None
         save_model_and_tokenizer = super()._save
 
