@@ -261,16 +261,9 @@ Runs offline on the small models shipped with hf-genarm (a GPT-2 base trained on
 
 examples:
   hf-genarm demo
-  hf-genarm demo --prompts 8 --beta 0.5 --seed 1
+  hf-genarm demo --prompts 8 --beta 0.5 --seed 1 --threads 2
 """
 
-# `DemoOptions` documents its fields in its docstring, not in the field metadata HfArgumentParser reads.
-_DEMO_HELP = {
-    "prompts": "Number of held-out fortune openings to continue.",
-    "max_new_tokens": "Tokens generated per prompt and method.",
-    "beta": "KL strength: each reward model's weight is alpha / beta.",
-    "seed": "Random seed, shared by every method.",
-}
 
 
 # ------------------------------------------------------------------------------------------ parsers
@@ -328,9 +321,6 @@ def _demo_parser() -> Any:
     from .demo import DemoOptions
 
     parser = _command_parser("demo", _DEMO_EPILOG, [DemoOptions])
-    for action in parser._actions:
-        if action.dest in _DEMO_HELP:
-            action.help = _DEMO_HELP[action.dest]
     _add_debug(parser, default=False)
     return parser
 
@@ -691,7 +681,7 @@ def _check_generate(args: argparse.Namespace) -> None:
 def _check_demo(options: Any) -> None:
     from .configuration import validate_beta, validate_positive_length
 
-    for name in ("prompts", "max_new_tokens"):
+    for name in ("prompts", "max_new_tokens", "threads"):
         with _as_usage_error(f"--{name}"):
             validate_positive_length(getattr(options, name), f"--{name}", allow_none=False)
     with _as_usage_error("--beta"):

@@ -108,3 +108,34 @@ def test_continuation_perplexity_equals_each_row_scored_alone(tokenizer):
         count += len(kept)
     expected = math.exp(-total_log_prob / count)
     assert _continuation_perplexity(base, sequences, inputs["attention_mask"], eos) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("threads", [None, 2], ids=["default", "two"])
+def test_demo_runs_on_the_threads_asked_for_and_gives_the_callers_back(monkeypatch, threads):
+    seen = []
+
+    def record_threads(options, stream):
+        seen.append(torch.get_num_threads())
+        return 0
+
+    monkeypatch.setattr("hf_genarm.demo._runner._run", record_threads)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        assert demo.main(argparse.Namespace(threads=threads), stream=io.StringIO()) == 0
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+    # Tiny models: one thread by default, however many cores the machine (or the caller) has.
+    assert seen == [1 if threads is None else threads]
+
+
+def test_demo_summary_names_its_threads(demo_output):
+    _, output = demo_output
+    assert "torch threads 1)" in output
+
+
+def test_demo_threads_option_is_checked_before_loading(capsys, monkeypatch):
+    monkeypatch.setattr("hf_genarm.demo.main", lambda options: pytest.fail("the demo must not start"))
+    assert cli.main(["demo", "--threads", "0"]) == 2
+    assert "--threads" in capsys.readouterr().err

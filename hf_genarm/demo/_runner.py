@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TopKLogitsWarper, 
 from transformers.utils import logging
 
 from ..assets import default_asset_path
+from ..configuration import validate_positive_length
 from ..logits_process import GenARMLogitsProcessor
 from ..modeling import AutoregressiveRewardModel, response_log_probs
 from .judges import SentimentJudge, TopicJudge
@@ -124,11 +125,16 @@ def _print_summary(runs: Sequence[_MethodRun], beta: float, settings: str, strea
 def run_demo(options: DemoOptions, stream: TextIO | None = None) -> int:
     """Run the demo with `options`, printing to `stream` (`sys.stdout` by default); returns the exit status `0`."""
     # The weight-loading bars of four small models would drown the demo's own output.
+    threads = validate_positive_length(options.threads, "threads", allow_none=False)
     progress_bars_were_enabled = logging.is_progress_bar_enabled()
     logging.disable_progress_bar()
+    # Threads for these tiny models only: the caller's setting comes back afterwards.
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
         return _run(options, stream if stream is not None else sys.stdout)
     finally:
+        torch.set_num_threads(threads_before)
         if progress_bars_were_enabled:
             logging.enable_progress_bar()
 
