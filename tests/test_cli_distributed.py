@@ -11,13 +11,13 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from process_group import run_killing_group
 from safetensors.torch import load_file
 
 from hf_genarm.cli import main
@@ -99,7 +99,8 @@ def test_two_cpu_processes_train_like_one_process_at_the_same_global_batch(input
     command = [*LAUNCHERS[launcher](free_port()), "-m", "hf_genarm.cli"]
     command += train_arguments(inputs, tmp_path / "two", pairs_per_process=2)
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
+    # Two tiny ranks train in seconds; a hang (a rank waiting for a peer that died) kills both ranks at the timeout.
+    run = run_killing_group(command, timeout=300, env=environment)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("saved the reward model") == 1, run.stdout
     assert train_loss(run.stdout) == pytest.approx(one_process_loss, abs=1e-4)

@@ -12,11 +12,11 @@ import os
 import pathlib
 import re
 import shutil
-import subprocess
 import sys
 import threading
 
 import pytest
+from process_group import run_killing_group
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -40,11 +40,10 @@ PAGES_WITH_MATH = ["", "concepts/", "tutorials/train-an-arm/", "tutorials/multi-
 def built_site(tmp_path_factory):
     """Build the site as `.ci/run` does; return the folder and everything mkdocs printed."""
     site = tmp_path_factory.mktemp("site")
-    result = subprocess.run(
+    result = run_killing_group(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        timeout=900,
         cwd=ROOT,
-        capture_output=True,
-        text=True,
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     return site, result

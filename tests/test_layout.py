@@ -4,10 +4,10 @@ import ast
 import json
 import pathlib
 import re
-import subprocess
 import sys
 
 import pytest
+from process_group import run_killing_group
 
 import hf_genarm
 
@@ -121,7 +121,7 @@ HEAVY_MODULES = ("hf_genarm.trainer", "hf_genarm.data", "datasets", "matplotlib"
 
 def loaded_after(statement: str) -> list[str]:
     code = f"import json, sys\n{statement}\nprint(json.dumps(sorted(sys.modules)))"
-    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    output = run_killing_group([sys.executable, "-c", code], timeout=300, check=True, cwd=REPO_ROOT)
     return json.loads(output.stdout.splitlines()[-1])
 
 

@@ -3,11 +3,11 @@
 import os
 import pathlib
 import shutil
-import subprocess
 import sys
 import zipfile
 
 import pytest
+from process_group import run_killing_group
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -23,22 +23,8 @@ def wheel(tmp_path_factory) -> pathlib.Path:
     for folder in ("hf_genarm", "scripts"):
         shutil.copytree(REPO_ROOT / folder, source / folder, ignore=ignore)
     output = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "--quiet",
-            str(source),
-            "-w",
-            str(output),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", str(source)]
+    run_killing_group([*command, "-w", str(output)], timeout=600, check=True)
     (wheel_path,) = output.glob("hf_genarm-*.whl")
     return wheel_path
 
@@ -70,10 +56,10 @@ def test_wheel_holds_the_assets_and_their_loading_code_but_no_build_code(wheel):
 
 def test_the_installed_wheel_runs_the_demo(wheel, tmp_path):
     target = tmp_path / "site"
-    subprocess.run(
+    run_killing_group(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target), str(wheel)],
+        timeout=600,
         check=True,
-        capture_output=True,
     )
     # The wheel's copy comes first on the path, ahead of the editable install of the working tree.
     env = {**os.environ, "PYTHONPATH": str(target), "HF_HUB_OFFLINE": "1"}
@@ -81,7 +67,7 @@ def test_the_installed_wheel_runs_the_demo(wheel, tmp_path):
         "import hf_genarm, sys; from hf_genarm.cli import main; "
         "print('loaded from', hf_genarm.__file__); sys.exit(main(['demo', '--prompts', '1', '--max-new-tokens', '4']))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
+    result = run_killing_group([sys.executable, "-c", code], timeout=600, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"loaded from {target / 'hf_genarm' / '__init__.py'}" in result.stdout
     assert "Summary (1 prompts, 4 new tokens" in result.stdout
