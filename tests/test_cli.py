@@ -114,7 +114,8 @@ def _options_with_help(parser):
 
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_each_command_help_is_complete(capsys, command):
-    status, out, _ = cli(capsys, f"{command} --help")
+    # `train --help` shows GenARM's options; `train --help-all` every TrainingArguments field as well.
+    status, out, _ = cli(capsys, f"{command} {'--help-all' if command == 'train' else '--help'}")
     assert status == 0
     assert "examples:" in out and f"hf-genarm {command}" in out
     for option, help_text in _options_with_help(build_parser(command)):
@@ -123,7 +124,7 @@ def test_each_command_help_is_complete(capsys, command):
 
 
 def test_train_help_lists_every_training_arguments_field_with_its_help(capsys):
-    status, out, _ = cli(capsys, "train --help")
+    status, out, _ = cli(capsys, "train --help-all")
     assert status == 0
     flat = " ".join(out.split())
     fields = [field for field in dataclasses.fields(ARMConfig) if field.init]
@@ -135,6 +136,37 @@ def test_train_help_lists_every_training_arguments_field_with_its_help(capsys):
             assert " ".join(help_text.split())[:40] in flat, field.name
     beta_r_help = flat.split("--beta-r BETA_R ")[1].split(" --")[0]
     assert beta_r_help.startswith("Reward scale") and beta_r_help.endswith("(default: 0.1)")
+
+
+def test_train_help_is_short_fast_and_shows_genarm_options_first():
+    # In a fresh interpreter: the short help must not import torch or the trainer (11 s on a loaded machine).
+    script = (
+        "import sys; from hf_genarm.cli import main; status = main(['train', '--help']); "
+        "print('IMPORTED', sorted({'torch', 'hf_genarm.trainer'} & set(sys.modules))); sys.exit(status)"
+    )
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=environment)
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    assert out.rstrip().endswith("IMPORTED []"), out[-200:]
+    lines = out.splitlines()
+    assert len(lines) < 150
+    position = next(number for number, line in enumerate(lines) if line.startswith("  --beta_r BETA_R"))
+    assert position < 60
+    assert "--help-all" in out and "--output_dir OUTPUT_DIR" in out and "--per_device_train_batch_size" in out
+    flat = " ".join(out.split())
+    assert "--no_disable_dropout, --no-disable-dropout Turn --disable_dropout off (its default is on)." in flat
+    assert "--learning_rate LEARNING_RATE" not in out, "TrainingArguments' options are listed by --help-all only"
+
+
+def test_train_defaults_save_checkpoints_that_keep_work(capsys):
+    _, config = build_parser("train").parse_args_into_dataclasses(
+        ["--model", "m", "--dataset", "d.jsonl", "--output_dir", "o"], look_for_args_file=False
+    )
+    assert (config.save_strategy, config.save_steps, config.save_total_limit) == ("steps", 0.1, 2)
+    out = cli(capsys, "train --help-all")[1]
+    flat = " ".join(out.split())
+    assert "--no_disable_dropout, --no-disable-dropout Turn --disable_dropout off" in flat
 
 
 def test_demo_options_come_from_the_demo_module(capsys, monkeypatch):
@@ -741,6 +773,7 @@ def serve_folders(tmp_path):
     (tmp_path / "base" / "config.json").write_text("{}")
     for name in ("arm-helpful", "arm-harmless"):
         (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
     return tmp_path
 
 
@@ -823,3 +856,74 @@ def test_serve_without_vllm_names_the_extra_to_install(capsys, serve_folders, mo
     )
     assert status == 1
     assert_one_line_error(err, 'pip install "hf-genarm[vllm]"')
+
+
+def test_serve_print_command_passes_absolute_paths(capsys, serve_folders, monkeypatch):
+    monkeypatch.chdir(serve_folders)
+    status, out, err = cli(capsys, "serve base --reward-model ./arm-helpful --print-command")
+    assert status == 0, err
+    command = shlex.split(out)
+    assert command[command.index("--model") + 1] == str(serve_folders / "base")
+    settings = json.loads(command[command.index("--additional-config") + 1])
+    assert settings["genarm"]["reward_models"] == {"arm-helpful": str(serve_folders / "arm-helpful")}
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ("--port 70000", "--port: expected a port number from 1 to 65535, got 70000"),
+        ("--port -1", "--port: expected a port number from 1 to 65535, got -1"),
+        ("--port 0", "--port: expected a port number from 1 to 65535, got 0"),
+        ("--port http", "--port: expected a port number from 1 to 65535, got 'http'"),
+        ("-- --logits-processors my.module:Other", "--logits-processors after `--` would replace GenARM's logits"),
+        ("-- --additional-config={{}}", "--additional-config after `--` would replace the reward models"),
+        ("-- --additional_config {{}}", "--additional_config after `--` would replace the reward models"),
+        ("-- --model other", "--model after `--` would replace the BASE argument"),
+    ],
+    ids=["port-too-large", "negative-port", "port-zero", "port-not-a-number", "logits-processors",
+         "additional-config", "additional-config-underscore", "model"],
+)  # fmt: skip
+def test_serve_refuses_bad_ports_and_vllm_arguments_that_override_genarm(capsys, serve_folders, options, expected):
+    status, out, err = cli(
+        capsys, "serve {base} --reward-model {arm} --print-command " + options,
+        base=serve_folders / "base", arm=serve_folders / "arm-helpful",
+    )  # fmt: skip
+    assert status == 2 and out == ""
+    assert_one_line_error(err, expected)
+
+
+def test_serve_refuses_a_reward_model_folder_that_holds_no_model(capsys, serve_folders):
+    (serve_folders / "notes").mkdir()
+    status, _, err = cli(
+        capsys, "serve {base} --reward-model {notes} --print-command",
+        base=serve_folders / "base", notes=serve_folders / "notes",
+    )  # fmt: skip
+    assert status == 2
+    assert_one_line_error(err, "is not a saved model folder (no config.json or adapter_config.json)")
+
+
+def test_generate_refuses_a_prompt_past_the_position_limit_before_generating(capsys, saved, monkeypatch):
+    limit = AutoModelForCausalLM.from_pretrained(saved / "base").config.max_position_embeddings
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("generate() must not run")
+
+    monkeypatch.setattr("transformers.GenerationMixin.generate", refuse)
+    long_prompt = " ".join(["cat"] * (limit + 5))
+    status, out, err = cli(capsys, "generate --base {base} --reward-model {arm} " + shlex.quote(long_prompt),
+                           base=saved / "base", arm=saved / "arm")  # fmt: skip
+    assert status == 2 and out == ""
+    assert_one_line_error(err, f"--base {saved / 'base'} reads at most {limit} positions, but the longest prompt has")
+    # A prompt that fits, but not with the tokens asked for, is refused as well, naming --max-new-tokens.
+    status, _, err = cli(capsys, f"generate --base {{base}} --max-new-tokens {limit} 'The cat'", base=saved / "base")
+    assert status == 2
+    assert_one_line_error(err, f"--max-new-tokens adds {limit}; shorten the prompt or lower --max-new-tokens")
+
+
+def test_generate_accepts_options_spelled_with_underscores(capsys, saved):
+    dashed = cli(capsys, "generate --base {base} --greedy --max-new-tokens 3 --jsonl 'The cat'", base=saved / "base")
+    command_line = "generate --base {base} --greedy --max_new_tokens=3 --num_beams 1 --jsonl 'The cat'"
+    underscored = cli(capsys, command_line, base=saved / "base")
+    assert dashed[0] == underscored[0] == 0, underscored[2]
+    assert dashed[1] == underscored[1]
+    assert cli(capsys, "generate --base {base} --greedy --max_new_tokens 0 'x'", base=saved / "base")[0] == 2
