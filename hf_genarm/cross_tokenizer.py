@@ -20,7 +20,7 @@ from ._cross_tokenizer_stream import ASSISTED_DECODING_REFUSED, CrossTokenizerSt
 from ._cross_tokenizer_text import BaseTextDecoder, RewardTokenizer, complete_text
 from .logits_process import GenARMLogitsProcessor
 from .modeling import AutoregressiveRewardModel
-from .vocab import describe_tokenizer_difference, tokenizer_fingerprint
+from .vocab import check_reward_model_tokenizer, describe_tokenizer_difference, tokenizer_fingerprint
 
 __all__ = ["CrossTokenizerGenARMLogitsProcessor", "cross_tokenizer_token_rewards"]
 
@@ -57,23 +57,29 @@ def _saved_tokenizer(model: torch.nn.Module, index: int) -> Any:
 
 
 def _resolve_reward_tokenizers(models: list[torch.nn.Module], tokenizer: Any, given: Any) -> list[Any]:
-    """One tokenizer per reward model: the one given, else the one saved with it, else the base tokenizer."""
+    """One tokenizer per reward model: the one given, else the one saved with it, else the base tokenizer.
+
+    Each is checked against the tokenizer the reward model records: a recorded fingerprint always wins.
+    """
     if given is not None and len(given) != len(models):
         raise ValueError("`reward_model_tokenizers` needs one entry (or None) per reward model.")
-    base_fingerprint = tokenizer_fingerprint(tokenizer)
     resolved = []
     for index, model in enumerate(models):
-        candidate = given[index] if given is not None else None
+        owner = f"`reward_models[{index}]`"
+        candidate, argument = (given[index] if given is not None else None), f"`reward_model_tokenizers[{index}]`"
         if candidate is None:
-            candidate = _saved_tokenizer(model, index)
+            candidate, argument = _saved_tokenizer(model, index), f"The tokenizer saved beside {owner}"
         if candidate is None:
-            recorded = model.metadata.tokenizer if isinstance(model, AutoregressiveRewardModel) else None
-            if recorded and describe_tokenizer_difference(base_fingerprint, recorded):
-                raise ValueError(
-                    f"`reward_models[{index}]` was trained with another tokenizer than the base model's and none was "
-                    "found beside it; pass it with `reward_model_tokenizers=[...]`."
-                )
             candidate = tokenizer
+            argument = f"The base tokenizer (`tokenizer=`, used since no tokenizer was given or saved for {owner})"
+        check_reward_model_tokenizer(
+            model,
+            candidate,
+            argument,
+            owner,
+            fix=f"Pass the tokenizer {owner} was trained with as `reward_model_tokenizers[{index}]` "
+            "(`AutoTokenizer.from_pretrained(reward_model_folder)`).",
+        )
         resolved.append(candidate)
     return resolved
 
@@ -107,7 +113,8 @@ class CrossTokenizerGenARMLogitsProcessor(GenARMLogitsProcessor):
             The base model's tokenizer.
         reward_model_tokenizers (`list`, *optional*):
             One tokenizer per reward model (`None` entries allowed). A missing one is loaded from the folder the
-            reward model was loaded from; without one, the reward model must share the base tokenizer.
+            reward model was loaded from; without one, the reward model must share the base tokenizer. A
+            reward model that records its tokenizer (an `AutoregressiveRewardModel`) refuses any other.
         num_candidates (`int`, *optional*, defaults to `16`):
             Base tokens scored per row and step; every other token is masked.
         alpha, beta, attention_mask, reward_model_inputs:
@@ -245,7 +252,8 @@ def cross_tokenizer_token_rewards(
 
     Args:
         reward_model (`AutoregressiveRewardModel`): The reward model.
-        reward_tokenizer (`PreTrainedTokenizerBase`): Its tokenizer.
+        reward_tokenizer (`PreTrainedTokenizerBase`): Its tokenizer; refused when it is not the tokenizer the
+            reward model records.
         base_tokenizer (`PreTrainedTokenizerBase`): The base model's tokenizer, whose tokens `per="base"` reports.
         prompt (`str`): The prompt as the reward model reads it.
         response (`str`): The response to score.
@@ -274,9 +282,10 @@ def cross_tokenizer_token_rewards(
 
     if per not in ("base", "reward"):
         raise ValueError(f"`per` must be 'base' (the base tokenizer's tokens) or 'reward', got {per!r}.")
+    check_text_to_score(reward_model, prompt, response)
+    check_reward_model_tokenizer(reward_model, reward_tokenizer, "`reward_tokenizer`")
     if per == "reward":
         return score_text(reward_model, reward_tokenizer, prompt, response, add_eos=add_eos)
-    check_text_to_score(reward_model, prompt, response)
     if add_eos and reward_tokenizer.eos_token_id is None:
         raise ValueError("The reward tokenizer has no EOS token; pass `add_eos=False` to score without one.")
     prompt_ids = list(base_tokenizer(prompt, add_special_tokens=False)["input_ids"]) if prompt else []

@@ -30,6 +30,7 @@ import torch
 
 from ._cross_tokenizer_text import RewardTokenizer
 from .modeling import AutoregressiveRewardModel
+from .vocab import check_reward_model_tokenizer
 
 __all__ = ["plot_tradeoff", "save_token_reward_heatmap_png", "score_text", "token_reward_heatmap_html"]
 
@@ -161,7 +162,7 @@ def score_text(
         reward_model (`AutoregressiveRewardModel`):
             The reward model.
         tokenizer (`PreTrainedTokenizerBase`):
-            Its tokenizer.
+            Its tokenizer. Refused when it is not the tokenizer the reward model records.
         prompt (`str`):
             The prompt, exactly as the reward model was trained to read it (e.g. `"Question: ... Answer:"`).
         response (`str`):
@@ -189,6 +190,7 @@ def score_text(
     ```
     """
     check_text_to_score(reward_model, prompt, response)
+    check_reward_model_tokenizer(reward_model, tokenizer, "`tokenizer`")
     # The reward model reads what guidance feeds it: its special prefix (a BOS) and the text, never a special
     # token a post-processor appends (a WordPiece `[SEP]`), which is no part of the response.
     text_ids = RewardTokenizer(tokenizer).text_ids

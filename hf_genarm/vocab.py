@@ -19,11 +19,20 @@ from .configuration import RewardModelMetadata
 logger = logging.get_logger(__name__)
 
 __all__ = [
+    "check_reward_model_tokenizer",
     "check_reward_model_vocabularies",
     "describe_tokenizer_difference",
     "model_vocab_size",
+    "recorded_tokenizer_fingerprint",
     "tokenizer_fingerprint",
 ]
+
+# How a user deliberately reads a reward model with another tokenizer than the one it records (named in errors).
+_RECORDED_TOKENIZER_WINS = (
+    "A reward model's recorded tokenizer always wins: pass the tokenizer saved with it "
+    "(`AutoTokenizer.from_pretrained(reward_model_folder)`), or `None` to use the recorded one. To read it with "
+    "another tokenizer on purpose, retrain or wrap the plain causal LM (`reward_model.model`), which records none."
+)
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> dict[str, Any]:
@@ -98,6 +107,82 @@ def describe_tokenizer_difference(expected: dict[str, Any], actual: dict[str, An
     return "; ".join(differences) or None
 
 
+def recorded_tokenizer_fingerprint(model: Any) -> dict[str, Any] | None:
+    """The tokenizer fingerprint a reward model records in its metadata, or `None` (a plain causal LM, or none saved).
+
+    Args:
+        model (`PreTrainedModel`): An `AutoregressiveRewardModel` or a plain causal LM.
+
+    Returns:
+        `dict` or `None`: the fingerprint (see `tokenizer_fingerprint`).
+
+    Examples:
+
+    ```python
+    >>> from hf_genarm import AutoregressiveRewardModel
+    >>> from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
+    >>> reward_model = AutoregressiveRewardModel(make_tiny_causal_lm(), tokenizer=make_tiny_tokenizer())
+    >>> recorded_tokenizer_fingerprint(reward_model)["vocab_size"]
+    400
+    >>> recorded_tokenizer_fingerprint(make_tiny_causal_lm()) is None
+    True
+    ```
+    """
+    metadata = getattr(model, "metadata", None)
+    if not isinstance(metadata, RewardModelMetadata):
+        return None
+    return metadata.tokenizer or None
+
+
+def check_reward_model_tokenizer(
+    model: Any, tokenizer: Any, argument: str, owner: str = "the reward model", fix: str | None = None
+) -> dict:
+    """Refuse a tokenizer given to read a reward model when it contradicts the tokenizer the model records.
+
+    The one rule wherever a tokenizer is handed over for a reward model (guidance, scoring, the CLI): a recorded
+    fingerprint is never overridden, since feeding a reward model another vocabulary's ids scores every token
+    against the wrong row without a word.
+
+    Args:
+        model (`PreTrainedModel`): The reward model (an `AutoregressiveRewardModel` or a plain causal LM).
+        tokenizer (`PreTrainedTokenizerBase`): The tokenizer given for it.
+        argument (`str`): How errors name where `tokenizer` came from (e.g. "`reward_model_tokenizers[0]`").
+        owner (`str`, *optional*): How errors name the model (e.g. "`reward_models[0]`").
+        fix (`str`, *optional*): What the error tells the user to do; defaults to passing the recorded tokenizer
+            (or `None`, where the caller then checks against the recorded fingerprint).
+
+    Returns:
+        `dict`: the fingerprint of `tokenizer` (equal to the recorded one when there is one).
+
+    Raises:
+        ValueError: naming the argument, the recorded and the given tokenizer, and the fix.
+
+    Examples:
+
+    ```python
+    >>> from hf_genarm import AutoregressiveRewardModel
+    >>> from hf_genarm.cross_tokenizer_testing import make_tiny_metaspace_tokenizer
+    >>> from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
+    >>> reward_model = AutoregressiveRewardModel(make_tiny_causal_lm(), tokenizer=make_tiny_tokenizer())
+    >>> check_reward_model_tokenizer(reward_model, make_tiny_metaspace_tokenizer(), "`tokenizer`")
+    Traceback (most recent call last):
+    ...
+    ValueError: `tokenizer` is not the tokenizer the reward model records (vocabulary size 456 (given) vs 400 ...
+    ```
+    """
+    fingerprint = tokenizer_fingerprint(tokenizer)
+    recorded = recorded_tokenizer_fingerprint(model)
+    difference = None if recorded is None else describe_tokenizer_difference(fingerprint, recorded)
+    if difference is not None:
+        # `describe_tokenizer_difference` speaks of a base model's tokenizer and a reward model's.
+        difference = difference.replace("(base)", "(given)").replace("(reward model)", "(recorded)")
+        raise ValueError(
+            f"{argument} is not the tokenizer {owner} records ({difference}); reading the reward model with it would "
+            f"feed it another vocabulary's ids. {fix or _RECORDED_TOKENIZER_WINS}"
+        )
+    return fingerprint
+
+
 def model_vocab_size(model: Any) -> int:
     """Number of rows of a causal LM's output embedding, i.e. the width of its logits.
 
@@ -149,14 +234,19 @@ def check_reward_model_vocabularies(models: list[Any], tokenizer: Any, model_tok
     if model_tokenizers is not None and len(model_tokenizers) != len(models):
         raise ValueError("`reward_model_tokenizers` needs one entry (or None) per reward model.")
     base_fingerprint = tokenizer_fingerprint(tokenizer) if tokenizer is not None else None
-    shared = base_fingerprint["vocab_size"] if base_fingerprint else None
+    # Each reward model's tokenizer: the one it records wins; a given one must agree with it.
+    fingerprints = []
     for index, model in enumerate(models):
-        width = model_vocab_size(model)
-        fingerprint = None
-        if model_tokenizers is not None and model_tokenizers[index] is not None:
-            fingerprint = tokenizer_fingerprint(model_tokenizers[index])
-        elif isinstance(getattr(model, "metadata", None), RewardModelMetadata):  # an AutoregressiveRewardModel
-            fingerprint = model.metadata.tokenizer
+        given = model_tokenizers[index] if model_tokenizers is not None else None
+        if given is not None:
+            fingerprints.append(
+                check_reward_model_tokenizer(
+                    model, given, f"`reward_model_tokenizers[{index}]`", f"`reward_models[{index}]`"
+                )
+            )
+        else:
+            fingerprints.append(recorded_tokenizer_fingerprint(model))
+    for index, (model, fingerprint) in enumerate(zip(models, fingerprints)):
         if base_fingerprint and not fingerprint:
             logger.warning_once(
                 f"`reward_models[{index}]` ({type(model).__name__}) records no tokenizer, so it cannot be checked "
@@ -174,11 +264,41 @@ def check_reward_model_vocabularies(models: list[Any], tokenizer: Any, model_tok
                     "tokenizer=base_tokenizer, reward_model_tokenizers=[...])` scores the text of the base's top "
                     "candidates under the reward model (docs: how-to/cross-tokenizer)."
                 )
-        if shared is None and fingerprint:
-            shared = fingerprint["vocab_size"]
-        if shared is not None and width < shared:
+    # Where the shared vocabulary's size comes from, decided over the whole list (so errors do not depend on its
+    # order): the base tokenizer, else the tokenizers the reward models record, which must then agree.
+    if base_fingerprint:
+        shared, source = base_fingerprint["vocab_size"], "the base tokenizer (`tokenizer=`)"
+    else:
+        known = [(index, fingerprint) for index, fingerprint in enumerate(fingerprints) if fingerprint]
+        for index, fingerprint in known[1:]:
+            difference = describe_tokenizer_difference(known[0][1], fingerprint)
+            if difference:
+                difference = difference.replace("(base)", f"(reward_models[{known[0][0]}])")
+                difference = difference.replace("(reward model)", f"(reward_models[{index}])")
+                raise ValueError(
+                    f"`reward_models[{known[0][0]}]` and `reward_models[{index}]` use different tokenizers "
+                    f"({difference}); GenARM adds their log-probabilities token id by token id. Guide with reward "
+                    "models of one tokenizer, or pass `tokenizer=` (the base's) and use "
+                    "`CrossTokenizerGenARMLogitsProcessor` for those of another."
+                )
+        if not known:
+            return None
+        shared = known[0][1]["vocab_size"]
+        source = f"the tokenizer `reward_models[{known[0][0]}]` records"
+    for index, (model, fingerprint) in enumerate(zip(models, fingerprints)):
+        width = model_vocab_size(model)
+        if width >= shared:
+            continue
+        if fingerprint:
             raise ValueError(
-                f"`reward_models[{index}]` has {width} output rows, fewer than the {shared} tokens of the "
-                "tokenizer; it cannot score every token the base model can produce."
+                f"`reward_models[{index}]` has {width} output rows, fewer than the {shared} tokens of its own "
+                "tokenizer; it cannot score every token of its vocabulary. Pass the tokenizer it was trained with."
             )
+        raise ValueError(
+            f"`reward_models[{index}]` ({type(model).__name__}, recording no tokenizer) has {width} output rows, "
+            f"fewer than the {shared} tokens of {source}: it cannot score every token the base model can produce, "
+            "so it uses another (smaller) tokenizer. Pass each reward model's tokenizer in "
+            "`reward_model_tokenizers=` and the base's as `tokenizer=`; reward models of another tokenizer than "
+            "the base's guide through `CrossTokenizerGenARMLogitsProcessor`."
+        )
     return shared
