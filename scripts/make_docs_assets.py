@@ -27,8 +27,9 @@ import io
 import os
 import pathlib
 import re
-import subprocess
 import sys
+
+from process_group import run_killing_group
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUTPUT_MARK = "<!-- output -->"
@@ -92,9 +93,8 @@ def _run_python(block: Block, namespace: dict, name: str) -> str:
 
 
 def _run_bash(block: Block, workdir: pathlib.Path) -> str:
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", block.body], cwd=workdir, capture_output=True, text=True, check=False
-    )
+    # The whole process group is killed past the timeout: a hung command must not outlive the docs run.
+    result = run_killing_group(["bash", "-euo", "pipefail", "-c", block.body], timeout=600, cwd=workdir)
     if result.returncode != 0:
         raise RuntimeError(f"command failed ({result.returncode}):\n{block.body}\n{result.stderr[-3000:]}")
     return result.stdout
