@@ -47,7 +47,7 @@ def _identity_fields(config: dict[str, Any]) -> dict[str, Any]:
     return {
         key: _identity_fields(value) if isinstance(value, dict) else value
         for key, value in config.items()
-        if key not in _LOAD_TIME_FIELDS and not key.startswith("_")
+        if key not in _LOAD_TIME_FIELDS and not str(key).startswith("_")
     }
 
 

@@ -17,6 +17,10 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+try:  # the HTTP client of huggingface_hub 1.x/2.x; its connection errors all derive from TransportError
+    from httpx2 import TransportError as _TransportError
+except ImportError:  # pragma: no cover - older huggingface_hub
+    from httpx import TransportError as _TransportError
 from huggingface_hub import CommitInfo, HfApi, hf_hub_download, try_to_load_from_cache
 from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import EntryNotFoundError, HFValidationError, LocalEntryNotFoundError
@@ -516,8 +520,8 @@ def push_saved_reward_model(
     metadata, is_adapter = check_saved_reward_model(folder)
     folder = os.fspath(folder)
     view = None
+    api = HfApi(token=token)
     try:
-        api = HfApi(token=token)
         repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
         if revision is not None and revision != "main" and not create_pr:
             api.create_branch(repo_id, branch=revision, exist_ok=True)
@@ -544,11 +548,26 @@ def push_saved_reward_model(
             create_pr=create_pr,
             run_as_future=run_as_future,
         )
-    except BaseException:
+    except BaseException as error:
         if view is not None:
             shutil.rmtree(view, ignore_errors=True)
+        if isinstance(error, _TransportError):
+            raise HubUnreachableError(
+                f"Could not reach the Hugging Face Hub at {api.endpoint} to push {folder} to {repo_id} ({error}). "
+                "Check the network connection (and HTTPS_PROXY behind a proxy) and retry; the saved folder is "
+                "unchanged and `push_saved_reward_model(folder, repo_id)` uploads it later without loading it. Set "
+                "HF_HUB_OFFLINE=1 to work offline without trying the Hub."
+            ) from error
         raise
     return remove_when_done(result, view)
+
+
+class HubUnreachableError(_TransportError, ConnectionError):
+    """The Hub could not be reached (no network, DNS, proxy, timeout).
+
+    Both the HTTP client's own `TransportError` (what `huggingface_hub` raises for it) and Python's
+    `ConnectionError`, so code catching either still catches it.
+    """
 
 
 def check_repo_id(repo_id: Any) -> str:

@@ -4,7 +4,8 @@ A pushed reward model is what tools already read: the causal LM's own checkpoint
 adapter, its tokenizer, `genarm_config.json` (beta_r, tokenizer fingerprint, data, metrics) and a `README.md`
 model card (see `hf_genarm.model_card`). Both functions here end in the one upload path: `HfApi.upload_folder` of
 exactly the reward model's files, in one commit that deletes nothing; a card on the Hub that hf-genarm did not
-write (or that was edited since) is kept unless `overwrite_model_card=True`.
+write (or that was edited since) is kept unless `overwrite_model_card=True`. When the Hub cannot be reached, both
+raise `HubUnreachableError`, which names the endpoint and what to do.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from typing import Any
 
 from huggingface_hub import CommitInfo
 
-from ._saved_folder import check_repo_id, push_saved_reward_model
+from ._saved_folder import HubUnreachableError, check_repo_id, push_saved_reward_model
 from .modeling import AutoregressiveRewardModel
 
-__all__ = ["push_reward_model", "push_saved_reward_model"]
+__all__ = ["HubUnreachableError", "push_reward_model", "push_saved_reward_model"]
 
 
 def push_reward_model(
