@@ -160,8 +160,19 @@ def create_model_card(
         snippet_prompt=_SNIPPET_PROMPT,
         plain_loader="peft.AutoPeftModelForCausalLM" if is_adapter else "transformers.AutoModelForCausalLM",
         citation=GENARM_CITATION,
+        objectives=metadata.objectives,
+        objectives_text=", ".join(f"`{name}`" for name in metadata.objectives),
+        preference_example=_even_preference(len(metadata.objectives)),
     )
     return ModelCard(_stamp(str(card).rstrip("\n")))
+
+
+def _even_preference(count: int) -> str:
+    """An even preference over `count` objectives, written so that it sums to exactly 1 (e.g. [0.33, 0.33, 0.34])."""
+    if count == 0:
+        return ""
+    share = round(1 / count, 2)
+    return str([share] * (count - 1) + [round(1 - share * (count - 1), 2)])
 
 
 def read_user_model_card(folder: str | os.PathLike) -> bytes | None:

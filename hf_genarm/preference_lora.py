@@ -35,6 +35,7 @@ from .modeling import AutoregressiveRewardModel
 __all__ = [
     "PreferenceConditionedARM",
     "PreferenceLoraCore",
+    "ProcessorPreferences",
     "get_preference_lora_model",
     "validate_preference",
 ]
@@ -235,6 +236,72 @@ def _inject_cores(peft_model: torch.nn.Module, objectives: Sequence[str], prefer
     if not layers:
         raise ValueError("The PEFT model holds no LoRA layer to condition; build it from a `peft.LoraConfig`.")
     return state
+
+
+class ProcessorPreferences:
+    """The preference a logits processor hands its preference-conditioned reward models, one row per prompt.
+
+    Built once in the processor's `__init__` (every check happens there) and applied before each step, so several
+    processors may share one reward model. `P` preference rows serve `n * P` generated rows in groups of `n`
+    (`num_beams` / `num_return_sequences` copies of each prompt), and beam search only moves rows within their
+    group, so the rows need no reordering.
+
+    Args:
+        reward_models (`list[torch.nn.Module]`): The processor's reward models.
+        preference (`dict`, `list[float]`, `torch.Tensor` or `None`): See `validate_preference`.
+
+    Raises:
+        ValueError: A preference without a preference-conditioned reward model, a preference-conditioned reward
+            model without a preference, or conditioned models over different objectives.
+
+    Examples:
+
+    ```python
+    >>> from hf_genarm.testing import make_tiny_causal_lm
+    >>> ProcessorPreferences([make_tiny_causal_lm()], None).prompts is None
+    True
+    ```
+    """
+
+    def __init__(self, reward_models: Sequence[torch.nn.Module], preference: Any) -> None:
+        self._states = []
+        for index, model in enumerate(reward_models):
+            cores = _cores(model)
+            if cores:
+                self._states.append((index, cores[0][1]._state))
+        self.rows: torch.Tensor | None = None
+        if preference is None:
+            if self._states:
+                index, state = self._states[0]
+                raise ValueError(
+                    f"`reward_models[{index}]` is preference-conditioned over {state.objectives}: pass `preference=` "
+                    f"(one weight per objective, summing to 1, e.g. {[round(1 / len(state.objectives), 2)] * 2} for "
+                    "two), or a (batch, k) tensor giving each prompt its own."
+                )
+            return
+        if not self._states:
+            raise ValueError(
+                "`preference` is given but no reward model is preference-conditioned (a PreferenceConditionedARM); "
+                "weigh ordinary reward models with `alpha`."
+            )
+        objectives = self._states[0][1].objectives
+        for index, state in self._states[1:]:
+            if state.objectives != objectives:
+                raise ValueError(
+                    f"`reward_models[{index}]` is conditioned on {state.objectives} but another reward model on "
+                    f"{objectives}; one `preference` serves reward models over the same objectives only."
+                )
+        self.rows = validate_preference(preference, objectives)
+
+    @property
+    def prompts(self) -> int | None:
+        """The number of prompts the preference is given for (`None` for one preference for every row)."""
+        return self.rows.shape[0] if self.rows is not None and self.rows.shape[0] > 1 else None
+
+    def apply(self) -> None:
+        """Set the preference on every preference-conditioned reward model (before each step's forward)."""
+        for _, state in self._states:
+            state.preference = self.rows
 
 
 def _check_objectives(objectives: Any) -> list[str]:

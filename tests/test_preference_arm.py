@@ -1,0 +1,352 @@
+"""Preference-conditioned ARMs (PARM, PBLoRA): the module, saving, training and guided decoding against brute force."""
+
+import json
+import os
+
+import pytest
+import torch
+from peft import LoraConfig
+from test_logits_process import DECODING_MODES, Recorder, brute_force_log_probs, generate, left_padded
+
+from hf_genarm import (
+    AutoregressiveRewardModel,
+    GenARMLogitsProcessor,
+    PreferenceARMConfig,
+    PreferenceARMTrainer,
+    PreferenceConditionedARM,
+)
+from hf_genarm.configuration import GENARM_CONFIG_NAME
+from hf_genarm.preference_lora import PreferenceLoraCore, validate_preference
+from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
+
+ATOL = 1e-5
+OBJECTIVES = ["sentiment", "topic"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return make_tiny_tokenizer()
+
+
+def make_conditioned_arm(tokenizer, seed=1, architecture="gpt2", target_modules=("c_attn",)):
+    """A PARM whose A, B and cores are all random (an untrained core would hide preference bugs)."""
+    torch.manual_seed(seed)
+    arm = PreferenceConditionedARM(
+        make_tiny_causal_lm(architecture, seed=seed),
+        objectives=OBJECTIVES,
+        lora_config=LoraConfig(r=6, lora_alpha=6, target_modules=list(target_modules), init_lora_weights=False),
+        preference_rank=4,
+        tokenizer=tokenizer,
+    )
+    with torch.no_grad():
+        for name, parameter in arm.named_parameters():
+            if "core_" in name:
+                parameter.normal_(0.0, 1.0)
+    return arm.eval()
+
+
+def logits_at(arm, preference, input_ids):
+    arm.set_preference(preference)
+    with torch.no_grad():
+        return arm(input_ids=input_ids, use_cache=False).logits
+
+
+# ------------------------------------------------------------------------------------------------ the module
+def test_per_row_preferences_equal_each_row_alone(tokenizer):
+    arm = make_conditioned_arm(tokenizer)
+    input_ids = torch.randint(5, 390, (3, 9))
+    preferences = torch.tensor([[1.0, 0.0], [0.3, 0.7], [0.0, 1.0]])
+    batched = logits_at(arm, preferences, input_ids)
+    for row, preference in enumerate(preferences):
+        alone = logits_at(arm, preference, input_ids[row : row + 1])
+        torch.testing.assert_close(batched[row : row + 1], alone, atol=ATOL, rtol=0)
+    # The preference changes the model, and linearly only in the core: the corners differ.
+    assert not torch.allclose(batched[0], logits_at(arm, [0.0, 1.0], input_ids[:1])[0], atol=1e-3)
+
+
+def test_update_is_b_core_a_with_the_papers_block_core(tokenizer):
+    arm = make_conditioned_arm(tokenizer)
+    layer = next(module for module in arm.model.modules() if hasattr(module, "lora_A") and "default" in module.lora_A)
+    core = layer.lora_A["default"]
+    assert isinstance(core, PreferenceLoraCore)
+    preference = torch.tensor([0.25, 0.75])
+    arm.set_preference(preference)
+    x = torch.randn(1, 5, core.in_features)
+    full_core = torch.block_diag(
+        core.core_shared, torch.einsum("k,kij->ij", preference, core.core_preference)
+    )  # C(p) = diag(C_shared, sum_j p_j C_j)
+    expected = x @ core.weight.T @ full_core.T
+    torch.testing.assert_close(core(x), expected, atol=ATOL, rtol=0)
+
+
+def test_untrained_cores_leave_a_plain_lora_update(tokenizer):
+    arm = PreferenceConditionedARM(
+        make_tiny_causal_lm(seed=1),
+        objectives=OBJECTIVES,
+        lora_config=LoraConfig(r=4, target_modules=["c_attn"], init_lora_weights=False),
+    ).eval()
+    input_ids = torch.randint(5, 390, (1, 6))
+    torch.testing.assert_close(
+        logits_at(arm, [1.0, 0.0], input_ids), logits_at(arm, [0.4, 0.6], input_ids), atol=ATOL, rtol=0
+    )
+
+
+def test_forward_without_a_preference_says_how_to_set_it(tokenizer):
+    arm = make_conditioned_arm(tokenizer)
+    with pytest.raises(ValueError, match="set_preference"):
+        arm(input_ids=torch.tensor([[5, 6, 7]]))
+    arm.set_preference(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="holds 2 rows but the forward pass has 3"):
+        arm(input_ids=torch.randint(5, 300, (3, 4)))
+
+
+@pytest.mark.parametrize(
+    ("preference", "error", "pattern"),
+    [
+        ([0.5, 0.6], ValueError, "simplex"),
+        ([-0.5, 1.5], ValueError, "simplex"),
+        ([1.0], ValueError, "2 objectives"),
+        ({"sentiment": 1.0, "style": 0.0}, ValueError, "objectives are"),
+        ("sentiment", TypeError, "dict"),
+        ([True, False], TypeError, "floats"),
+        (torch.ones(1, 1, 2) / 2, ValueError, "1-D"),
+        ([float("nan"), 1.0], ValueError, "simplex"),
+    ],
+)
+def test_bad_preferences_are_refused(preference, error, pattern):
+    with pytest.raises(error, match=pattern):
+        validate_preference(preference, OBJECTIVES)
+
+
+def test_named_preference_follows_the_models_order():
+    assert validate_preference({"topic": 0.9, "sentiment": 0.1}, OBJECTIVES)[0].tolist() == pytest.approx([0.1, 0.9])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"objectives": ["only"]}, "at least two"),
+        ({"objectives": ["a", "a"]}, "repeat"),
+        ({"objectives": None}, "`objectives` is required"),
+        ({"objectives": OBJECTIVES, "lora_config": None}, "lora_config"),
+        ({"objectives": OBJECTIVES, "preference_rank": 9}, "between 1 and the LoRA rank"),
+    ],
+)
+def test_bad_construction_is_refused(kwargs, pattern):
+    arguments = {"lora_config": LoraConfig(r=4, target_modules=["c_attn"]), **kwargs}
+    with pytest.raises(ValueError, match=pattern):
+        PreferenceConditionedARM(make_tiny_causal_lm(), **arguments)
+
+
+def test_merging_is_refused(tokenizer):
+    with pytest.raises(ValueError, match="depends on the preference"):
+        make_conditioned_arm(tokenizer).merge_adapter()
+
+
+# ------------------------------------------------------------------------------------------------ saving
+def test_save_and_load_round_trip_with_objectives_and_card(tokenizer, tmp_path):
+    arm = make_conditioned_arm(tokenizer)
+    folder = tmp_path / "parm"
+    arm.save_pretrained(folder, tokenizer=tokenizer)
+    metadata = json.loads((folder / GENARM_CONFIG_NAME).read_text())
+    assert metadata["objectives"] == OBJECTIVES
+    assert metadata["preference_conditioning"] == {"method": "pblora", "preference_rank": 4}
+    assert sorted(os.listdir(folder)) == sorted(
+        ["README.md", "adapter_config.json", "adapter_model.safetensors", GENARM_CONFIG_NAME]
+        + [name for name in os.listdir(folder) if name.startswith("tokenizer")]
+    )
+    card = (folder / "README.md").read_text()
+    assert "preference" in card and "sentiment" in card and "topic" in card
+    loaded = AutoregressiveRewardModel.from_pretrained(folder, base_model=make_tiny_causal_lm(seed=1))
+    assert isinstance(loaded, PreferenceConditionedARM)
+    assert loaded.objectives == OBJECTIVES
+    input_ids = torch.randint(5, 390, (2, 7))
+    preferences = torch.tensor([[0.2, 0.8], [0.9, 0.1]])
+    torch.testing.assert_close(
+        logits_at(loaded, preferences, input_ids), logits_at(arm, preferences, input_ids), atol=ATOL, rtol=0
+    )
+
+
+def test_plain_arm_files_stay_as_before(tokenizer, tmp_path):
+    AutoregressiveRewardModel(make_tiny_causal_lm(), tokenizer=tokenizer).save_pretrained(tmp_path)
+    metadata = json.loads((tmp_path / GENARM_CONFIG_NAME).read_text())
+    assert "objectives" not in metadata and "preference_conditioning" not in metadata
+
+
+def test_plain_arm_folder_is_refused_by_the_conditioned_loader(tokenizer, tmp_path):
+    AutoregressiveRewardModel(make_tiny_causal_lm(), tokenizer=tokenizer).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="not a preference-conditioned ARM"):
+        PreferenceConditionedARM.from_pretrained(tmp_path)
+
+
+def test_damaged_conditioning_metadata_is_refused(tmp_path):
+    (tmp_path / GENARM_CONFIG_NAME).write_text(
+        json.dumps({"beta_r": 0.1, "format_version": 1, "objectives": ["a", "b"], "preference_conditioning": None})
+    )
+    with pytest.raises(ValueError, match="come together"):
+        AutoregressiveRewardModel.from_pretrained(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------ decoding
+def assert_steps_match_per_row_brute_force(recorder, arm, row_preferences, weight, prompt_mask, vocab=400):
+    """Each call's output equals lp_base + weight * lp_arm(p_row), the ARM run at each row's preference alone."""
+    assert recorder.calls, "the processor was never called"
+    for input_ids, scores, output in recorder.calls:
+        rows = input_ids.shape[0]
+        mask = prompt_mask.repeat_interleave(rows // prompt_mask.shape[0], 0)
+        mask = torch.cat([mask, torch.ones(rows, input_ids.shape[1] - mask.shape[1], dtype=mask.dtype)], dim=1)
+        preferences = row_preferences.repeat_interleave(rows // row_preferences.shape[0], 0)
+        expected = torch.log_softmax(scores.float(), dim=-1)
+        for row in range(rows):
+            arm.set_preference(preferences[row])
+            reward = brute_force_log_probs(arm, input_ids[row : row + 1], mask[row : row + 1], vocab)
+            expected[row] = expected[row] + weight * reward[0]
+        torch.testing.assert_close(output, expected, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("mode", list(DECODING_MODES))
+def test_every_step_equals_per_row_brute_force(tokenizer, mode):
+    base = make_tiny_causal_lm(seed=0, hidden_size=48)
+    arm = make_conditioned_arm(tokenizer)
+    inputs = left_padded(tokenizer)
+    preferences = torch.tensor([[1.0, 0.0], [0.3, 0.7], [0.0, 1.0]])
+    processor = GenARMLogitsProcessor(
+        arm, alpha=0.7, beta=0.5, attention_mask=inputs["attention_mask"], tokenizer=tokenizer, preference=preferences
+    )
+    recorder = Recorder(processor)
+    torch.manual_seed(1)
+    generate(base, inputs, recorder, max_new_tokens=6, **DECODING_MODES[mode])
+    assert len(recorder.calls) >= 6
+    assert_steps_match_per_row_brute_force(recorder, arm, preferences, 0.7 / 0.5, inputs["attention_mask"])
+
+
+@pytest.mark.parametrize("architecture", ["llama", "qwen2"])
+def test_one_preference_for_every_row_on_other_architectures(tokenizer, architecture):
+    base = make_tiny_causal_lm(architecture, seed=0, hidden_size=48)
+    arm = make_conditioned_arm(tokenizer, architecture=architecture, target_modules=("q_proj", "v_proj"))
+    inputs = left_padded(tokenizer)
+    processor = GenARMLogitsProcessor(
+        arm, attention_mask=inputs["attention_mask"], tokenizer=tokenizer, preference={"topic": 0.6, "sentiment": 0.4}
+    )
+    recorder = Recorder(processor)
+    generate(base, inputs, recorder, max_new_tokens=5, do_sample=False, num_beams=2)
+    assert_steps_match_per_row_brute_force(recorder, arm, torch.tensor([[0.4, 0.6]]), 1.0, inputs["attention_mask"])
+
+
+def test_one_reward_model_pass_per_token_whatever_the_number_of_objectives(tokenizer):
+    base = make_tiny_causal_lm(seed=0, hidden_size=48)
+    arm = make_conditioned_arm(tokenizer)
+    calls = []
+    arm.model.register_forward_hook(lambda *args: calls.append(1))
+    inputs = left_padded(tokenizer)
+    processor = GenARMLogitsProcessor(
+        arm, attention_mask=inputs["attention_mask"], tokenizer=tokenizer, preference=[0.5, 0.5]
+    )
+    generate(base, inputs, processor, max_new_tokens=5, min_new_tokens=5, do_sample=False)
+    assert len(calls) == 5
+
+
+def test_processor_refuses_missing_or_misplaced_preferences(tokenizer):
+    arm = make_conditioned_arm(tokenizer)
+    with pytest.raises(ValueError, match="preference="):
+        GenARMLogitsProcessor(arm, tokenizer=tokenizer)
+    with pytest.raises(ValueError, match="no reward model is preference-conditioned"):
+        GenARMLogitsProcessor(make_tiny_causal_lm(seed=1), tokenizer=tokenizer, preference=[0.5, 0.5])
+    with pytest.raises(ValueError, match="simplex"):
+        GenARMLogitsProcessor(arm, tokenizer=tokenizer, preference=[0.5, 0.7])
+    inputs = left_padded(tokenizer)
+    with pytest.raises(ValueError, match="Batch sizes disagree"):
+        GenARMLogitsProcessor(
+            arm, attention_mask=inputs["attention_mask"], tokenizer=tokenizer, preference=torch.full((2, 2), 0.5)
+        )
+
+
+# ------------------------------------------------------------------------------------------------ training
+def opposite_objectives(prompts):
+    """Two objectives that rank the same responses in opposite orders: no single ARM can serve both."""
+    kind = [{"prompt": prompt, "chosen": " good good", "rejected": " bad bad"} for prompt in prompts]
+    blunt = [{"prompt": prompt, "chosen": " bad bad", "rejected": " good good"} for prompt in prompts]
+    return {"kind": kind, "blunt": blunt}
+
+
+def pair_accuracy(arm, tokenizer, pairs, preference):
+    arm.set_preference(preference)
+    correct = 0
+    for pair in pairs:
+        prompt_length = len(tokenizer(pair["prompt"])["input_ids"])
+        rewards = [
+            arm.sequence_rewards(
+                **tokenizer([pair["prompt"] + pair[side] + tokenizer.eos_token], return_tensors="pt"),
+                prompt_length=prompt_length,
+            ).item()
+            for side in ("chosen", "rejected")
+        ]
+        correct += rewards[0] > rewards[1]
+    return correct / len(pairs)
+
+
+def test_training_learns_both_objectives_at_their_corners(tokenizer, tmp_path):
+    train = opposite_objectives([f"Question {n}: how is it? Answer:" for n in range(12)])
+    held_out = opposite_objectives([f"Tell me {word}:" for word in ("more", "why", "again", "later")])
+    args = PreferenceARMConfig(
+        output_dir=str(tmp_path / "out"),
+        max_steps=40,
+        per_device_train_batch_size=8,
+        learning_rate=2e-2,
+        beta_r=1.0,
+        use_cpu=True,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        logging_steps=100,
+        seed=0,
+    )
+    trainer = PreferenceARMTrainer(
+        make_tiny_causal_lm(seed=3),
+        args=args,
+        train_dataset=train,
+        eval_dataset=held_out,
+        processing_class=tokenizer,
+        peft_config=LoraConfig(r=8, lora_alpha=16, target_modules=["c_attn", "c_fc"]),
+    )
+    trainer.train()
+    arm = trainer.reward_model.eval()
+    assert arm.objectives == ["kind", "blunt"]
+    assert pair_accuracy(arm, tokenizer, held_out["kind"], [1.0, 0.0]) == 1.0
+    assert pair_accuracy(arm, tokenizer, held_out["blunt"], [0.0, 1.0]) == 1.0
+    # The same pairs at the other corner are ranked the other way: the preference, not the data, decides.
+    assert pair_accuracy(arm, tokenizer, held_out["kind"], [0.0, 1.0]) == 0.0
+    metrics = trainer.evaluate()
+    assert metrics["eval_kind_rewards/accuracies"] == 1.0 and metrics["eval_blunt_rewards/accuracies"] == 1.0
+    trainer.save_model()
+    saved = json.loads((tmp_path / "out" / GENARM_CONFIG_NAME).read_text())
+    assert saved["objectives"] == ["kind", "blunt"]
+
+
+def test_objective_column_and_bad_data_are_handled(tokenizer, tmp_path):
+    pairs = opposite_objectives(["Question: hi? Answer:"] * 2)
+    rows = [{**pair, "objective": name} for name, part in pairs.items() for pair in part]
+    args = PreferenceARMConfig(output_dir=str(tmp_path), max_steps=1, use_cpu=True, save_strategy="no", report_to=[])
+    lora = LoraConfig(r=4, target_modules=["c_attn"])
+    trainer = PreferenceARMTrainer(
+        make_tiny_causal_lm(), args=args, train_dataset=rows, processing_class=tokenizer, peft_config=lora
+    )
+    assert trainer.reward_model.objectives == ["blunt", "kind"]  # sorted names of the column
+    assert sorted(set(trainer.train_dataset["objective_index"])) == [0, 1]
+    with pytest.raises(ValueError, match="peft_config"):
+        PreferenceARMTrainer(make_tiny_causal_lm(), args=args, train_dataset=pairs, processing_class=tokenizer)
+    with pytest.raises(ValueError, match="not among the objectives"):
+        PreferenceARMTrainer(
+            make_tiny_causal_lm(),
+            args=args,
+            train_dataset=pairs,
+            objectives=["kind", "style"],
+            processing_class=tokenizer,
+            peft_config=LoraConfig(r=4, target_modules=["c_attn"]),
+        )
+    with pytest.raises(TypeError, match="PreferenceARMConfig"):
+        from hf_genarm import ARMConfig
+
+        PreferenceARMTrainer(make_tiny_causal_lm(), args=ARMConfig(output_dir=str(tmp_path)), peft_config=lora)
+    with pytest.raises(ValueError, match="preference_concentration"):
+        PreferenceARMConfig(output_dir=str(tmp_path), preference_concentration=0.0)
