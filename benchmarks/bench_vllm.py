@@ -208,14 +208,19 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # The models (about 170 MB at full size) are removed when the run ends, however it ends.
+    with tempfile.TemporaryDirectory(prefix="bench-vllm-") as root:
+        run(args, root)
 
+
+def run(args: argparse.Namespace, root: str) -> None:
+    """Every table of the benchmark, with its models saved under `root`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from vllm import LLM
 
     from hf_genarm.integrations._grouped_attention import GROUPED_DECODE_ATTENTION
     from hf_genarm.integrations.vllm import engine_kwargs
 
-    root = tempfile.mkdtemp(prefix="bench-vllm-")
     dirs = build_models(root, hidden=128 if args.quick else 512, layers=2 if args.quick else 8)
     runs = workloads(args.quick)
     tokenizer = AutoTokenizer.from_pretrained(dirs["base"])

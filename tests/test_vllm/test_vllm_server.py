@@ -85,13 +85,14 @@ def server(model_dirs, engine_options, tmp_path_factory):
                 process.wait()
 
 
-def _complete(url: str, prompt_ids: list[int], vllm_xargs: dict | None, max_tokens: int = NEW_TOKENS):
+def _complete(url: str, prompt_ids: list[int], vllm_xargs: dict | None, max_tokens: int = NEW_TOKENS, **options):
     body = {
         "prompt": prompt_ids,
         "max_tokens": max_tokens,
         "temperature": 0.0,
         "ignore_eos": True,
         "return_token_ids": True,
+        **options,
     }
     if vllm_xargs is not None:
         body["vllm_xargs"] = vllm_xargs
@@ -123,10 +124,10 @@ def test_server_requests_with_and_without_vllm_xargs_match_generate(server, refe
 @pytest.mark.parametrize(
     ("xargs", "argument"),
     [
-        ({"genarm_alpha": [1.0, 2.0, 3.0]}, "genarm_alpha"),
-        ({"genarm_alpha": [math.nan, 1.0]}, "genarm_alpha"),
+        ({"genarm_alpha": [math.nan, 1.0]}, "genarm_alpha[0]"),
         ({"genarm_alpha": "strong"}, "genarm_alpha"),
-        ({"genarm_alpha": ["1.0", "2.0"]}, "genarm_alpha"),
+        ({"genarm_alpha": ["1.0", "2.0"]}, "genarm_alpha[0]"),
+        ({"genarm_alpha": '{"rm_a": "high"}'}, "genarm_alpha['rm_a']"),
         ({"genarm_alpha": 1.0, "genarm_beta": 0.0}, "genarm_beta"),
         ({"genarm_alpha": 1.0, "genarm_beta": -2.0}, "genarm_beta"),
     ],
@@ -139,3 +140,24 @@ def test_server_answers_400_naming_the_argument_and_keeps_serving(server, refere
     status, answer = _complete(server, ids, {"genarm_alpha": [1.0, 0.0], "genarm_beta": BETA}, max_tokens=3)
     assert status == 200
     assert answer["choices"][0]["token_ids"] == reference.greedy(ids, [1.0, 0.0], BETA, 3)
+
+
+def test_server_weights_by_name_unservable_weights_and_guided_log_probabilities(server, reference, make_prompts):
+    """Weights by name travel as JSON text; weights for another engine are served unguided; `hf-genarm serve` sets
+    `--logprobs-mode processed_logprobs`, so a guided request's log-probabilities are the guided distribution's."""
+    ids = make_prompts(1, seed=12)[0]
+    status, answer = _complete(server, ids, {"genarm_alpha": json.dumps({"rm_b": 1.5}), "genarm_beta": BETA})
+    assert status == 200, answer
+    assert answer["choices"][0]["token_ids"] == reference.greedy(ids, [0.0, 1.5], BETA, NEW_TOKENS)
+    status, answer = _complete(server, ids, {"genarm_alpha": [1.0, 2.0, 3.0], "genarm_beta": BETA})
+    assert status == 200, answer
+    assert answer["choices"][0]["token_ids"] == reference.greedy(ids, None, BETA, NEW_TOKENS)
+    alpha = [1.0, 0.5]
+    status, answer = _complete(server, ids, {"genarm_alpha": alpha, "genarm_beta": BETA}, max_tokens=6, logprobs=1)
+    assert status == 200, answer
+    tokens = answer["choices"][0]["token_ids"]
+    assert tokens == reference.greedy(ids, alpha, BETA, 6)
+    expected = reference.guided_log_probs(ids, tokens, alpha, BETA)
+    returned = answer["choices"][0]["logprobs"]["token_logprobs"]
+    for step, (token, logprob) in enumerate(zip(tokens, returned, strict=True)):
+        assert abs(logprob - expected[step, token].item()) < 1e-4, (step, logprob, expected[step, token].item())
