@@ -18,6 +18,7 @@ Usage::
     python benchmarks/bench_decode.py --repeats 1 --new-tokens 16 --batch-sizes 1   # smoke run
     python benchmarks/bench_decode.py --profile-weak-step   # where one weak-reward-model step spends its time
     python benchmarks/bench_decode.py --compare-reward-cache   # the processor's KV cache against DynamicCache
+    python benchmarks/bench_decode.py --processor-overhead   # CPU time per step outside the reward model's forward
     python benchmarks/bench_decode.py --batch-sizes 8 --new-tokens 128 --columns base "weak reward model" weak-to-strong
 """
 
@@ -194,6 +195,65 @@ def compare_reward_cache(model: torch.nn.Module, prompt_length: int, repeats: in
         print(f"| {batch} | {steps} | {first:.3f} | {second:.3f} | {ratio:.3f} | {difference:.1e} |")
 
 
+class ForwardTimer:
+    """Adds up the wall time a model spends inside its own forward (hooks around every call)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.total = 0.0
+        self._started = 0.0
+        model.register_forward_pre_hook(self._enter)
+        model.register_forward_hook(self._leave)
+
+    def _enter(self, *args) -> None:
+        self._started = time.perf_counter()
+
+    def _leave(self, *args) -> None:
+        self.total += time.perf_counter() - self._started
+
+
+def processor_overhead(lengths: Sequence[int], batch: int, steps: int, repeats: int) -> None:
+    """Print the processor's time per step outside the reward model's forward, at several decoded lengths.
+
+    The processor is driven as generate() drives it (one new column per call, greedy), on a one-layer reward model
+    so that its forward is short; what is left of a step after subtracting that forward is the processor's own
+    bookkeeping (prefix check, id and mask copies, weights, the GenARM sum), which should not grow with the length.
+    """
+    reward_model = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=VOCAB, n_layer=1, n_embd=64, n_head=2, n_positions=max(lengths) + steps + 8, bos_token_id=0,
+            eos_token_id=0,
+        )
+    ).eval()
+    timer = ForwardTimer(reward_model)
+    generator = torch.Generator().manual_seed(0)
+    print("| length | batch | steps | processor step ms | reward-model forward ms | outside the forward ms |")
+    print("|---|---|---|---|---|---|")
+    for length in lengths:
+        outside, inside, whole = [], [], []
+        for _ in range(repeats):
+            ids = torch.randint(1, VOCAB, (batch, length), generator=generator)
+            mask = torch.ones_like(ids)
+            mask[0, :3] = 0  # one left-padded row, as a batch of prompts of different lengths has
+            ids[0, :3] = 0
+            processor = GenARMLogitsProcessor(reward_model, attention_mask=mask, pad_token_id=0)
+            scores = torch.randn(batch, VOCAB, generator=generator)
+            with torch.no_grad():
+                processor(ids, scores)  # the prompt's forward, not timed
+                for _ in range(steps):
+                    ids = torch.cat([ids, torch.randint(1, VOCAB, (batch, 1), generator=generator)], dim=1)
+                    timer.total = 0.0
+                    started = time.perf_counter()
+                    processor(ids, scores)
+                    elapsed = time.perf_counter() - started
+                    whole.append(elapsed)
+                    inside.append(timer.total)
+                    outside.append(elapsed - timer.total)
+        print(
+            f"| {length} | {batch} | {steps} | {1e3 * statistics.median(whole):.3f} | "
+            f"{1e3 * statistics.median(inside):.3f} | {1e3 * statistics.median(outside):.3f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -216,8 +276,16 @@ def main() -> None:
         action="store_true",
         help="Only time the weak reward model's cached steps on transformers' DynamicCache and on the processor's.",
     )
+    parser.add_argument(
+        "--processor-overhead",
+        action="store_true",
+        help="Only time the processor's work per step outside the reward model's forward, at lengths 64/256/1024.",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.processor_overhead:
+        processor_overhead((64, 256, 1024), batch=args.batch_sizes[0], steps=64, repeats=args.repeats)
+        return
     if args.profile_weak_step:
         profile_cached_step(build_weak_reward_model(), args.prompt_length)
         return

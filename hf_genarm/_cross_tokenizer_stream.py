@@ -15,7 +15,7 @@ from transformers import DynamicCache
 
 from ._cross_tokenizer_text import BaseTextDecoder, RewardTokenizer, complete_text
 from ._growing_cache import growing_dynamic_cache
-from ._reward_stream import ModelCaller
+from .model_caller import ModelCaller
 from .modeling import positions_from_attention_mask
 
 __all__ = ["ASSISTED_DECODING_REFUSED", "CommittedContext", "CrossTokenizerStream"]

@@ -16,6 +16,79 @@ from transformers import DynamicCache, PretrainedConfig
 from transformers.cache_utils import DynamicLayer
 
 
+class GrowingBuffer:
+    """A tensor that grows along one dimension into preallocated room, so appending does not copy what it holds.
+
+    `append` writes the new slice after the filled part and returns a view of everything so far; when the room is
+    used up the buffer is reallocated with `spare` more positions than needed. `crop` only moves the end; selecting
+    rows copies. The reward-model streams keep their generated ids and attention masks in these, and each
+    `GrowingCacheLayer` its keys and values, so a decoding step copies nothing that grows with the length.
+
+    Args:
+        dim (`int`): The dimension that grows (negative counts from the end).
+        spare (`int`, *optional*, defaults to `256`): Unused positions allocated beyond the filled ones each time.
+
+    Examples:
+
+    ```python
+    >>> import torch
+    >>> buffer = GrowingBuffer(dim=1, spare=4)
+    >>> buffer.append(torch.ones(2, 3)).shape
+    torch.Size([2, 3])
+    >>> buffer.append(torch.zeros(2, 1)).tolist()
+    [[1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 0.0]]
+    >>> buffer.crop(2)
+    >>> buffer.length
+    2
+    ```
+    """
+
+    def __init__(self, dim: int, spare: int = 256) -> None:
+        if spare < 1:
+            raise ValueError(f"`spare` must be a positive number of positions, got {spare}.")
+        self.dim = dim
+        self.spare = spare
+        self.clear()
+
+    def clear(self) -> None:
+        """Drop the storage."""
+        self._storage: torch.Tensor | None = None
+        self.length = 0
+        self.filled: torch.Tensor | None = None
+
+    def _slice(self, start: int, end: int) -> tuple:
+        dim = self.dim % self._storage.dim()
+        return (slice(None),) * dim + (slice(start, end),)
+
+    def append(self, values: torch.Tensor) -> torch.Tensor:
+        """Write `values` after the filled part; return a view of every position so far."""
+        end = self.length + values.shape[self.dim]
+        if self._storage is None or end > self._storage.shape[self.dim]:
+            shape = list(values.shape)
+            shape[self.dim] = end + self.spare
+            storage = values.new_empty(shape)
+            if self._storage is not None:
+                storage[self._slice(0, self.length)] = self.filled
+            self._storage = storage
+        self._storage[self._slice(self.length, end)] = values
+        self.length = end
+        self.filled = self._storage[self._slice(0, end)]
+        return self.filled
+
+    def crop(self, positions: int) -> None:
+        """Forget the last `positions` positions (no copy)."""
+        if self._storage is None or positions <= 0:
+            return
+        self.length = max(0, self.length - positions)
+        self.filled = self._storage[self._slice(0, self.length)]
+
+    def select_rows(self, rows: torch.Tensor) -> None:
+        """Keep rows `rows` of dimension 0, in that order (a copy, as beam reordering needs)."""
+        if self._storage is not None:
+            self._storage = self._storage.index_select(0, rows.to(self._storage.device))
+            self.filled = self._storage[self._slice(0, self.length)]
+
+
 class GrowingCacheLayer(DynamicLayer):
     """One full-attention layer's keys and values in a buffer with spare room, reallocated when full.
 
@@ -40,31 +113,19 @@ class GrowingCacheLayer(DynamicLayer):
 
     def __init__(self, spare: int = 256) -> None:
         super().__init__()
-        if spare < 1:
-            raise ValueError(f"`spare` must be a positive number of positions, got {spare}.")
+        self._keys = GrowingBuffer(dim=-2, spare=spare)
+        self._values = GrowingBuffer(dim=-2, spare=spare)
         self.spare = spare
-        self._key_buffer: torch.Tensor | None = None
-        self._value_buffer: torch.Tensor | None = None
-        self._length = 0
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         self.device = key_states.device
-        self._length = 0
-        empty = slice(0, 0)
-        self._replace_buffers(key_states[..., empty, :], value_states[..., empty, :], key_states.shape[-2] + self.spare)
+        self._keys.clear()
+        self._values.clear()
         self.is_initialized = True
 
     def _refresh_views(self) -> None:
-        self.keys = self._key_buffer[..., : self._length, :]
-        self.values = self._value_buffer[..., : self._length, :]
-
-    def _replace_buffers(self, keys: torch.Tensor, values: torch.Tensor, capacity: int) -> None:
-        """Hold `keys` / `values` (the filled part) in new buffers of `capacity` positions."""
-        self._key_buffer = keys.new_empty((*keys.shape[:-2], capacity, keys.shape[-1]))
-        self._value_buffer = values.new_empty((*values.shape[:-2], capacity, values.shape[-1]))
-        self._key_buffer[..., : self._length, :] = keys
-        self._value_buffer[..., : self._length, :] = values
-        self._refresh_views()
+        # `keys` / `values` are what transformers reads (shapes, dtype, device); they view the filled part.
+        self.keys, self.values = self._keys.filled, self._values.filled
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
@@ -72,22 +133,17 @@ class GrowingCacheLayer(DynamicLayer):
         """Write the new states after the cached ones; return the keys and values of every position so far."""
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
-        end = self._length + key_states.shape[-2]
-        capacity = self._key_buffer.shape[-2]
-        if end > capacity:
-            self._replace_buffers(self.keys, self.values, end + self.spare)
-        self._key_buffer[..., self._length : end, :] = key_states
-        self._value_buffer[..., self._length : end, :] = value_states
-        self._length = end
+        self._keys.append(key_states)
+        self._values.append(value_states)
         self._refresh_views()
         return self.keys, self.values
 
     def get_seq_length(self) -> int:
-        return self._length if self.is_initialized else 0
+        return self._keys.length if self.is_initialized else 0
 
     def reset(self) -> None:
-        self._key_buffer = self._value_buffer = None
-        self._length = 0
+        self._keys.clear()
+        self._values.clear()
         super().reset()
 
     def crop(self, tokens_to_remove: int) -> None:
@@ -96,14 +152,14 @@ class GrowingCacheLayer(DynamicLayer):
             raise ValueError(f"`tokens_to_remove` must be negative (positions to drop), got {tokens_to_remove}.")
         if tokens_to_remove == 0 or not self.is_initialized:
             return
-        self._length = max(0, self._length + tokens_to_remove)
+        self._keys.crop(-tokens_to_remove)
+        self._values.crop(-tokens_to_remove)
         self._refresh_views()
 
     def _select_rows(self, rows: torch.Tensor) -> None:
         if self.get_seq_length() > 0:
-            rows = rows.to(self._key_buffer.device)
-            self._key_buffer = self._key_buffer.index_select(0, rows)
-            self._value_buffer = self._value_buffer.index_select(0, rows)
+            self._keys.select_rows(rows)
+            self._values.select_rows(rows)
             self._refresh_views()
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
@@ -111,12 +167,12 @@ class GrowingCacheLayer(DynamicLayer):
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         if self.get_seq_length() > 0:
-            rows = torch.arange(self._key_buffer.shape[0], device=self._key_buffer.device)[indices]
+            rows = torch.arange(self.keys.shape[0], device=self.keys.device)[indices]
             self._select_rows(rows)
 
     def batch_repeat_interleave(self, repeats: int) -> None:
         if self.get_seq_length() > 0:
-            rows = torch.arange(self._key_buffer.shape[0], device=self._key_buffer.device)
+            rows = torch.arange(self.keys.shape[0], device=self.keys.device)
             self._select_rows(rows.repeat_interleave(repeats))
 
 

@@ -13,38 +13,17 @@ is rebuilt instead: the next step feeds the kept rows again from their first tok
 from __future__ import annotations
 
 import contextlib
-import inspect
 
 import torch
 from transformers import DynamicCache
 from transformers.cache_utils import CacheLayerMixin, LinearAttentionCacheLayerMixin
 from transformers.utils import logging
 
-from ._growing_cache import growing_dynamic_cache
-from .modeling import AutoregressiveRewardModel, eval_mode, modules_in_training_mode, positions_from_attention_mask
+from ._growing_cache import GrowingBuffer, growing_dynamic_cache
+from .model_caller import ModelCaller
+from .modeling import eval_mode, modules_in_training_mode, positions_from_attention_mask
 
 logger = logging.get_logger(__name__)
-
-
-def _innermost_transformers_model(model: torch.nn.Module) -> torch.nn.Module:
-    """Unwrap `AutoregressiveRewardModel` and PEFT wrappers down to the transformers model."""
-    seen = set()
-    while id(model) not in seen:
-        seen.add(id(model))
-        if isinstance(model, AutoregressiveRewardModel):
-            model = model.model
-        elif callable(getattr(model, "get_base_model", None)):
-            model = model.get_base_model()
-    return model
-
-
-def position_limit(config) -> int | None:
-    """The number of positions a model was built for (`max_position_embeddings` / `n_positions`), if it says."""
-    for name in ("max_position_embeddings", "n_positions"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
 
 
 def _holds_state(layer) -> bool:
@@ -52,34 +31,6 @@ def _holds_state(layer) -> bool:
     if isinstance(layer, LinearAttentionCacheLayerMixin):
         return any(layer.is_conv_states_initialized.values()) or any(layer.is_recurrent_states_initialized.values())
     return bool(getattr(layer, "is_initialized", True))
-
-
-class ModelCaller:
-    """How to call one reward model: its cache argument, `logits_to_keep` support, config, position limit, device.
-
-    The base of every stream that feeds a reward model (`RewardModelStream`, the cross-tokenizer streams).
-
-    Args:
-        model (`torch.nn.Module`): A causal LM, PEFT model or `AutoregressiveRewardModel`.
-
-    Examples:
-
-    ```python
-    >>> from hf_genarm.testing import make_tiny_causal_lm
-    >>> ModelCaller(make_tiny_causal_lm()).position_limit
-    256
-    ```
-    """
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.model = model
-        inner = _innermost_transformers_model(model)
-        parameters = inspect.signature(inner.forward).parameters
-        self._cache_argument = "cache" if "cache" in parameters else "past_key_values"
-        self._supports_logits_to_keep = "logits_to_keep" in parameters
-        self._config = inner.config
-        self.position_limit = position_limit(inner.config)
-        self.device = next(model.parameters()).device
 
 
 class RewardModelStream(ModelCaller):
@@ -137,8 +88,11 @@ class RewardModelStream(ModelCaller):
         self.cache: DynamicCache | None = None
         self.prompt_ids: torch.LongTensor | None = None
         self.prompt_mask: torch.Tensor | None = None
-        self.generated: torch.LongTensor | None = None
-        self.attention_mask: torch.Tensor | None = None
+        # Generated ids and the cached rows' attention mask grow into preallocated room, and each row's next
+        # position is kept as a running count: a step copies and sums nothing that grows with the length.
+        self._generated = GrowingBuffer(dim=1)
+        self._attention_mask = GrowingBuffer(dim=1)
+        self._next_positions: torch.LongTensor | None = None
         self._rebuild = True
         self._fed_since_crop = 0
         self._training_modules: list[torch.nn.Module] = []
@@ -151,7 +105,7 @@ class RewardModelStream(ModelCaller):
         self.release()
         self.prompt_ids = prompt_ids.to(self.device).repeat_interleave(repeat, dim=0)
         self.prompt_mask = prompt_mask.to(self.device, torch.long).repeat_interleave(repeat, dim=0)
-        self.generated = self.prompt_ids[:, :0]
+        self._generated.append(self.prompt_ids[:, :0])
         # While no row holds padding, the model gets no mask (its causal default is the same thing) and
         # positions are a plain range: this skips the mask bookkeeping of every layer at each step.
         self._unpadded = bool(self.prompt_mask.all())
@@ -169,18 +123,19 @@ class RewardModelStream(ModelCaller):
         row_sources = row_sources.to(self.device)
         self.prompt_ids = self.prompt_ids.index_select(0, row_sources)
         self.prompt_mask = self.prompt_mask.index_select(0, row_sources)
-        self.generated = self.generated.index_select(0, row_sources)
+        self._generated.select_rows(row_sources)
         if self._state_on_modules:
             self._rebuild = True
         elif not self._rebuild:
             self.cache.reorder_cache(row_sources)
-            self.attention_mask = self.attention_mask.index_select(0, row_sources)
+            self._attention_mask.select_rows(row_sources)
+            self._next_positions = self._next_positions.index_select(0, row_sources)
 
     def crop(self, tokens_to_remove: int) -> None:
         """Forget the last `tokens_to_remove` generated tokens (assisted decoding's rejected candidates)."""
         if tokens_to_remove <= 0:
             return
-        self.generated = self.generated[:, :-tokens_to_remove]
+        self._generated.crop(tokens_to_remove)
         if self._rebuild:
             return
         # Sliding-window and convolutional layers keep, past their window, only what was fed since the last crop.
@@ -189,7 +144,9 @@ class RewardModelStream(ModelCaller):
             self._rebuild = True
         else:
             self.cache.crop(-tokens_to_remove)
-            self.attention_mask = self.attention_mask[:, :-tokens_to_remove]
+            self._attention_mask.crop(tokens_to_remove)
+            # Generated tokens are all attended: each row's position moves back by the same count.
+            self._next_positions = self._next_positions - tokens_to_remove
             self._fed_since_crop = 0
 
     def check_room(self, new_tokens: int) -> None:
@@ -214,22 +171,29 @@ class RewardModelStream(ModelCaller):
     def feed(self, new_ids: torch.LongTensor) -> torch.Tensor:
         """Append the generated tokens `new_ids` to every row and return the float32 logits of the next token."""
         new_ids = new_ids.to(self.device)
-        self.generated = torch.cat([self.generated, new_ids], dim=1)
-        self._check_positions(self.generated.shape[1])
+        generated = self._generated.append(new_ids)
+        self._check_positions(generated.shape[1])
         rebuilding = self._rebuild
         if rebuilding:
             # From the first token: a new generation, or a state that could not follow a reorder or a crop.
             self.cache = growing_dynamic_cache(self._config)
             self.cache.activate_past_recording()
-            fed_ids = torch.cat([self.prompt_ids, self.generated], dim=1)
-            self.attention_mask = torch.cat([self.prompt_mask, torch.ones_like(self.generated)], dim=1)
+            fed_ids = torch.cat([self.prompt_ids, generated], dim=1)
+            self._attention_mask.clear()
+            mask = self._attention_mask.append(torch.cat([self.prompt_mask, torch.ones_like(generated)], dim=1))
+            positions = positions_from_attention_mask(mask)
+            self._next_positions = positions[:, -1] + 1
             self._rebuild = False
             self._fed_since_crop = 0
         else:
             fed_ids = new_ids
-            self.attention_mask = torch.cat([self.attention_mask, torch.ones_like(new_ids)], dim=1)
+            mask = self._attention_mask.append(torch.ones_like(new_ids))
+            # New tokens are attended: their positions continue each row's count, no cumsum over the whole mask.
+            steps = torch.arange(new_ids.shape[1], device=self.device)
+            positions = self._next_positions.unsqueeze(-1) + steps
+            self._next_positions = self._next_positions + new_ids.shape[1]
             self._fed_since_crop += new_ids.shape[1]
-        total, fed = self.attention_mask.shape[1], fed_ids.shape[1]
+        total, fed = mask.shape[1], fed_ids.shape[1]
         kwargs = {self._cache_argument: self.cache}
         if self._supports_logits_to_keep:
             kwargs["logits_to_keep"] = 1
@@ -237,9 +201,8 @@ class RewardModelStream(ModelCaller):
             kwargs["attention_mask"] = None
             kwargs["position_ids"] = torch.arange(total - fed, total, device=self.device).expand(fed_ids.shape[0], -1)
         else:
-            mask = self.attention_mask
             kwargs["attention_mask"] = mask[:, -fed:] if self._mask_of_fed_tokens_only else mask
-            kwargs["position_ids"] = positions_from_attention_mask(mask)[:, -fed:]
+            kwargs["position_ids"] = positions[:, -fed:]
         with eval_mode(self._training_modules) if self._training_modules else contextlib.nullcontext():
             outputs = self.model(input_ids=fed_ids, use_cache=True, **kwargs)
         if rebuilding and any(not _holds_state(layer) for layer in self.cache.layers):

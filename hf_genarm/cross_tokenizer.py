@@ -9,15 +9,15 @@ response the same way, per base token or per reward-model token.
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from ._cross_tokenizer_stream import ASSISTED_DECODING_REFUSED, CrossTokenizerStream
+from ._cross_tokenizer_stream import CrossTokenizerStream
 from ._cross_tokenizer_text import BaseTextDecoder, RewardTokenizer, complete_text
+from .combine import add_weighted, shared_log_probs
 from .logits_process import GenARMLogitsProcessor
 from .modeling import AutoregressiveRewardModel
 from .vocab import check_reward_model_tokenizer, describe_tokenizer_difference, tokenizer_fingerprint
@@ -25,18 +25,6 @@ from .vocab import check_reward_model_tokenizer, describe_tokenizer_difference, 
 __all__ = ["CrossTokenizerGenARMLogitsProcessor", "cross_tokenizer_token_rewards"]
 
 DEFAULT_NUM_CANDIDATES = 16
-
-
-def _inside_assisted_decoding() -> bool:
-    """Whether `generate()` runs its assisted (speculative or prompt-lookup) decoding loop up the call stack."""
-    frame = inspect.currentframe()
-    for _ in range(32):
-        frame = frame.f_back if frame is not None else None
-        if frame is None:
-            return False
-        if frame.f_code.co_name == "_assisted_decoding":
-            return True
-    return False
 
 
 def _saved_tokenizer(model: torch.nn.Module, index: int) -> Any:
@@ -206,25 +194,24 @@ class CrossTokenizerGenARMLogitsProcessor(GenARMLogitsProcessor):
             return super().__call__(input_ids, scores)
         if not self.alpha.any():
             return scores
-        new_tokens = self._synchronise(input_ids)
+        try:
+            new_tokens = self._synchronise(input_ids)
+        except ValueError:
+            # A stream refused to take tokens back (assisted decoding): free the reward models' caches now.
+            self._release()
+            raise
         if new_tokens is None:
-            if _inside_assisted_decoding():
-                raise ValueError(ASSISTED_DECODING_REFUSED)
             self._start(input_ids)
         else:
             for stream in self._streams:
                 stream.append(new_tokens)
-        self._seen_ids = input_ids.clone()
 
-        vocab = min(len(self.base_tokenizer), scores.shape[-1])
-        base_log_probs = torch.log_softmax(scores[:, :vocab].float(), dim=-1)
-        top_log_probs, top_ids = base_log_probs.topk(min(self.num_candidates, vocab), dim=-1)
+        base_log_probs = shared_log_probs(scores, min(len(self.base_tokenizer), scores.shape[-1]))
+        top_log_probs, top_ids = base_log_probs.topk(min(self.num_candidates, base_log_probs.shape[-1]), dim=-1)
         candidates = top_ids.tolist()
-        guided_top = top_log_probs
-        weights = self._row_weights.to(scores.device)
-        for index, stream in enumerate(self._streams):
-            reward = stream.candidate_log_probs(candidates, self.base_tokenizer.eos_token_id).to(scores.device)
-            guided_top = guided_top + weights[:, index : index + 1] * reward
+        eos = self.base_tokenizer.eos_token_id
+        rewards = [stream.candidate_log_probs(candidates, eos) for stream in self._streams]
+        guided_top = add_weighted(top_log_probs, rewards, self._row_weights)
         guided = torch.full(scores.shape, -float("inf"), dtype=torch.float32, device=scores.device)
         return guided.scatter(-1, top_ids, guided_top)
 
@@ -301,8 +288,7 @@ def cross_tokenizer_token_rewards(
         texts.append(complete_text(decoder.decode([full_ids[:end]])[0]))
         # A token's text is what it adds to the text before it (a `▁` token alone would decode without its space).
         tokens.append(texts[-1][len(texts[-2]) :] or decoder.decode([full_ids[end - 1 : end]])[0])
-    text_ids = RewardTokenizer(reward_tokenizer).text_ids
-    reward_ids = [text_ids(text) for text in texts]
+    reward_ids = [list(reward_tokenizer(text)["input_ids"]) for text in texts]
     if not reward_ids[0]:
         raise ValueError("`prompt` is empty and the reward tokenizer adds no BOS token for the response to follow.")
     if add_eos:

@@ -2,47 +2,24 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-from transformers import GenerationConfig, GenerationMixin, LogitsProcessor
+from transformers import LogitsProcessor
 from transformers.utils import logging
 
+from ._growing_cache import GrowingBuffer
 from ._prompt_padding import check_left_padded, check_mask_matches_prompt, mask_of_unmasked_prompt
-from ._reward_stream import RewardModelStream, _innermost_transformers_model
+from ._reward_stream import RewardModelStream
+from .combine import combine, shared_log_probs
 from .configuration import guidance_weights, validate_alpha, validate_beta
+from .model_caller import innermost_transformers_model
 from .vocab import check_reward_model_vocabularies, model_vocab_size
 
 __all__ = ["GenARMLogitsProcessor"]
 
 logger = logging.get_logger(__name__)
-
-_GENERATION_MODULE = GenerationMixin.__module__
-
-
-def _generation_max_length() -> int | None:
-    """The `max_length` (prompt + `max_new_tokens`) of the `generate()` call running this processor, if found.
-
-    `generate()` does not hand its configuration to logits processors; its decoding loops (`_sample`,
-    `_beam_search`, `_assisted_decoding`) hold it as their `generation_config` argument, a few frames up.
-    Only transformers' own generation frames are read, and the outermost one wins: under assisted decoding
-    the assistant's inner `generate()` also runs the processor, with a shorter `max_length`.
-    """
-    found = None
-    frame = inspect.currentframe()
-    for _ in range(40):
-        frame = frame.f_back if frame is not None else None
-        if frame is None:
-            break
-        if frame.f_globals.get("__name__") != _GENERATION_MODULE:
-            continue
-        config = frame.f_locals.get("generation_config")
-        if isinstance(config, GenerationConfig) and isinstance(config.max_length, int):
-            found = config.max_length
-    return found
-
 
 class GenARMLogitsProcessor(LogitsProcessor):
     r"""Guides any causal LM's `generate()` with one or more autoregressive reward models (GenARM).
@@ -108,6 +85,10 @@ class GenARMLogitsProcessor(LogitsProcessor):
         pad_token_id (`int`, *optional*):
             The pad id of the base tokenizer, when `tokenizer=` is not given; lets the processor read a
             left-padded prompt's mask off its leading pad ids and check a given mask.
+        max_new_tokens (`int`, *optional*):
+            The `max_new_tokens` of the `generate()` calls this processor guides (generate() does not tell its
+            processors). With it, a prompt that would carry a reward model past its position limit is refused
+            before any reward-model forward; without it, at the step that reaches the limit.
 
     Examples:
 
@@ -143,6 +124,7 @@ class GenARMLogitsProcessor(LogitsProcessor):
         tokenizer: Any = None,
         reward_model_tokenizers: Sequence[Any] | None = None,
         pad_token_id: int | None = None,
+        max_new_tokens: int | None = None,
     ) -> None:
         models = self._validate_reward_models(reward_models)
         self.beta = validate_beta(beta)
@@ -164,9 +146,11 @@ class GenARMLogitsProcessor(LogitsProcessor):
             for index, (model, prompt) in enumerate(zip(models, own_prompts))
         ]
         self._prompt_batch_size = self._check_batch_sizes()
+        self.max_new_tokens = self._validate_max_new_tokens(max_new_tokens)
         # The prompts the given mask was first used on, when no pad id lets the processor check it directly.
         self._mask_prompt_ids: torch.LongTensor | None = None
-        self._seen_ids: torch.LongTensor | None = None
+        # The ids of the last call, grown by each step's new columns instead of copied whole.
+        self._seen_ids = GrowingBuffer(dim=1)
         self._prompt_width = 0
         self._rows_per_prompt = 1
         self._row_weights: torch.Tensor | None = None
@@ -188,7 +172,7 @@ class GenARMLogitsProcessor(LogitsProcessor):
                     f"`reward_models[{index}]` ({type(model).__name__}) has no language-model head; load it with "
                     "AutoModelForCausalLM or AutoregressiveRewardModel.from_pretrained."
                 )
-            config = getattr(_innermost_transformers_model(model), "config", None)
+            config = getattr(innermost_transformers_model(model), "config", None)
             if getattr(config, "is_encoder_decoder", False):
                 raise ValueError(
                     f"`reward_models[{index}]` ({type(model).__name__}) is an encoder-decoder model; GenARM reward "
@@ -200,6 +184,17 @@ class GenARMLogitsProcessor(LogitsProcessor):
                     "`from_pretrained(...)` onto a real device, or move it with `.to(device)` after loading weights."
                 )
         return models
+
+    @staticmethod
+    def _validate_max_new_tokens(max_new_tokens: Any) -> int | None:
+        if max_new_tokens is None:
+            return None
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ValueError(
+                f"`max_new_tokens` must be a positive int (the max_new_tokens passed to generate()), got "
+                f"{max_new_tokens!r}."
+            )
+        return max_new_tokens
 
     @staticmethod
     def _resolve_pad_token_id(pad_token_id: Any, tokenizer: Any) -> int | None:
@@ -297,7 +292,7 @@ class GenARMLogitsProcessor(LogitsProcessor):
     def _release(self) -> None:
         for stream in self._streams:
             stream.release()
-        self._seen_ids = None
+        self._seen_ids.clear()
         self._row_weights = None
 
     def _start(self, input_ids: torch.LongTensor) -> None:
@@ -331,16 +326,17 @@ class GenARMLogitsProcessor(LogitsProcessor):
                     "row per prompt of this generate() call."
                 )
         prompt_mask = self._prompt_mask(input_ids)
-        weights = guidance_weights(self.alpha, self.beta)
+        # Moved once to the device of the ids (generate() keeps its scores there), not at every step.
+        weights = guidance_weights(self.alpha, self.beta).to(input_ids.device)
         self._row_weights = (
             weights.expand(rows, -1) if weights.shape[0] == 1 else weights.repeat_interleave(self._rows_per_prompt, 0)
         )
         self._prompt_width = width
-        max_length = _generation_max_length()
         for stream in self._streams:
             stream.start(input_ids, prompt_mask, rows)
-            if max_length is not None:
-                stream.check_room(max_length - width)
+            if self.max_new_tokens is not None:
+                stream.check_room(self.max_new_tokens)
+        self._seen_ids.append(input_ids)
 
     def _prompt_mask(self, input_ids: torch.LongTensor) -> torch.Tensor:
         """The mask of the prompt `input_ids`: the given one, checked against the prompt, or inferred from it."""
@@ -375,13 +371,18 @@ class GenARMLogitsProcessor(LogitsProcessor):
         return mask
 
     def _synchronise(self, input_ids: torch.LongTensor) -> torch.LongTensor | None:
-        """Bring every stream's cache to a prefix of each row; return the tokens still to feed (None: new call)."""
-        seen = self._seen_ids
+        """Bring every stream's cache to a prefix of each row; return the tokens still to feed (None: new call).
+
+        The ids seen so far are updated to `input_ids` here, except on a new call (`_start` records them).
+        """
+        seen = self._seen_ids.filled
         if seen is None or seen.shape[0] != input_ids.shape[0] or input_ids.shape[1] <= self._prompt_width:
             return None
         seen_length = seen.shape[1]
         if seen_length < input_ids.shape[1] and torch.equal(input_ids[:, :seen_length], seen):
-            return input_ids[:, seen_length:]
+            new_tokens = input_ids[:, seen_length:]
+            self._seen_ids.append(new_tokens)
+            return new_tokens
         # Rows were reordered (beam search) or tokens were taken back (assisted decoding). Rows only move within
         # their prompt's group, so compare each row with the cached rows of its group, pick the one sharing the
         # longest prefix (itself on ties), keep what every row shares and feed the rest.
@@ -404,6 +405,8 @@ class GenARMLogitsProcessor(LogitsProcessor):
             if reorder:
                 stream.reorder(sources)
             stream.crop(seen_length - keep)
+        self._seen_ids.clear()
+        self._seen_ids.append(input_ids)
         return input_ids[:, keep:]
 
     # ------------------------------------------------------------------------------------------- step
@@ -414,18 +417,9 @@ class GenARMLogitsProcessor(LogitsProcessor):
         if new_tokens is None:
             self._start(input_ids)
             new_tokens = input_ids[:, :0]
-        self._seen_ids = input_ids.clone()
-
         vocab = self._resolve_shared_vocab(scores.shape[-1])
-        guided = torch.log_softmax(scores[:, :vocab].float(), dim=-1)
-        weights = self._row_weights.to(scores.device)
-        for index, stream in enumerate(self._streams):
-            reward_logits = stream.feed(new_tokens)
-            reward_log_probs = torch.log_softmax(reward_logits[:, :vocab], dim=-1).to(scores.device)
-            guided = guided + weights[:, index : index + 1] * reward_log_probs
-        if vocab < scores.shape[-1]:
-            guided = torch.nn.functional.pad(guided, (0, scores.shape[-1] - vocab), value=-float("inf"))
-        return guided
+        reward_log_probs = [shared_log_probs(stream.feed(new_tokens), vocab) for stream in self._streams]
+        return combine(scores, reward_log_probs, self._row_weights, vocab)
 
     def _resolve_shared_vocab(self, base_width: int) -> int:
         """The number of leading ids the models share; checked once per base logit width."""

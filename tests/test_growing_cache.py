@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers.cache_utils import DynamicLayer
 
-from hf_genarm._growing_cache import GrowingCacheLayer, growing_dynamic_cache
+from hf_genarm._growing_cache import GrowingBuffer, GrowingCacheLayer, growing_dynamic_cache
 from hf_genarm.modeling import positions_from_attention_mask
 from hf_genarm.testing import make_tiny_causal_lm
 
@@ -47,12 +47,29 @@ def test_every_operation_matches_dynamic_layer():
 def test_states_are_written_in_place_until_the_buffer_is_full():
     layer = GrowingCacheLayer(spare=4)
     layer.update(*states(1, 2, seed=0))
-    buffer = layer._key_buffer
+    storage = layer.keys.untyped_storage()
     for step in range(4):
         layer.update(*states(1, 1, seed=step + 1))
-        assert layer._key_buffer is buffer
+        assert layer.keys.untyped_storage().data_ptr() == storage.data_ptr()
     layer.update(*states(1, 1, seed=9))
-    assert layer._key_buffer is not buffer and layer._key_buffer.shape[-2] == 7 + 4
+    grown = layer.keys.untyped_storage()
+    assert grown.data_ptr() != storage.data_ptr() and grown.nbytes() == (7 + 4) * 2 * 4 * layer.keys.element_size()
+
+
+def test_growing_buffer_appends_crops_and_selects_rows_like_concatenation():
+    buffer, reference = GrowingBuffer(dim=1, spare=2), torch.zeros(3, 0)
+    for step in range(7):
+        piece = torch.randn(3, step % 3 + 1)
+        reference = torch.cat([reference, piece], dim=1)
+        assert torch.equal(buffer.append(piece), reference)
+        if step == 3:
+            buffer.crop(2)
+            reference = reference[:, :-2]
+        if step == 5:
+            rows = torch.tensor([2, 0, 0])
+            buffer.select_rows(rows)
+            reference = reference[rows]
+    assert torch.equal(buffer.filled, reference) and buffer.length == reference.shape[1]
 
 
 def test_bad_spare_and_positive_crop_are_refused():

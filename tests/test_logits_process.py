@@ -557,19 +557,27 @@ def test_position_limit_is_checked_before_decoding(tokenizer):
     assert not forwards, "the reward model ran before the limit was checked"
     prompt = tokenizer(["The cat sat on the warm"], return_tensors="pt")
     width = prompt["input_ids"].shape[1]
+    # generate() does not tell processors its max_new_tokens: given to the processor, it is checked up front.
     with pytest.raises(ValueError, match=rf"the prompt and max_new_tokens=20 need {width + 20}"):
-        generate(base, prompt, GenARMLogitsProcessor(reward_model), max_new_tokens=20)
+        generate(base, prompt, GenARMLogitsProcessor(reward_model, max_new_tokens=20), max_new_tokens=20)
     # Under assisted decoding the assistant's inner generate() runs the processor first; the limit is still
-    # the outer call's.
+    # the one given.
     with pytest.raises(ValueError, match=rf"the prompt and max_new_tokens=20 need {width + 20}"):
         generate(
             base,
             prompt,
-            GenARMLogitsProcessor(reward_model),
+            GenARMLogitsProcessor(reward_model, max_new_tokens=20),
             max_new_tokens=20,
             assistant_model=make_tiny_causal_lm(seed=9),
         )
     assert not forwards, "the reward model ran before the limit was checked"
+    # Without it, generation stops with the same error at the step that would pass the limit, before that forward.
+    with pytest.raises(ValueError, match=rf"the prompt and {16 - width + 1} generated tokens need 17"):
+        generate(base, prompt, GenARMLogitsProcessor(reward_model), max_new_tokens=20)
+    assert len(forwards) == 16 - width + 1, "a forward ran past the position limit"
+    forwards.clear()
+    with pytest.raises(ValueError, match="`max_new_tokens` must be a positive int"):
+        GenARMLogitsProcessor(reward_model, max_new_tokens=0)
     generate(base, prompt, GenARMLogitsProcessor(reward_model), max_new_tokens=16 - width)
     # Called outside generate(), the processor stops at the limit with the same error, not an IndexError.
     processor, ids = GenARMLogitsProcessor(reward_model), prompt["input_ids"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList
 
+from ..model_caller import cache_argument as find_cache_argument
 from ..modeling import positions_from_attention_mask
 from .reward import SequenceClassifierReward
 
@@ -32,11 +32,6 @@ def _is_decoder_only(model: torch.nn.Module) -> bool:
         and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
         and not getattr(config, "is_encoder_decoder", False)
     )
-
-
-def _cache_argument(model: torch.nn.Module) -> str | None:
-    parameters = inspect.signature(model.forward).parameters
-    return next((name for name in ("cache", "past_key_values") if name in parameters), None)
 
 
 class _CachedCandidateRewards:
@@ -227,7 +222,7 @@ class ARGSLogitsProcessor(LogitsProcessor):
         if isinstance(reward_model, torch.nn.Module):
             if reward_inputs == "text" and reward_tokenizer is None:
                 raise ValueError("Scoring text with a reward model needs `reward_tokenizer=` (the reward model's).")
-            cache_argument = _cache_argument(reward_model)
+            cache_argument = find_cache_argument(reward_model)
             cacheable = (
                 reward_inputs == "ids"
                 and cache_argument is not None

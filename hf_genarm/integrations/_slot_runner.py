@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .._reward_stream import ModelCaller, _innermost_transformers_model
+from ..model_caller import ModelCaller, innermost_transformers_model
 from ..modeling import AutoregressiveRewardModel
 from ._grouped_attention import GROUPED_DECODE_ATTENTION
 from ._slot_cache import SlotKVCache, slot_attention_mask
@@ -23,7 +23,7 @@ def load_served_reward_model(path: str, dtype: torch.dtype, device: torch.device
     `_grouped_attention`); the processor owns the models it loads, so switching their attention affects nothing else.
     """
     model = AutoregressiveRewardModel.from_pretrained(path, dtype=dtype).to(device).eval()
-    inner = _innermost_transformers_model(model)
+    inner = innermost_transformers_model(model)
     # Models whose attention layers do not dispatch through transformers' attention interface keep their own.
     if inner.config._attn_implementation == "sdpa" and type(inner).is_backend_compatible():
         inner.set_attn_implementation(GROUPED_DECODE_ATTENTION)
@@ -67,7 +67,7 @@ class SlotRewardModelRunner(ModelCaller):
     def __init__(self, model: torch.nn.Module, vocab_size: int) -> None:
         super().__init__(model)
         self.vocab_size = vocab_size
-        inner = _innermost_transformers_model(model)
+        inner = innermost_transformers_model(model)
         layer_types = set(getattr(inner.config, "layer_types", None) or ["full_attention"])
         if layer_types != {"full_attention"}:
             raise ValueError(
