@@ -526,8 +526,9 @@ def test_push_to_hub_saves_the_model_once_then_uploads_that_folder(tmp_path, tok
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     with pytest.raises(OfflineModeIsEnabled):
         trainer.push_to_hub()
-    # Saved once (into a staging folder inside the run folder, moved into place); the upload reads that folder.
-    assert len(saves) == 1 and os.path.dirname(saves[0]) == str(tmp_path / "run")
+    # Saved once (into a staging folder beside the run folder, swapped into place); the upload reads that folder.
+    assert len(saves) == 1 and os.path.dirname(saves[0]) == str(tmp_path)
+    assert os.path.basename(saves[0]).startswith(".run.hf-genarm-save.")
     assert (tmp_path / "run" / "genarm_config.json").is_file() and (tmp_path / "run" / "README.md").is_file()
 
 
