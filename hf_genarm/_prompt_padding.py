@@ -14,7 +14,8 @@ prompt's leading pad ids. One rule covers both, and anything it cannot tell apar
   differs from its pad token, no pad id may open a row's text.
 - Without a mask, the leading pad ids of each row are its padding. That is refused where it is ambiguous:
   when the pad id also opens every row and may be a BOS token (a tokenizer whose BOS differs from its pad
-  token settles it), or appears after a row's text (right padding, or a pad/EOS token inside the prompt).
+  token settles it), or appears after a row's text (right padding, or a pad/EOS token inside the prompt). A
+  row of pad ids only holds no token and is refused, as a mask of zeros is.
 """
 
 from __future__ import annotations
@@ -157,7 +158,10 @@ def infer_left_padding_mask(
             f"{column}, after its text (right padding, or a pad/EOS token inside the prompt). Pad on the left and "
             f"{_PASS_THE_MASK}."
         )
-    return (~leading).long()
+    mask = (~leading).long()
+    # The rule a given mask follows: a row of padding only (no token) is refused the same way.
+    check_left_padded(mask, f"The mask inferred from the pad id {pad_token_id}")
+    return mask
 
 
 def mask_of_unmasked_prompt(

@@ -50,8 +50,8 @@ class GenARMLogitsProcessor(LogitsProcessor):
       ones over leading pad ids is taken only as one BOS equal to the pad token, opening every row alike;
     - without a mask, each row's leading pad ids are its padding (as `pipeline(..., batch_size>1)` pads);
       this is refused where ambiguous: when every row starts with the pad id and the tokenizer's BOS is
-      (or, without `tokenizer=`, may be) the pad token, or a pad id follows a row's text. Several different
-      prompts with neither mask nor pad id are refused;
+      (or, without `tokenizer=`, may be) the pad token, when a pad id follows a row's text, or when a row
+      holds no token. Several different prompts with neither mask nor pad id are refused;
     - a mask (or per-row `alpha`, `reward_model_inputs`) of `k` rows serves `n * k` rows only when they are
       `n` copies of each prompt (`num_beams` / `num_return_sequences`).
 

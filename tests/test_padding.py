@@ -327,3 +327,17 @@ def test_inputs_embeds_are_refused_with_what_to_pass_instead(models, tokenizer):
             max_new_tokens=3,
             pad_token_id=0,
         )
+
+
+@pytest.mark.parametrize("told", ["tokenizer", "pad_token_id"])
+def test_a_row_of_padding_only_is_refused_as_with_its_mask(models, tokenizer, told):
+    _, reward_model = models
+    inputs = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    inputs["input_ids"][1] = tokenizer.pad_token_id
+    inputs["attention_mask"][1] = 0
+    with pytest.raises(ValueError, match="row 1 masks every column; each prompt needs at least one token"):
+        GenARMLogitsProcessor(reward_model, attention_mask=inputs["attention_mask"])
+    pad = {"tokenizer": tokenizer} if told == "tokenizer" else {"pad_token_id": tokenizer.pad_token_id}
+    processor = GenARMLogitsProcessor(reward_model, **pad)
+    with pytest.raises(ValueError, match="inferred from the pad id 0 row 1 masks every column; each prompt needs"):
+        processor(inputs["input_ids"], torch.randn(len(PROMPTS), 400))
