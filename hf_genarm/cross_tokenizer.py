@@ -288,7 +288,8 @@ def cross_tokenizer_token_rewards(
         texts.append(complete_text(decoder.decode([full_ids[:end]])[0]))
         # A token's text is what it adds to the text before it (a `▁` token alone would decode without its space).
         tokens.append(texts[-1][len(texts[-2]) :] or decoder.decode([full_ids[end - 1 : end]])[0])
-    reward_ids = [list(reward_tokenizer(text)["input_ids"]) for text in texts]
+    text_ids = RewardTokenizer(reward_tokenizer).text_ids
+    reward_ids = [text_ids(text) for text in texts]
     if not reward_ids[0]:
         raise ValueError("`prompt` is empty and the reward tokenizer adds no BOS token for the response to follow.")
     if add_eos:
