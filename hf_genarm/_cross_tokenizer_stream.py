@@ -14,9 +14,8 @@ import torch
 from transformers import DynamicCache
 
 from ._cross_tokenizer_text import BaseTextDecoder, RewardTokenizer, complete_text
-from ._growing_cache import growing_dynamic_cache
+from ._growing_cache import GrowingBuffer, growing_dynamic_cache
 from .model_caller import ModelCaller
-from .modeling import positions_from_attention_mask
 
 __all__ = ["ASSISTED_DECODING_REFUSED", "CommittedContext", "CrossTokenizerStream"]
 
@@ -37,56 +36,65 @@ class CommittedContext(ModelCaller):
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__(model)
         self.cache: DynamicCache | None = None
-        self.attention_mask: torch.Tensor | None = None
+        # The cache's attention mask grows into preallocated room: a step copies only its new columns.
+        self.attention_mask = GrowingBuffer(dim=1)
 
     def start(self, rows: int) -> None:
         """Empty the cache for `rows` rows."""
         self.cache = growing_dynamic_cache(self._config)
-        self.attention_mask = torch.zeros(rows, 0, dtype=torch.long, device=self.device)
+        self.attention_mask.clear()
+        self.attention_mask.append(torch.zeros(rows, 0, dtype=torch.long, device=self.device))
 
     def release(self) -> None:
         """Drop the cache."""
         self.cache = None
-        self.attention_mask = None
+        self.attention_mask.clear()
 
     def reorder(self, row_sources: torch.LongTensor) -> None:
         """Row `i` continues what row `row_sources[i]` held."""
         row_sources = row_sources.to(self.device)
         self.cache.reorder_cache(row_sources)
-        self.attention_mask = self.attention_mask.index_select(0, row_sources)
+        self.attention_mask.select_rows(row_sources)
 
     def run(
         self,
         cache: DynamicCache,
-        attention_mask: torch.Tensor,
+        attention_mask: GrowingBuffer,
         ids: torch.LongTensor,
         mask: torch.Tensor,
+        attended: list[int],
+        added: list[int],
         keep: torch.LongTensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Feed `ids` (0 in `mask` on padding) after `cache`; return float32 logits and the extended mask.
+    ) -> torch.Tensor:
+        """Feed `ids` (0 in `mask` on padding) after `cache`, whose mask `attention_mask` grows by `mask`.
 
-        The logits are those of every position, or, where the model takes `logits_to_keep`, of the positions
+        `attended[i]` is the number of tokens row `i` attends before `ids` and `added[i]` how many of `ids` it
+        attends: the position ids and the position limit follow from these counts, without summing the mask.
+        Returns the float32 logits of every position, or, where the model takes `logits_to_keep`, of the positions
         `keep` only (the first `len(keep)` columns then hold them when `keep` is `0, 1, ...`).
         """
-        attention_mask = torch.cat([attention_mask, mask.to(self.device)], dim=1)
-        needed = int(attention_mask.sum(-1).max())
+        needed = max(before + count for before, count in zip(attended, added))
         if self.position_limit is not None and needed > self.position_limit:
             raise ValueError(
                 f"The reward model reads at most {self.position_limit} positions (its config's position limit), but "
                 f"its tokenization of the text so far needs {needed}. Shorten the prompt or `max_new_tokens`, or use "
                 "a reward model built for longer sequences."
             )
+        mask = mask.to(self.device)
+        # As `positions_from_attention_mask` over the whole mask: attended tokens before, plus those fed so far.
+        before = torch.tensor(attended, device=self.device).unsqueeze(-1)
+        positions = (before + mask.long().cumsum(-1) - 1).clamp_min(0)
         kwargs = {self._cache_argument: cache}
         if keep is not None and self._supports_logits_to_keep:
             kwargs["logits_to_keep"] = keep
         outputs = self.model(
             input_ids=ids.to(self.device),
-            attention_mask=attention_mask,
-            position_ids=positions_from_attention_mask(attention_mask)[:, -ids.shape[1] :],
+            attention_mask=attention_mask.append(mask),
+            position_ids=positions,
             use_cache=True,
             **kwargs,
         )
-        return outputs.logits.float(), attention_mask
+        return outputs.logits.float()
 
     @staticmethod
     def fork(cache: DynamicCache, rows: torch.LongTensor) -> DynamicCache:
@@ -272,11 +280,14 @@ class CrossTokenizerStream:
         # tokens (right-padded, cropped off again below).
         commit_ids, commit_mask = _left_padded(self.to_commit, commit_width, device)
         pending_ids, pending_mask = _right_padded(pending, pending_width, device)
-        logits, attention_mask = context.run(
+        attended = list(self.cached_tokens)
+        logits = context.run(
             context.cache,
             context.attention_mask,
             torch.cat([commit_ids, pending_ids], dim=1),
             torch.cat([commit_mask, pending_mask], dim=1),
+            attended,
+            [len(commit) + len(tokens) for commit, tokens in zip(self.to_commit, pending)],
         )
         try:
             log_probs = torch.log_softmax(logits, dim=-1)
@@ -313,22 +324,26 @@ class CrossTokenizerStream:
             if longer:
                 chosen = torch.tensor(longer, device=device)
                 suffix_log_probs[chosen] += self._later_suffix_tokens(
-                    attention_mask, pending_mask, row_index[chosen], shared_count[chosen], [suffixes[i] for i in longer]
+                    pending_mask,
+                    row_index[chosen],
+                    shared_count[chosen],
+                    [suffixes[i] for i in longer],
+                    [self.cached_tokens[rows[i]] + shared[i] for i in longer],
                 )
             columns = torch.arange(pending_width, device=device).unsqueeze(0)
             dropped = pending_log_probs.index_select(0, row_index) * (columns >= shared_count.unsqueeze(-1))
             return suffix_log_probs - dropped.sum(-1)
         finally:
             context.cache.crop(-pending_width)
-            context.attention_mask = attention_mask[:, :-pending_width]
+            context.attention_mask.crop(pending_width)
 
     def _later_suffix_tokens(
         self,
-        attention_mask: torch.Tensor,
         pending_mask: torch.Tensor,
         rows: torch.LongTensor,
         shared_count: torch.LongTensor,
         suffixes: list[list[int]],
+        attended: list[int],
     ) -> torch.Tensor:
         """Log-probability of each suffix's tokens after its first, on copies of the (pending-extended) cache."""
         context, device = self.context, self.context.device
@@ -337,13 +352,19 @@ class CrossTokenizerStream:
         pending_width = pending_mask.shape[1]
         columns = torch.arange(pending_width, device=device).unsqueeze(0)
         kept_pending = pending_mask.index_select(0, rows) * (columns < shared_count.unsqueeze(-1))
-        committed = attention_mask[:, : attention_mask.shape[1] - pending_width].index_select(0, rows)
+        full_mask = context.attention_mask.filled
+        committed = full_mask[:, : full_mask.shape[1] - pending_width].index_select(0, rows)
+        # The copies of the cache and of its mask are those of the forked rows (as long as their text).
+        forked_mask = GrowingBuffer(dim=1, spare=width)
+        forked_mask.append(torch.cat([committed, kept_pending], dim=1))
         # Logits are needed at every suffix position but the last (each predicts the next suffix token).
-        logits, _ = context.run(
+        logits = context.run(
             context.fork(context.cache, rows),
-            torch.cat([committed, kept_pending], dim=1),
+            forked_mask,
             ids,
             mask,
+            attended,
+            [len(suffix) for suffix in suffixes],
             keep=torch.arange(width - 1, device=device),
         )
         log_probs = torch.log_softmax(logits[:, : width - 1], dim=-1)
