@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from ._hub_ids import looks_like_hub_id
 from .training_setup import LORA_DEFAULTS, check_distributed_launch, leave_process_group, lora_config
 
 __all__ = ["TrainScriptArguments", "build_parser", "main"]
@@ -512,17 +513,6 @@ def _as_usage_error(option: str) -> Iterator[None]:
         raise UsageError(f"{option}: {_one_line(error)}") from None
 
 
-def _looks_like_hub_id(value: str) -> bool:
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(value)
-    except HFValidationError:
-        return False
-    # "models/base" is a Hub id unless "models" is a local folder, in which case a path was meant.
-    return "/" not in value or not os.path.isdir(value.split("/")[0])
-
-
 def _check_model_source(value: str, option: str) -> None:
     if os.path.isdir(value):
         if not any(os.path.isfile(os.path.join(value, name)) for name in _MODEL_FILES):
@@ -530,7 +520,7 @@ def _check_model_source(value: str, option: str) -> None:
         return
     if os.path.exists(value):
         raise UsageError(f"{option}: {value} is a file; pass the model's folder")
-    if not _looks_like_hub_id(value):
+    if not looks_like_hub_id(value):
         raise UsageError(f"{option}: no such folder: {value}")
 
 
@@ -698,7 +688,8 @@ def _check_score(args: argparse.Namespace) -> None:
 
 
 def _check_push(args: argparse.Namespace) -> None:
-    from ._saved_folder import check_repo_id, check_saved_reward_model
+    from ._hub_ids import check_repo_id
+    from ._saved_folder import check_saved_reward_model
 
     with _as_usage_error("--repo-id"):
         check_repo_id(args.repo_id)
@@ -718,7 +709,7 @@ def _check_dataset_source(value: str, option: str) -> None:
     if value.lower().endswith(_DATA_FILE_TYPES):
         # A data file's name is a valid Hub id too ("pairs.jsonl"): a mistyped file must not be looked up online.
         raise UsageError(f"file not found: {option} {value}")
-    if not _looks_like_hub_id(value):
+    if not looks_like_hub_id(value):
         raise UsageError(f"{option}: no such file or folder: {value}")
 
 
@@ -797,7 +788,7 @@ def _loading(option: str, source: str, what: str = "the model") -> Iterator[None
     """
     from huggingface_hub import constants as hf_constants
 
-    from ._saved_folder import CheckpointSource
+    from ._hub_transfer import offline_error
 
     try:
         yield
@@ -805,7 +796,7 @@ def _loading(option: str, source: str, what: str = "the model") -> Iterator[None
         if os.path.isdir(source):
             raise OSError(f"{option} {source}: cannot load this folder: {_one_line(error)}") from error
         if hf_constants.HF_HUB_OFFLINE:
-            offline = CheckpointSource(source, revision=None, token=None, cache_dir=None)._offline_error(what)
+            offline = offline_error(source, what)
             raise OSError(f"{option} {source}: {offline}") from None
         where = "Hub id (no local folder has this name)"
         raise OSError(f"{option} {source}: cannot load this {where}: {_one_line(error)}") from error
@@ -972,6 +963,7 @@ def _run_score(args: argparse.Namespace) -> int:
 
 
 def _run_train(script_args: TrainScriptArguments, config: Any, trainer_inputs: dict[str, Any]) -> int:
+    from .configuration import GENARM_CONFIG_NAME, RewardModelMetadata
     from .save_on_signal import SaveOnSignalCallback
     from .trainer import ARMTrainer
 
@@ -979,12 +971,15 @@ def _run_train(script_args: TrainScriptArguments, config: Any, trainer_inputs: d
     with _loading("--model", script_args.model):
         trainer = ARMTrainer(model=script_args.model, args=config, callbacks=[on_signal], **trainer_inputs)
     result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
-    metrics = None
-    if trainer_inputs["eval_dataset"] is not None and on_signal.received is None:
+    evaluated = trainer_inputs["eval_dataset"] is not None and on_signal.received is None
+    if evaluated:
         # The held-out metrics of the model being saved, whatever --eval_strategy evaluated during training.
-        metrics = trainer.evaluate()
+        trainer.evaluate()
     trainer.save_model(config.output_dir)
     if trainer.is_world_process_zero():
+        # Printed as the saved model records them (without throughput figures), so the two cannot disagree.
+        saved = RewardModelMetadata.from_json_file(os.path.join(config.output_dir, GENARM_CONFIG_NAME))
+        metrics = saved.metrics if evaluated else None
         _report_training(config, trainer.state.global_step, result.training_loss, metrics, on_signal.received)
     leave_process_group()
     return 0 if on_signal.received is None else 128 + on_signal.received

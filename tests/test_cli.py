@@ -4,6 +4,7 @@ import dataclasses
 import gzip
 import json
 import os
+import pathlib
 import shlex
 import shutil
 import signal
@@ -670,6 +671,7 @@ def test_train_interrupted_then_resumed_ends_with_the_weights_of_an_uninterrupte
     assert any(not torch.equal(started[name], tensor) for name, tensor in straight.items())
 
 
+@pytest.mark.slow
 def test_train_killed_then_resumed_ends_with_the_weights_of_an_uninterrupted_run(capsys, saved, tmp_path):
     data = write_pairs(tmp_path / "pairs.jsonl", repeat=2)
     command_line = TRAIN_RUN + "--max_steps 30 --save_steps 1 --save_total_limit 2 --seed 1"
@@ -927,3 +929,30 @@ def test_generate_accepts_options_spelled_with_underscores(capsys, saved):
     assert dashed[0] == underscored[0] == 0, underscored[2]
     assert dashed[1] == underscored[1]
     assert cli(capsys, "generate --base {base} --greedy --max_new_tokens 0 'x'", base=saved / "base")[0] == 2
+
+
+def test_the_documented_command_that_trains_on_the_shipped_data_runs_as_printed(monkeypatch, tmp_path):
+    from hf_genarm.assets import ASSETS_DIR
+
+    page = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text(encoding="utf-8")
+    block = page.split("**Train on the data that ships with hf-genarm.**")[1].split("```bash\n")[1].split("```")[0]
+    lines = block.replace("\\\n", " ").splitlines()
+    assert lines[0] == 'ASSETS=$(python -c "from hf_genarm.assets import ASSETS_DIR; print(ASSETS_DIR)")'
+    (train_line,) = [line for line in lines if line.startswith("hf-genarm train ")]
+    argv = shlex.split(train_line.replace("$ASSETS", str(ASSETS_DIR)))[1:]
+
+    class TrainingReachedError(Exception):
+        pass
+
+    def trainer_reached(**kwargs):
+        raise TrainingReachedError(kwargs)
+
+    # Everything the command checks and loads before training (its files, its options) passes; training starts.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("hf_genarm.trainer.ARMTrainer", trainer_reached)
+    with pytest.raises(TrainingReachedError) as reached:
+        main(argv)
+    inputs = reached.value.args[0]
+    assert inputs["model"] == str(ASSETS_DIR / "base") and inputs["args"].output_dir == "./arm-sentiment"
+    assert inputs["train_dataset"].endswith("sentiment_train.jsonl.gz")
+    assert inputs["eval_dataset"].endswith("sentiment_held_out.jsonl.gz")
