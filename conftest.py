@@ -15,13 +15,15 @@ import pathlib
 import re
 import sys
 
+import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-SCRIPTS_DIR = pathlib.Path(__file__).resolve().parent / "scripts"
+ROOT = pathlib.Path(__file__).resolve().parent
+SCRIPTS_DIR = ROOT / "scripts"
 if str(SCRIPTS_DIR) not in sys.path:
     sys.path.insert(0, str(SCRIPTS_DIR))
 
@@ -46,3 +48,19 @@ doctest.DocTestParser._EXAMPLE_RE = re.compile(
     """,
     re.MULTILINE | re.VERBOSE,
 )
+
+
+# Markers by place, for tests that cannot carry a decorator (doctests) or that share one requirement (tests/test_vllm).
+_MARKED_PATHS = {
+    "vllm": [ROOT / "tests" / "test_vllm", ROOT / "hf_genarm" / "integrations" / "vllm.py"],
+    # The asset builder's doctests train tiny models (about 7 s together).
+    "slow": [SCRIPTS_DIR / "build_demo_assets.py"],
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for marker, paths in _MARKED_PATHS.items():
+            if any(item.path == path or path in item.path.parents for path in paths):
+                item.add_marker(marker)

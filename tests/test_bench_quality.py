@@ -144,6 +144,7 @@ WITHOUT_DPO = {
 }
 
 
+@pytest.mark.slow
 def test_quick_run_writes_the_docs_page_from_its_template(
     bench, quick_assets, capsys, restore_global_settings, tmp_path
 ):

@@ -89,6 +89,7 @@ LAUNCHERS = {
 }  # fmt: skip
 
 
+@pytest.mark.distributed
 @pytest.mark.parametrize("launcher", list(LAUNCHERS))
 def test_two_cpu_processes_train_like_one_process_at_the_same_global_batch(inputs, tmp_path, capsys, launcher):
     if launcher == "accelerate" and shutil.which("accelerate") is None:

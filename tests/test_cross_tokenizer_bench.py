@@ -6,6 +6,8 @@ import pathlib
 
 import pytest
 
+pytestmark = pytest.mark.slow  # builds a second-tokenizer ARM and benchmarks it (about 15 s)
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 

@@ -49,6 +49,7 @@ def built_site(tmp_path_factory):
     return site, result
 
 
+@pytest.mark.slow  # builds the site (about 15 s)
 def test_docs_build_prints_no_warning(built_site):
     _, result = built_site
     output = result.stdout + result.stderr
@@ -57,6 +58,7 @@ def test_docs_build_prints_no_warning(built_site):
     assert not warnings, "\n".join(warnings)
 
 
+@pytest.mark.slow
 def test_api_reference_shows_plain_types_and_default_values(built_site):
     site, result = built_site
     assert result.returncode == 0, result.stdout + result.stderr

@@ -7,6 +7,7 @@ Quotes are made by `python scripts/make_docs_assets.py`, which runs the same cod
 
 import importlib.util
 import pathlib
+import re
 import sys
 
 import matplotlib
@@ -28,7 +29,21 @@ def _runs_something(page):
     return bool(docs_assets.python_snippets(text)) or docs_assets.OUTPUT_MARK in text
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if _runs_something(p)], ids=lambda p: str(p.relative_to(ROOT)))
+# Pages whose snippets train or score for seconds (measured over 2 s each): the full run only.
+SLOW_PAGES = {
+    "docs/how-to/token-rewards.md",
+    "docs/tutorials/train-an-arm.md",
+    "docs/cli.md",
+    "docs/tutorials/multi-objective.md",
+}
+
+
+def _page_parameter(page):
+    name = str(page.relative_to(ROOT))
+    return pytest.param(page, id=name, marks=[pytest.mark.slow] if name in SLOW_PAGES else [])
+
+
+@pytest.mark.parametrize("page", [_page_parameter(p) for p in PAGES if _runs_something(p)])
 def test_page_snippets_run_and_print_what_the_page_quotes(page, tmp_path):
     (tmp_path / "docs" / "assets").mkdir(parents=True)  # where the pages' commands write their figures
     quotes = docs_assets.run_page(page, tmp_path)
@@ -60,8 +75,48 @@ def test_a_quoted_bash_command_runs_from_the_working_folder(tmp_path):
     assert quote.up_to_date and (tmp_path / "made.txt").read_text() == "hi\n"
 
 
+# `<!-- skip-test: reason -->`: the reason holds at least one word and the comment is closed.
+SKIP_COMMENT = re.compile(r"<!-- skip-test: (?P<reason>[^<>]*[A-Za-z]{2}[^<>]*?) -->")
+
+
+def skip_comment_problems(text: str) -> list[str]:
+    """What is wrong with each skip comment of a page: no reason, not closed, or not directly above its block."""
+    lines = text.splitlines()
+    problems = []
+    for number, line in enumerate(lines):
+        if not line.strip().startswith(docs_assets.SKIP_MARK):
+            continue
+        if not SKIP_COMMENT.fullmatch(line.strip()):
+            problems.append(f"line {number + 1} is not `<!-- skip-test: <reason> -->`: {line.strip()}")
+        elif number + 1 == len(lines) or not lines[number + 1].startswith("```"):
+            problems.append(f"line {number + 1} is not directly above a code block, so it skips nothing")
+    return problems
+
+
 def test_every_skipped_snippet_says_why():
     for page in PAGES:
-        for line in page.read_text(encoding="utf-8").splitlines():
-            if line.strip().startswith("<!-- skip-test"):
-                assert ":" in line, f"{page}: a skipped snippet must give its reason: {line}"
+        text = page.read_text(encoding="utf-8")
+        assert skip_comment_problems(text) == [], page
+        # Each comment skips exactly one block for the runner, and no block is skipped without a comment.
+        skip_comments = [line for line in text.splitlines() if line.strip().startswith(docs_assets.SKIP_MARK)]
+        assert len(skip_comments) == sum(block.skipped for block in docs_assets.blocks(text)), page
+
+
+@pytest.mark.parametrize(
+    ("page", "problem"),
+    [
+        ("<!-- skip-test: needs a GPU -->\n```python\nx = 1\n```\n", None),
+        ("<!-- skip-test -->\n```python\nx = 1\n```\n", "line 1 is not `<!-- skip-test: <reason> -->`"),
+        ("<!-- skip-test: -->\n```python\nx = 1\n```\n", "line 1 is not `<!-- skip-test: <reason> -->`"),
+        ("<!-- skip-test: needs a GPU\n```python\nx = 1\n```\n", "line 1 is not `<!-- skip-test: <reason> -->`"),
+        ("Text.\n<!-- skip-test: needs a GPU -->\n\n```python\nx = 1\n```\n", "line 2 is not directly above"),
+        ("<!-- skip-test: needs a GPU -->\n", "line 1 is not directly above"),
+    ],
+    ids=["reason", "no-colon", "empty-reason", "unclosed", "blank-line-before-block", "no-block"],
+)
+def test_skip_comments_without_a_reason_or_a_block_are_caught(page, problem):
+    problems = skip_comment_problems(page)
+    if problem is None:
+        assert problems == [] and [block.skipped for block in docs_assets.blocks(page)] == [True]
+    else:
+        assert len(problems) == 1 and problems[0].startswith(problem), problems

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each example trains and decodes (2 to 6 s each)
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 

@@ -9,6 +9,8 @@ import zipfile
 import pytest
 from process_group import run_killing_group
 
+pytestmark = pytest.mark.slow  # builds and installs a wheel (about 8 s)
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 

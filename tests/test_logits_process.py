@@ -173,14 +173,17 @@ def test_left_padded_batch_equals_each_prompt_alone(models, tokenizer):
         assert torch.equal(batched[row, prompt_width:], alone[0, single["input_ids"].shape[1] :])
 
 
-def test_seeded_sampling_is_reproducible(tokenizer):
+def test_seeded_sampling_is_reproducible_and_samples_the_guided_distribution(tokenizer):
     base, reward_model = make_tiny_causal_lm(seed=0), make_tiny_causal_lm(seed=1)
     inputs = left_padded(tokenizer)
     outputs = []
     for _ in range(2):
         torch.manual_seed(123)
-        processor = GenARMLogitsProcessor(reward_model, attention_mask=inputs["attention_mask"])
-        outputs.append(generate(base, inputs, processor, do_sample=True, top_k=50, max_new_tokens=12))
+        recorder = Recorder(GenARMLogitsProcessor(reward_model, attention_mask=inputs["attention_mask"]))
+        outputs.append(generate(base, inputs, recorder, do_sample=True, top_k=50, max_new_tokens=12))
+        # Each sampling step drew from the GenARM distribution, not the base's: every call equals brute force.
+        assert len(recorder.calls) == 12
+        assert_every_step_matches(recorder, [reward_model], torch.tensor([[1.0]]), inputs["attention_mask"])
     assert torch.equal(outputs[0], outputs[1])
 
 
@@ -237,18 +240,32 @@ def test_zero_alpha_gives_exactly_the_base_output(tokenizer, mode):
     assert torch.equal(plain, guided)
 
 
-def test_guidance_changes_the_output(tokenizer):
+def test_greedy_guidance_takes_the_argmax_of_the_brute_force_guided_distribution(tokenizer):
     base, reward_model = make_tiny_causal_lm(seed=0), make_tiny_causal_lm(seed=1)
     inputs = left_padded(tokenizer)
-    plain = base.generate(**inputs, max_new_tokens=8, pad_token_id=0, do_sample=False)
+    alpha, new_tokens = 5.0, 8
     guided = generate(
         base,
         inputs,
-        GenARMLogitsProcessor(reward_model, alpha=5.0, attention_mask=inputs["attention_mask"]),
-        max_new_tokens=8,
+        GenARMLogitsProcessor(reward_model, alpha=alpha, attention_mask=inputs["attention_mask"]),
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
         do_sample=False,
     )
-    assert not torch.equal(plain, guided)
+    # Greedy decoding by hand: each token is the argmax of log p_base + alpha * log p_RM over the whole prefix.
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    eos = base.generation_config.eos_token_id
+    for _ in range(new_tokens):
+        scores = brute_force_log_probs(base, ids, mask, 400)
+        scores += alpha * brute_force_log_probs(reward_model, ids, mask, 400)
+        scores[:, eos] = -float("inf")  # min_new_tokens
+        top = scores.topk(2, dim=-1).values
+        assert (top[:, 0] - top[:, 1]).min() > 1e-4, "a near tie would make the reference ambiguous"
+        ids = torch.cat([ids, scores.argmax(-1, keepdim=True)], dim=1)
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+    assert torch.equal(guided, ids)
+    plain = base.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=0)
+    assert not torch.equal(plain, guided), "alpha=5 should move at least one greedy choice"
 
 
 def test_reward_model_reads_its_own_prompt(models, tokenizer):
