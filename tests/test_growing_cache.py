@@ -5,6 +5,7 @@ import torch
 from transformers.cache_utils import DynamicLayer
 
 from hf_genarm._growing_cache import GrowingBuffer, GrowingCacheLayer, growing_dynamic_cache
+from hf_genarm.model_caller import cache_argument
 from hf_genarm.modeling import positions_from_attention_mask
 from hf_genarm.testing import make_tiny_causal_lm
 
@@ -89,21 +90,22 @@ def test_model_decoding_on_the_cache_equals_a_full_forward(architecture):
     mask[0, :3] = 0  # a left-padded row
     cache = growing_dynamic_cache(model.config, spare=2)
     assert all(isinstance(layer, GrowingCacheLayer) for layer in cache.layers)
+    cached = {cache_argument(model): cache}  # `past_key_values` before transformers 5.2x renamed it `cache`
     with torch.no_grad():
         full = model(input_ids=ids, attention_mask=mask, position_ids=positions_from_attention_mask(mask)).logits
         model(
             input_ids=ids[:, :4],
             attention_mask=mask[:, :4],
             position_ids=positions_from_attention_mask(mask)[:, :4],
-            cache=cache,
             use_cache=True,
+            **cached,
         )
         for end in range(5, 13):
             step = model(
                 input_ids=ids[:, end - 1 : end],
                 attention_mask=mask[:, :end],
                 position_ids=positions_from_attention_mask(mask[:, :end])[:, -1:],
-                cache=cache,
                 use_cache=True,
+                **cached,
             ).logits[:, -1]
             torch.testing.assert_close(step, full[:, end - 1], atol=1e-5, rtol=0)
