@@ -628,13 +628,16 @@ def _generation_config(args: argparse.Namespace) -> Any:
         if name in given:
             with _as_usage_error(f"--{name.replace('_', '-')}"):
                 warper(given[name])
+    # Sampling values under --greedy are the common mistake; GenerationConfig would report them with advice about
+    # generation_config.json, which the command line never reads.
+    sampling_values = [f"--{name.replace('_', '-')}" for name in warpers if name in given]
+    if not args.do_sample and sampling_values:
+        raise UsageError(f"{', '.join(sampling_values)}: sampling options, unused with --greedy; drop them or --greedy")
     try:
         config = GenerationConfig(**given)
         config.validate(strict=True)
     except ValueError as error:
-        # GenerationConfig ends some messages with advice about generation_config.json, which the CLI never reads.
-        message = _one_line(error).split(" If you're using a pretrained model")[0]
-        raise UsageError(f"generation options: {message}") from None
+        raise UsageError(f"generation options: {_one_line(error)}") from None
     return config
 
 

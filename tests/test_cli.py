@@ -227,7 +227,10 @@ BAD_ARGUMENTS = {
     "bad jsonl prompts": (GENERATE + "--prompts-file {tmp}/bad.jsonl", "line 2 of"),
     "bad upper-case JSONL prompts": (GENERATE + "--prompts-file {tmp}/BAD.JSONL", "line 2 of"),
     "jsonl prompts without prompt": (GENERATE + "--prompts-file {tmp}/empty.jsonl", "holds no prompt"),
-    "temperature with greedy": (GENERATE + "--greedy --temperature 0.7 Hi", "generation options: "),
+    "temperature with greedy": (
+        GENERATE + "--greedy --temperature 0.7 --top-k 5 Hi",
+        "--temperature, --top-k: sampling options, unused with --greedy; drop them or --greedy",
+    ),
     "greedy with two sequences": (
         GENERATE + "--greedy --num-return-sequences 2 Hi",
         "generation options: Greedy methods (do_sample != True) without beam search do not support "
