@@ -10,7 +10,13 @@ from transformers import LogitsProcessor
 from transformers.utils import logging
 
 from ._growing_cache import GrowingBuffer
-from ._prompt_padding import check_left_padded, check_mask_matches_prompt, mask_of_unmasked_prompt
+from ._prompt_padding import (
+    PadTokenRoles,
+    check_left_padded,
+    check_mask_matches_prompt,
+    mask_of_unmasked_prompt,
+    pad_token_roles,
+)
 from ._reward_stream import RewardModelStream
 from .combine import combine, shared_log_probs
 from .configuration import guidance_weights, validate_alpha, validate_beta
@@ -47,11 +53,14 @@ class GenARMLogitsProcessor(LogitsProcessor):
     - a given `attention_mask` must be left padding; with the pad id known (`tokenizer=` or
       `pad_token_id=`) it must also fit the prompt (masked columns hold the pad id), otherwise it may only
       be reused on the prompts it was first used with (`reset(attention_mask=...)` for new ones). A mask of
-      ones over leading pad ids is taken only as one BOS equal to the pad token, opening every row alike;
-    - without a mask, each row's leading pad ids are its padding (as `pipeline(..., batch_size>1)` pads);
-      this is refused where ambiguous: when every row starts with the pad id and the tokenizer's BOS is
-      (or, without `tokenizer=`, may be) the pad token, when a pad id follows a row's text, or when a row
-      holds no token. Several different prompts with neither mask nor pad id are refused;
+      ones over leading pad ids is taken as text only where the pad token is also the BOS (once, opening
+      every row alike), EOS or unknown token (once more, in any row: a document that starts with EOS);
+    - without a mask, each row's leading pad ids are its padding (as `pipeline(..., batch_size>1)` pads),
+      but only with a pad token of its own: where it is also the tokenizer's BOS, EOS or unknown token (GPT-2
+      and many others pad with EOS; without `tokenizer=` it may be), a row that starts with the pad id is
+      refused (padding or text cannot be told, as `generate()` itself declines to infer a mask then): pass
+      `attention_mask=`. Also refused: a pad id after a row's text, a row that holds no token, and several
+      different prompts with neither mask nor pad id;
     - a mask (or per-row `alpha`, `reward_model_inputs`) of `k` rows serves `n * k` rows only when they are
       `n` copies of each prompt (`num_beams` / `num_return_sequences`).
 
@@ -132,10 +141,11 @@ class GenARMLogitsProcessor(LogitsProcessor):
         guidance_weights(self.alpha, self.beta)
         self.prompt_attention_mask = self._validate_attention_mask(attention_mask)
         self.pad_token_id = self._resolve_pad_token_id(pad_token_id, tokenizer)
-        # Only a BOS equal to the pad token lets a pad id open a row's text; unknown without the tokenizer.
-        bos_token_id = getattr(tokenizer, "bos_token_id", None) if tokenizer is not None else self.pad_token_id
-        self._pad_may_open_text = bos_token_id == self.pad_token_id
-        own_prompts = self._validate_reward_model_inputs(reward_model_inputs, len(models), self.pad_token_id)
+        # A pad id that is also the BOS, EOS or unknown token may be text (unknown without the tokenizer).
+        self._pad_roles = pad_token_roles(tokenizer, self.pad_token_id)
+        own_prompts = self._validate_reward_model_inputs(
+            reward_model_inputs, len(models), self.pad_token_id, self._pad_roles
+        )
         self.shared_vocab_size = check_reward_model_vocabularies(models, tokenizer, reward_model_tokenizers)
         self._vocab_from_tokenizer = tokenizer is not None
         self._vocab_for_base_width: tuple[int, int] | None = None
@@ -226,7 +236,7 @@ class GenARMLogitsProcessor(LogitsProcessor):
 
     @staticmethod
     def _validate_reward_model_inputs(
-        reward_model_inputs: Any, num_models: int, pad_token_id: int | None
+        reward_model_inputs: Any, num_models: int, pad_token_id: int | None, pad_roles: PadTokenRoles
     ) -> list[tuple[torch.Tensor | None, torch.Tensor | None]]:
         if reward_model_inputs is None:
             return [(None, None)] * num_models
@@ -250,7 +260,7 @@ class GenARMLogitsProcessor(LogitsProcessor):
             name = f"`reward_model_inputs[{index}]['attention_mask']`"
             if mask is None:
                 prompt = f"`reward_model_inputs[{index}]['input_ids']`"
-                mask = mask_of_unmasked_prompt(ids, pad_token_id, prompt, "its 'attention_mask'")
+                mask = mask_of_unmasked_prompt(ids, pad_token_id, prompt, "its 'attention_mask'", pad_roles)
             mask = torch.as_tensor(mask)
             if mask.shape != ids.shape:
                 raise ValueError(f"`reward_model_inputs[{index}]` has an attention_mask of another shape than its ids.")
@@ -347,8 +357,8 @@ class GenARMLogitsProcessor(LogitsProcessor):
                 input_ids,
                 self.pad_token_id,
                 "The prompt generate() passes",
-                "`attention_mask=` (generate()'s mask)",
-                self._pad_may_open_text,
+                "`attention_mask=` to the processor (the mask given to generate(), e.g. `inputs[\"attention_mask\"]`)",
+                self._pad_roles,
             )
         if mask.shape[1] != width:
             raise ValueError(
@@ -357,7 +367,7 @@ class GenARMLogitsProcessor(LogitsProcessor):
             )
         mask = mask.to(input_ids.device).repeat_interleave(self._rows_per_prompt, dim=0)
         if self.pad_token_id is not None:
-            check_mask_matches_prompt(mask, input_ids, self.pad_token_id, self._pad_may_open_text)
+            check_mask_matches_prompt(mask, input_ids, self.pad_token_id, self._pad_roles)
             return mask
         prompt_ids = input_ids[:: self._rows_per_prompt]
         if self._mask_prompt_ids is None:

@@ -18,6 +18,15 @@ def tokenizer():
 
 
 @pytest.fixture(scope="module")
+def own_pad_tokenizer():
+    """The tiny tokenizer with BOS and EOS moved to token 1: its pad token (id 0) is a token of its own."""
+    tokenizer = make_tiny_tokenizer()
+    tokenizer.bos_token = tokenizer.eos_token = tokenizer.convert_ids_to_tokens(1)
+    assert tokenizer.pad_token_id == 0 and 0 not in (tokenizer.bos_token_id, tokenizer.eos_token_id)
+    return tokenizer
+
+
+@pytest.fixture(scope="module")
 def models():
     return make_tiny_causal_lm("llama", seed=0, hidden_size=48), make_tiny_causal_lm(seed=1)
 
@@ -42,20 +51,82 @@ def alone(base, reward_model, tokenizer, prompt, **kwargs):
     return output[0, single["input_ids"].shape[1] :]
 
 
+def test_mask_is_inferred_from_leading_pad_ids(models, own_pad_tokenizer):
+    base, reward_model = models
+    inputs = own_pad_tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    assert (inputs["attention_mask"] == 0).any(), "the batch must be padded for this test to mean anything"
+    batched = guided_generate(base, inputs, GenARMLogitsProcessor(reward_model, alpha=2.0, tokenizer=own_pad_tokenizer))
+    width = inputs["input_ids"].shape[1]
+    for row, prompt in enumerate(PROMPTS):
+        assert torch.equal(batched[row, width:], alone(base, reward_model, own_pad_tokenizer, prompt))
+
+
 @pytest.mark.parametrize("pad_source", ["tokenizer", "pad_token_id"])
-def test_mask_is_inferred_from_leading_pad_ids(models, tokenizer, pad_source):
+def test_pad_id_that_is_also_eos_cannot_be_inferred_but_the_mask_works(models, tokenizer, pad_source):
+    """GPT-2's way (pad = BOS = EOS), or a pad id given alone: a padded row may be a text opening with EOS."""
     base, reward_model = models
     inputs = tokenizer(PROMPTS, return_tensors="pt", padding=True)
-    assert (inputs["attention_mask"] == 0).any(), "the batch must be padded for this test to mean anything"
     told = {"tokenizer": tokenizer} if pad_source == "tokenizer" else {"pad_token_id": tokenizer.pad_token_id}
-    batched = guided_generate(base, inputs, GenARMLogitsProcessor(reward_model, alpha=2.0, **told))
+    with pytest.raises(ValueError, match=r"row \d starts with the pad id 0.*both padding and text.*`attention_mask=`"):
+        guided_generate(base, inputs, GenARMLogitsProcessor(reward_model, alpha=2.0, **told))
+    processor = GenARMLogitsProcessor(reward_model, alpha=2.0, attention_mask=inputs["attention_mask"], **told)
+    batched = guided_generate(base, inputs, processor)
     width = inputs["input_ids"].shape[1]
     for row, prompt in enumerate(PROMPTS):
         assert torch.equal(batched[row, width:], alone(base, reward_model, tokenizer, prompt))
 
 
-def test_first_real_token_after_padding_is_scored_as_in_the_unpadded_row(models, tokenizer):
+@pytest.mark.parametrize("opening", ["eos", "bos"])
+def test_row_opening_with_the_pad_token_is_refused_without_its_mask(models, opening):
+    """The pad id as the BOS only or the EOS only: a row opening with it is refused, even when no other does."""
     _, reward_model = models
+    tokenizer = make_tiny_tokenizer()
+    setattr(tokenizer, "eos_token" if opening == "bos" else "bos_token", tokenizer.convert_ids_to_tokens(1))
+    inputs = tokenizer(["The cat sat on", "Life"], return_tensors="pt", padding=True)
+    assert inputs["input_ids"][0, 0] != 0 and inputs["input_ids"][1, 0] == 0
+    processor = GenARMLogitsProcessor(reward_model, tokenizer=tokenizer)
+    with pytest.raises(ValueError, match=r"row 1 starts with the pad id 0, which is also .*BOS, EOS or unknown"):
+        processor(inputs["input_ids"], torch.randn(2, 400))
+
+
+def _brute_force_guided(base_scores, reward_model, rows, alpha, beta):
+    """log_softmax(scores) + alpha / beta * the reward model's next-token log-probs, each row alone, in full."""
+    expected = []
+    for scores, ids in zip(base_scores, rows):
+        logits = reward_model(torch.tensor([ids])).logits[0, -1].float()
+        expected.append(scores.float().log_softmax(-1) + alpha / beta * logits.log_softmax(-1))
+    return torch.stack(expected)
+
+
+def test_row_opening_with_eos_is_exact_given_its_mask(models, tokenizer):
+    """The reported case: a text that starts with EOS (the pad token) was read as padding, 0.43 nats off."""
+    _, reward_model = models
+    assert tokenizer.eos_token_id == tokenizer.pad_token_id
+    prompts = [tokenizer.eos_token + "The cat", "Life is short and good"]
+    inputs = tokenizer(prompts, return_tensors="pt", padding=True)
+    rows = [tokenizer(prompt)["input_ids"] for prompt in prompts]
+    assert rows[0][0] == tokenizer.eos_token_id and inputs["attention_mask"][0, 0] == 0
+    with pytest.raises(ValueError, match=r"row 0 starts with the pad id 0.*both padding and text"):
+        GenARMLogitsProcessor(reward_model, tokenizer=tokenizer)(inputs["input_ids"], torch.randn(2, 400))
+    processor = GenARMLogitsProcessor(
+        reward_model, alpha=1.5, beta=0.5, attention_mask=inputs["attention_mask"], tokenizer=tokenizer
+    )
+    input_ids = inputs["input_ids"]
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        scores = torch.randn(2, 400, generator=generator)
+        with torch.no_grad():
+            guided = processor(input_ids, scores)
+            expected = _brute_force_guided(scores, reward_model, rows, 1.5, 0.5)
+        torch.testing.assert_close(guided, expected, atol=1e-5, rtol=0)
+        new_tokens = guided.argmax(-1)
+        input_ids = torch.cat([input_ids, new_tokens[:, None]], dim=1)
+        rows = [[*row, int(token)] for row, token in zip(rows, new_tokens)]
+
+
+def test_first_real_token_after_padding_is_scored_as_in_the_unpadded_row(models, own_pad_tokenizer):
+    _, reward_model = models
+    tokenizer = own_pad_tokenizer
     padded = tokenizer(PROMPTS, return_tensors="pt", padding=True)
     scores = torch.randn(len(PROMPTS), 400)
     batched = GenARMLogitsProcessor(reward_model, tokenizer=tokenizer)(padded["input_ids"], scores)
@@ -65,8 +136,9 @@ def test_first_real_token_after_padding_is_scored_as_in_the_unpadded_row(models,
         torch.testing.assert_close(batched[row : row + 1], expected, atol=1e-5, rtol=0)
 
 
-def test_pipeline_batches_give_each_prompt_its_own_result(models, tokenizer):
+def test_pipeline_batches_give_each_prompt_its_own_result(models, own_pad_tokenizer):
     base, reward_model = models
+    tokenizer = own_pad_tokenizer
     generator = pipeline("text-generation", model=base, tokenizer=tokenizer, batch_size=3)
     processor = GenARMLogitsProcessor(reward_model, alpha=2.0, tokenizer=tokenizer)
     results = generator(
@@ -86,22 +158,25 @@ def test_pipeline_batches_give_each_prompt_its_own_result(models, tokenizer):
 def test_several_prompts_without_mask_or_pad_id_are_refused(models, tokenizer):
     base, reward_model = models
     inputs = tokenizer(PROMPTS, return_tensors="pt", padding=True)
-    with pytest.raises(ValueError, match=r"several different prompts, and without a pad id.*pad_token_id="):
+    with pytest.raises(
+        ValueError,
+        match=r"several different prompts.*`tokenizer=` whose pad token is a token of its own",
+    ):
         guided_generate(base, inputs, GenARMLogitsProcessor(reward_model))
     # One prompt (repeated by generate() for num_return_sequences) has no padding to tell.
     single = tokenizer([PROMPTS[0]], return_tensors="pt")
     guided_generate(base, single, GenARMLogitsProcessor(reward_model), num_beams=2, num_return_sequences=2)
 
 
-def test_ambiguous_pad_ids_are_refused(models, tokenizer):
+def test_ambiguous_pad_ids_are_refused(models, tokenizer, own_pad_tokenizer):
     base, reward_model = models
     processor = GenARMLogitsProcessor(reward_model, tokenizer=tokenizer)
     bos_like = tokenizer([tokenizer.bos_token + prompt for prompt in PROMPTS], return_tensors="pt", padding=True)
-    with pytest.raises(ValueError, match="every row starts with the pad id 0"):
+    with pytest.raises(ValueError, match="row 0 starts with the pad id 0, which is also"):
         guided_generate(base, bos_like, processor)
     inner = tokenizer([f"Life{tokenizer.eos_token} is short", "The cat sat"], return_tensors="pt", padding=True)
     with pytest.raises(ValueError, match=r"row 0 holds the pad id 0 at column \d+, after its text"):
-        guided_generate(base, inner, processor)
+        guided_generate(base, inner, GenARMLogitsProcessor(reward_model, tokenizer=own_pad_tokenizer))
     # The mask resolves both: the BOS-like pad id opens every row, the inner EOS is text.
     for inputs in (bos_like, inner):
         told = GenARMLogitsProcessor(reward_model, attention_mask=inputs["attention_mask"], tokenizer=tokenizer)
@@ -169,12 +244,15 @@ def test_masks_hold_only_zeros_and_ones():
         GenARMLogitsProcessor(reward_model, reward_model_inputs=[own])
 
 
-def test_reward_model_prompts_without_mask_follow_the_same_rule(models, tokenizer):
+def test_reward_model_prompts_without_mask_follow_the_same_rule(models, tokenizer, own_pad_tokenizer):
     base, reward_model = models
-    inputs = tokenizer(PROMPTS, return_tensors="pt", padding=True)
     own = tokenizer([f"Question: {prompt}? Answer:" for prompt in PROMPTS], return_tensors="pt", padding=True)
     with pytest.raises(ValueError, match=r"`reward_model_inputs\[0\]\['input_ids'\]` holds several different"):
         GenARMLogitsProcessor(reward_model, reward_model_inputs=[{"input_ids": own["input_ids"]}])
+    with pytest.raises(ValueError, match=r"row \d starts with the pad id 0.*Pass its 'attention_mask'"):
+        GenARMLogitsProcessor(reward_model, tokenizer=tokenizer, reward_model_inputs=[{"input_ids": own["input_ids"]}])
+    tokenizer = own_pad_tokenizer
+    inputs = tokenizer(PROMPTS, return_tensors="pt", padding=True)
     inferred = GenARMLogitsProcessor(
         reward_model, tokenizer=tokenizer, reward_model_inputs=[{"input_ids": own["input_ids"]}]
     )
@@ -217,12 +295,17 @@ def test_embedded_models_in_a_left_padded_batch_equal_each_prompt_alone():
     with_mask = base.generate(
         **inputs, logits_processor=[processor(attention_mask=inputs["attention_mask"])], **generate_kwargs
     )
-    without_mask = base.generate(**inputs, logits_processor=[processor()], **generate_kwargs)
+    # Its pad token is its EOS (as GPT-2's): padding cannot be inferred, in generate() or a batching pipeline.
+    assert tokenizer.pad_token_id == tokenizer.eos_token_id
+    with pytest.raises(ValueError, match="both padding and text"):
+        base.generate(**inputs, logits_processor=[processor()], **generate_kwargs)
     generator = pipeline("text-generation", model=base, tokenizer=tokenizer, batch_size=len(prompts))
-    piped = generator(prompts, logits_processor=[processor()], return_tensors=True, **generate_kwargs)
+    with pytest.raises(ValueError, match="both padding and text"):
+        generator(prompts, logits_processor=[processor()], return_tensors=True, **generate_kwargs)
+    unbatched = pipeline("text-generation", model=base, tokenizer=tokenizer)
+    piped = unbatched(prompts, logits_processor=[processor()], return_tensors=True, **generate_kwargs)
     for row, tokens in enumerate(expected):
         assert torch.equal(with_mask[row, -NEW_TOKENS:], tokens), f"mask given, row {row}"
-        assert torch.equal(without_mask[row, -NEW_TOKENS:], tokens), f"mask inferred, row {row}"
         assert torch.equal(torch.tensor(piped[row][0]["generated_token_ids"][-NEW_TOKENS:]), tokens), f"pipeline {row}"
 
 
@@ -277,7 +360,7 @@ def test_bos_equal_to_pad_under_the_mask_still_works(models, tokenizer, padding)
         guided_generate(base, inputs, stale)
 
 
-def test_pad_rows_differing_in_count_or_with_a_distinct_bos_are_refused(models, tokenizer):
+def test_pad_rows_differing_in_count_or_with_a_pad_of_its_own_are_refused(models, tokenizer, own_pad_tokenizer):
     base, reward_model = models
     inputs = tokenizer(["The cat sat on", "Good friends and"], return_tensors="pt", padding="max_length", max_length=12)
     starts = inputs["attention_mask"].argmax(-1)
@@ -287,29 +370,36 @@ def test_pad_rows_differing_in_count_or_with_a_distinct_bos_are_refused(models, 
     shifted["input_ids"][torch.arange(2), starts] = tokenizer.pad_token_id
     told = GenARMLogitsProcessor(reward_model, attention_mask=inputs["attention_mask"], tokenizer=tokenizer)
     guided_generate(base, shifted, told)
-    # ...but not when only one row shifted (rows disagree),
+    # Only one row shifted: a text opening with EOS when the pad token is also the EOS (as here)...
     one_row = {key: value.clone() for key, value in inputs.items()}
     one_row["input_ids"][0, starts[0]] = tokenizer.pad_token_id
     told = GenARMLogitsProcessor(reward_model, attention_mask=inputs["attention_mask"], tokenizer=tokenizer)
+    guided_generate(base, one_row, told)
+    # ...but rows disagree when the pad token is the BOS only, which opens every row alike,
+    bos_only = make_tiny_tokenizer()
+    bos_only.eos_token = bos_only.convert_ids_to_tokens(1)
+    told = GenARMLogitsProcessor(reward_model, attention_mask=inputs["attention_mask"], tokenizer=bos_only)
     with pytest.raises(ValueError, match=r"rows open with \[1, 0\]"):
         guided_generate(base, one_row, told)
-    # ...nor when the tokenizer's BOS is another token, so a pad id never opens text.
-    distinct_bos = make_tiny_tokenizer()
-    distinct_bos.bos_token = distinct_bos.convert_ids_to_tokens(1)
-    assert distinct_bos.bos_token_id != distinct_bos.pad_token_id and len(distinct_bos) == len(tokenizer)
-    told = GenARMLogitsProcessor(reward_model, attention_mask=inputs["attention_mask"], tokenizer=distinct_bos)
-    with pytest.raises(ValueError, match="BOS differs from its pad token"):
+    # ...and no row may open with a pad token of its own.
+    told = GenARMLogitsProcessor(reward_model, attention_mask=inputs["attention_mask"], tokenizer=own_pad_tokenizer)
+    with pytest.raises(ValueError, match="pad token is none of its BOS, EOS or unknown tokens"):
         guided_generate(base, shifted, told)
+    # Two pad ids under ones in a row are more than a BOS and an EOS explain, even when the pad token is both.
+    two = {key: value.clone() for key, value in inputs.items()}
+    two["input_ids"][0, starts[0] : starts[0] + 3] = tokenizer.pad_token_id
+    told = GenARMLogitsProcessor(reward_model, attention_mask=inputs["attention_mask"], tokenizer=tokenizer)
+    with pytest.raises(ValueError, match=r"row 0 opens with 3 pad id\(s\).*at most 2"):
+        guided_generate(base, two, told)
 
 
-def test_distinct_bos_lets_fixed_width_padding_be_inferred(models, tokenizer):
+def test_pad_of_its_own_lets_fixed_width_padding_be_inferred(models, tokenizer, own_pad_tokenizer):
     base, reward_model = models
-    distinct_bos = make_tiny_tokenizer()
-    distinct_bos.bos_token = distinct_bos.convert_ids_to_tokens(1)
     inputs = tokenizer(["Life", "A cat"], return_tensors="pt", padding="max_length", max_length=10)
-    with pytest.raises(ValueError, match="every row starts with the pad id 0"):
+    with pytest.raises(ValueError, match="row 0 starts with the pad id 0, which is also"):
         guided_generate(base, inputs, GenARMLogitsProcessor(reward_model, alpha=2.0, tokenizer=tokenizer))
-    inferred = guided_generate(base, inputs, GenARMLogitsProcessor(reward_model, alpha=2.0, tokenizer=distinct_bos))
+    processor = GenARMLogitsProcessor(reward_model, alpha=2.0, tokenizer=own_pad_tokenizer)
+    inferred = guided_generate(base, inputs, processor)
     told = GenARMLogitsProcessor(reward_model, alpha=2.0, attention_mask=inputs["attention_mask"], tokenizer=tokenizer)
     assert torch.equal(inferred, guided_generate(base, inputs, told))
 
@@ -329,15 +419,14 @@ def test_inputs_embeds_are_refused_with_what_to_pass_instead(models, tokenizer):
         )
 
 
-@pytest.mark.parametrize("told", ["tokenizer", "pad_token_id"])
-def test_a_row_of_padding_only_is_refused_as_with_its_mask(models, tokenizer, told):
+def test_a_row_of_padding_only_is_refused_as_with_its_mask(models, own_pad_tokenizer):
     _, reward_model = models
+    tokenizer = own_pad_tokenizer
     inputs = tokenizer(PROMPTS, return_tensors="pt", padding=True)
     inputs["input_ids"][1] = tokenizer.pad_token_id
     inputs["attention_mask"][1] = 0
     with pytest.raises(ValueError, match="row 1 masks every column; each prompt needs at least one token"):
         GenARMLogitsProcessor(reward_model, attention_mask=inputs["attention_mask"])
-    pad = {"tokenizer": tokenizer} if told == "tokenizer" else {"pad_token_id": tokenizer.pad_token_id}
-    processor = GenARMLogitsProcessor(reward_model, **pad)
+    processor = GenARMLogitsProcessor(reward_model, tokenizer=tokenizer)
     with pytest.raises(ValueError, match="inferred from the pad id 0 row 1 masks every column; each prompt needs"):
         processor(inputs["input_ids"], torch.randn(len(PROMPTS), 400))
