@@ -1,41 +1,22 @@
-"""Where a saved reward model lives (a folder or a Hub repository): what it holds, writing it, reading and uploading it.
+"""What a saved reward-model folder holds, writing it all at once, and checking it before it is read or uploaded.
 
 A folder holds one model: a full causal-LM checkpoint (`config.json` + `model.safetensors` or its shards) or a PEFT
 adapter (`adapter_config.json` + `adapter_model.safetensors`), beside `genarm_config.json`, a card and the
 tokenizer. A `genarm_config.json` marks the model files next to it as hf-genarm's own: a later save may replace
 them. Model files without it, and weights in any format hf-genarm never writes, belong to someone else and are
-only replaced when the caller asks (`overwrite=True`).
+only replaced when the caller asks (`overwrite=True`). Moving a folder to and from the Hub is
+`hf_genarm._hub_transfer`'s.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any
-
-try:  # the HTTP client of huggingface_hub 1.x/2.x; its connection errors all derive from TransportError
-    from httpx2 import TransportError as _TransportError
-except ImportError:  # pragma: no cover - older huggingface_hub
-    from httpx import TransportError as _TransportError
-from huggingface_hub import CommitInfo, HfApi, hf_hub_download, try_to_load_from_cache
-from huggingface_hub import constants as hf_constants
-from huggingface_hub.errors import EntryNotFoundError, HFValidationError, LocalEntryNotFoundError
-from huggingface_hub.utils import validate_repo_id
-from transformers.utils import logging
 
 from ._atomic_folder import LEGACY_STAGING_PREFIX, check_folder_writable, replace_folder
 from .configuration import GENARM_CONFIG_NAME, RewardModelMetadata
-from .model_card import (
-    MODEL_CARD_NAME,
-    is_unedited_generated_card,
-    read_remote_model_card,
-    read_user_model_card,
-    write_model_card,
-)
 from .vocab import describe_tokenizer_difference, tokenizer_fingerprint
 
 FULL_MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json")
@@ -60,8 +41,6 @@ _FOREIGN_WEIGHT_SUFFIXES = (
     ".safetensors", ".gguf", ".ggml", ".onnx", ".onnx_data", ".onnx.data", ".ort", ".tflite", ".pb", ".mlmodel",
     ".pdparams", ".npz", ".engine", ".plan", ".ot",
 )  # fmt: skip
-
-logger = logging.get_logger(__name__)
 
 # How a user deliberately gives a reward model another tokenizer than the one it records (named in the errors).
 _RETRAIN_WITH_ANOTHER_TOKENIZER = (
@@ -423,244 +402,3 @@ def files_to_upload(folder: str) -> list[str]:
     names = _top_level_files(folder)
     trainer_state = set(trainer_state_files(names))
     return [name for name in names if not name.startswith(".") and name not in trainer_state]
-
-
-def _upload_view(folder: str, names: list[str], metadata: RewardModelMetadata, repo_id: str, is_adapter: bool) -> str:
-    """A temporary folder of links to `names` in `folder`, with the generated card rewritten for `repo_id`.
-
-    The card of a saved folder points its usage snippet at the folder; on the Hub it must point at the repository.
-    A card the user wrote is uploaded as it is. The saved folder itself is not touched.
-    """
-    view = tempfile.mkdtemp(prefix="hf-genarm-upload-")
-    for name in names:
-        if name == MODEL_CARD_NAME:
-            continue
-        source, target = os.path.abspath(os.path.join(folder, name)), os.path.join(view, name)
-        try:
-            os.symlink(source, target)
-        except OSError:  # file systems or platforms without symbolic links
-            shutil.copy2(source, target)
-    card_path = os.path.join(folder, MODEL_CARD_NAME)
-    user_card = read_user_model_card(folder)
-    if user_card is not None:
-        shutil.copy2(card_path, os.path.join(view, MODEL_CARD_NAME))
-    else:
-        write_model_card(view, metadata, model_name=repo_id.split("/")[-1], repo_id=repo_id, is_adapter=is_adapter)
-    return view
-
-
-def remove_when_done(result: CommitInfo | Future[CommitInfo], folder: str) -> CommitInfo | Future[CommitInfo]:
-    """Delete the temporary `folder` once the upload `result` is over (at once, or when its `Future` is done)."""
-
-    def remove(*_: object) -> None:
-        shutil.rmtree(folder, ignore_errors=True)
-
-    if isinstance(result, Future):
-        result.add_done_callback(remove)
-    else:
-        remove()
-    return result
-
-
-def push_saved_reward_model(
-    folder: str | os.PathLike,
-    repo_id: str,
-    *,
-    revision: str | None = None,
-    token: str | bool | None = None,
-    private: bool | None = None,
-    commit_message: str | None = None,
-    commit_description: str | None = None,
-    create_pr: bool = False,
-    overwrite_model_card: bool = False,
-    run_as_future: bool = False,
-) -> CommitInfo | Future[CommitInfo]:
-    """Upload a reward model already saved in `folder`, without loading it (a 7B model need not be read again).
-
-    The folder is checked first: a valid `genarm_config.json`, exactly one model (a full checkpoint or a PEFT
-    adapter), safetensors weights only. Its top-level files go up in one commit (hidden files and trainer state
-    such as `training_args.bin` stay behind; checkpoint sub-folders too). The card: a `README.md` the user wrote
-    in the folder goes up as it is; otherwise the generated card is rendered for `repo_id` (the folder itself is
-    not modified). The repository (and the `revision` branch) is created if missing. The only files the commit
-    deletes are model files of an earlier push that this one does not rewrite, so the repository holds one model
-    (earlier revisions keep them); nothing else is touched. `AutoregressiveRewardModel.push_to_hub` ends here too.
-
-    Args:
-        folder (`str` or `os.PathLike`): Folder written by `AutoregressiveRewardModel.save_pretrained` or
-            `ARMTrainer.save_model`.
-        repo_id (`str`): `"namespace/name"` (or `"name"` for your own namespace); created if missing.
-        revision (`str`, *optional*): Branch to commit to (created if missing); defaults to `main`.
-        token (`str` or `bool`, *optional*): Hub token; defaults to the saved login.
-        private (`bool`, *optional*): Visibility of a newly created repository.
-        commit_message (`str`, *optional*): Defaults to `"Upload GenARM reward model"`.
-        commit_description (`str`, *optional*): Longer commit description.
-        create_pr (`bool`, *optional*, defaults to `False`): Open a pull request instead of committing.
-        overwrite_model_card (`bool`, *optional*, defaults to `False`): Replace a `README.md` on the Hub that
-            hf-genarm did not write (or that was edited since).
-        run_as_future (`bool`, *optional*, defaults to `False`): Upload in the background and return a
-            `concurrent.futures.Future`.
-
-    Returns:
-        `huggingface_hub.CommitInfo`, or a `Future` of it when `run_as_future=True`.
-
-    Raises:
-        ValueError: Before any network call, when the folder is not a complete, single, safetensors reward model.
-
-    Examples:
-
-    ```python
-    >>> import tempfile
-    >>> push_saved_reward_model(tempfile.mkdtemp(), "alice/tiny-arm")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ValueError: ... has no genarm_config.json, so it was not saved as a reward model; ...
-    ```
-    """
-    check_repo_id(repo_id)
-    metadata, is_adapter = check_saved_reward_model(folder)
-    folder = os.fspath(folder)
-    view = None
-    api = HfApi(token=token)
-    try:
-        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-        if revision is not None and revision != "main" and not create_pr:
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
-        view = _upload_view(folder, files_to_upload(folder), metadata, repo_id, is_adapter)
-        ignore = None
-        if not overwrite_model_card:
-            remote_card = read_remote_model_card(repo_id, revision=revision, token=token, endpoint=api.endpoint)
-            if remote_card is not None and not is_unedited_generated_card(remote_card):
-                ignore = [MODEL_CARD_NAME]
-                logger.warning(
-                    f"Kept the {MODEL_CARD_NAME} of {repo_id}, which hf-genarm did not write (or which was edited "
-                    "since); pass `overwrite_model_card=True` to replace it with the generated card."
-                )
-        result = api.upload_folder(
-            repo_id=repo_id,
-            folder_path=view,
-            ignore_patterns=ignore,
-            # Model files of an earlier push that this one does not rewrite (the other kind of checkpoint, stale
-            # shards) would leave two models in the repository; earlier revisions keep them.
-            delete_patterns=[*FULL_MODEL_FILES, FULL_MODEL_SHARDS, *ADAPTER_FILES],
-            commit_message=commit_message or "Upload GenARM reward model",
-            commit_description=commit_description,
-            revision=revision,
-            create_pr=create_pr,
-            run_as_future=run_as_future,
-        )
-    except BaseException as error:
-        if view is not None:
-            shutil.rmtree(view, ignore_errors=True)
-        if isinstance(error, _TransportError):
-            raise HubUnreachableError(
-                f"Could not reach the Hugging Face Hub at {api.endpoint} to push {folder} to {repo_id} ({error}). "
-                "Check the network connection (and HTTPS_PROXY behind a proxy) and retry; the saved folder is "
-                "unchanged and `push_saved_reward_model(folder, repo_id)` uploads it later without loading it. Set "
-                "HF_HUB_OFFLINE=1 to work offline without trying the Hub."
-            ) from error
-        raise
-    return remove_when_done(result, view)
-
-
-class HubUnreachableError(_TransportError, ConnectionError):
-    """The Hub could not be reached (no network, DNS, proxy, timeout).
-
-    Both the HTTP client's own `TransportError` (what `huggingface_hub` raises for it) and Python's
-    `ConnectionError`, so code catching either still catches it.
-    """
-
-
-def check_repo_id(repo_id: Any) -> str:
-    """Check a Hub repository id with `huggingface_hub.utils.validate_repo_id`, with an error that says what to pass.
-
-    Examples:
-
-    ```python
-    >>> check_repo_id("alice/tiny-arm")
-    'alice/tiny-arm'
-    >>> check_repo_id("")
-    Traceback (most recent call last):
-    ...
-    ValueError: `repo_id` must be a Hub repository id such as 'your-name/my-reward-model', got ''.
-    ```
-    """
-    if not isinstance(repo_id, str) or not repo_id.strip():
-        raise ValueError(f"`repo_id` must be a Hub repository id such as 'your-name/my-reward-model', got {repo_id!r}.")
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as error:
-        raise ValueError(
-            f"`repo_id` must be a Hub repository id such as 'your-name/my-reward-model', got {repo_id!r}: {error}"
-        ) from None
-    return repo_id
-
-
-class CheckpointSource:
-    """A local folder or a Hub repository, read with huggingface_hub's public calls and clear offline errors."""
-
-    def __init__(self, name: str, revision: str | None, token: str | bool | None, cache_dir: Any) -> None:
-        self.is_local = os.path.isdir(name)
-        # Models loaded from an absolute folder record it as their `_name_or_path`, which adapters and metadata
-        # then carry: a relative one would not resolve from another directory.
-        self.name = os.path.abspath(name) if self.is_local else name
-        self.hub_kwargs = {"revision": revision, "token": token, "cache_dir": cache_dir}
-        if not self.is_local:
-            try:
-                validate_repo_id(name)
-            except HFValidationError:
-                raise ValueError(
-                    f"{name!r} is neither an existing folder nor a Hub repository id ('namespace/name'); check the "
-                    "path."
-                ) from None
-
-    def _offline_error(self, what: str) -> OSError:
-        return OSError(
-            f"Cannot load {what} of {self.name!r} from the Hub: HF_HUB_OFFLINE is set and it is not in the local "
-            "cache. Unset HF_HUB_OFFLINE (or set HF_HUB_OFFLINE=0) to download it once, or pass a local folder."
-        )
-
-    def file(self, filename: str) -> str | None:
-        """Local path of `filename` (downloaded when remote), or `None` when the checkpoint has no such file."""
-        if self.is_local:
-            path = os.path.join(self.name, filename)
-            if os.path.exists(path) and not os.path.isfile(path):
-                # Falling back to defaults (beta_r=0.1) as if the file were missing would hide the damage.
-                raise ValueError(
-                    f"{path} is not a file (a folder or a special file); remove it or replace it with the file."
-                )
-            return path if os.path.isfile(path) else None
-        revision, cache_dir = self.hub_kwargs["revision"], self.hub_kwargs["cache_dir"]
-        try:
-            return hf_hub_download(self.name, filename, **self.hub_kwargs)
-        except LocalEntryNotFoundError:
-            if not hf_constants.HF_HUB_OFFLINE:
-                raise
-            cached = try_to_load_from_cache(self.name, filename, cache_dir=cache_dir, revision=revision)
-            if cached is not None and not isinstance(cached, str):  # the cache knows the file does not exist
-                return None
-            raise self._offline_error(filename) from None
-        except EntryNotFoundError:
-            return None
-
-    def model_files(self, is_adapter: bool) -> list[str]:
-        """The model files the checkpoint holds, as far as they matter to tell whether it holds two models.
-
-        A Hub repository is only asked (without downloading) when it holds an adapter and the Hub can be reached.
-        """
-        if self.is_local:
-            return sorted(os.listdir(self.name))
-        if not is_adapter or hf_constants.HF_HUB_OFFLINE:
-            return []
-        api = HfApi(token=self.hub_kwargs["token"])
-        weights = ("model.safetensors", "model.safetensors.index.json")
-        found = [name for name in weights if api.file_exists(self.name, name, revision=self.hub_kwargs["revision"])]
-        return [*found, ADAPTER_FILES[0]]
-
-    def load(self, auto_class: Any, **model_kwargs: Any) -> Any:
-        """`auto_class.from_pretrained` on this checkpoint, naming the repository when offline."""
-        try:
-            return auto_class.from_pretrained(self.name, **self.hub_kwargs, **model_kwargs)
-        except OSError:
-            if self.is_local or not hf_constants.HF_HUB_OFFLINE:
-                raise
-            raise self._offline_error("the model") from None

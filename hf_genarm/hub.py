@@ -2,10 +2,13 @@
 
 A pushed reward model is what tools already read: the causal LM's own checkpoint (safetensors) or a PEFT
 adapter, its tokenizer, `genarm_config.json` (beta_r, tokenizer fingerprint, data, metrics) and a `README.md`
-model card (see `hf_genarm.model_card`). Both functions here end in the one upload path: `HfApi.upload_folder` of
-exactly the reward model's files, in one commit that deletes nothing; a card on the Hub that hf-genarm did not
-write (or that was edited since) is kept unless `overwrite_model_card=True`. When the Hub cannot be reached, both
-raise `HubUnreachableError`, which names the endpoint and what to do.
+model card (see `hf_genarm.model_card`). Every push (`push_reward_model`, `push_saved_reward_model`,
+`AutoregressiveRewardModel.push_to_hub`, `ARMTrainer.push_to_hub`, `hf-genarm push`) ends in the one upload path:
+`HfApi.upload_folder` of exactly the reward model's files, in one commit that deletes nothing; a card on the Hub
+that hf-genarm did not write (or that was edited since) is kept unless `overwrite_model_card=True`. Every load
+from the Hub (`AutoregressiveRewardModel.from_pretrained`) resolves `repo_id`, `revision` and `token` through the
+one download path. When the Hub cannot be reached, a push raises `HubUnreachableError`, which names the endpoint
+and what to do. Both paths live in `hf_genarm._hub_transfer`; which names are Hub ids is `looks_like_hub_id`'s call.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from typing import Any
 
 from huggingface_hub import CommitInfo
 
-from ._saved_folder import HubUnreachableError, check_repo_id, push_saved_reward_model
+from ._hub_ids import check_repo_id, looks_like_hub_id
+from ._hub_transfer import HubUnreachableError, push_saved_reward_model
 from .modeling import AutoregressiveRewardModel
 
-__all__ = ["HubUnreachableError", "push_reward_model", "push_saved_reward_model"]
+__all__ = ["HubUnreachableError", "check_repo_id", "looks_like_hub_id", "push_reward_model", "push_saved_reward_model"]
 
 
 def push_reward_model(

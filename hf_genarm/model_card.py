@@ -2,7 +2,9 @@
 
 A card is rendered from `model_card_template.md` through `huggingface_hub.ModelCard`. Generated cards end with a
 checksum stamp, so a card the user wrote (or edited since) is never replaced without `overwrite_model_card=True`,
-locally or on the Hub. This module imports only `configuration` from the package.
+locally or on the Hub. `write_model_card` is the one writer: saving, training, pushing and the trainer's
+`create_model_card` all write their card with it. This module imports only `configuration` and the Hub-id rule
+(`_hub_ids`) from the package.
 """
 
 from __future__ import annotations
@@ -14,15 +16,10 @@ import tempfile
 from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData, hf_hub_download
-from huggingface_hub.errors import (
-    EntryNotFoundError,
-    HFValidationError,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
-from huggingface_hub.utils import validate_repo_id
+from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 from transformers.utils import logging
 
+from ._hub_ids import looks_like_hub_id
 from .configuration import GENARM_CITATION, RewardModelMetadata
 
 __all__ = [
@@ -48,14 +45,9 @@ _DATA_FILE_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv", ".parquet", ".arrow", 
 _SNIPPET_PROMPT = "Question: how do I bake bread? Answer:"
 
 
-def _looks_like_hub_id(name: str | None) -> bool:
-    if not name or os.path.exists(name) or name.lower().endswith(_DATA_FILE_SUFFIXES):
-        return False
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return False
-    return True
+def _names_a_hub_repository(name: str | None) -> bool:
+    # A data file's name ("pairs.jsonl") is a valid Hub id too, but a card must not link it as a dataset.
+    return bool(name) and not name.lower().endswith(_DATA_FILE_SUFFIXES) and looks_like_hub_id(name)
 
 
 def _format_metric(value: Any) -> str:
@@ -129,8 +121,8 @@ def create_model_card(
     base_model = metadata.base_model
     card_data = ModelCardData(
         library_name="peft" if is_adapter else "transformers",
-        base_model=base_model if _looks_like_hub_id(base_model) else None,
-        datasets=[name for name in metadata.datasets if _looks_like_hub_id(name)] or None,
+        base_model=base_model if _names_a_hub_repository(base_model) else None,
+        datasets=[name for name in metadata.datasets if _names_a_hub_repository(name)] or None,
         tags=list(MODEL_CARD_TAGS),
         pipeline_tag="text-generation",
         model_name=model_name,
@@ -178,8 +170,7 @@ def _even_preference(count: int) -> str:
 def read_user_model_card(folder: str | os.PathLike) -> bytes | None:
     """Return the bytes of a `README.md` in `folder` that hf-genarm must not replace, or `None`.
 
-    Call it before writing a checkpoint into `folder` (PEFT, for one, edits an existing README when saving),
-    then hand the result to `write_model_card`.
+    `write_model_card` asks it which card to keep; a push asks it which card stays in the output folder.
 
     Args:
         folder (`str` or `os.PathLike`): Folder about to receive a reward model.
@@ -211,22 +202,29 @@ def write_model_card(
     folder: str | os.PathLike,
     metadata: RewardModelMetadata,
     *,
-    user_card: bytes | None = None,
+    kept_from: str | os.PathLike | None = None,
     overwrite: bool = False,
+    warn_when_kept: bool = True,
     model_name: str | None = None,
     repo_id: str | None = None,
     is_adapter: bool = False,
 ) -> bool:
-    """Write the generated card to `folder/README.md`, unless it would replace the user's own card.
+    """Write the generated card to `folder/README.md`, unless the user's own card must be kept there.
+
+    The card of `kept_from` (by default `folder` itself) decides: a `README.md` there that hf-genarm did not write,
+    or that was edited since (`read_user_model_card`), is copied to `folder` unchanged unless `overwrite=True`. A
+    save that writes into a staging folder passes the folder it replaces as `kept_from`; an upload passes the
+    saved folder.
 
     Args:
-        folder (`str` or `os.PathLike`): Folder holding the saved reward model.
+        folder (`str` or `os.PathLike`): Folder receiving the card.
         metadata (`RewardModelMetadata`): Content of the card.
-        user_card (`bytes`, *optional*): The user's card as found before saving (`read_user_model_card`); it is
-            put back unchanged (even if a library rewrote it meanwhile) unless `overwrite=True`.
+        kept_from (`str` or `os.PathLike`, *optional*): Folder whose user card is kept; defaults to `folder`.
         overwrite (`bool`, *optional*, defaults to `False`): Replace the user's card anyway.
-        model_name (`str`, *optional*): Card title; defaults to the folder name.
-        repo_id (`str`, *optional*): Id used in the usage snippet; defaults to the folder path.
+        warn_when_kept (`bool`, *optional*, defaults to `True`): Log that the user's card was kept and how to
+            replace it.
+        model_name (`str`, *optional*): Card title; defaults to the name of `kept_from` (or `folder`).
+        repo_id (`str`, *optional*): Id used in the usage snippet; defaults to the path of `kept_from` (or `folder`).
         is_adapter (`bool`, *optional*, defaults to `False`): Whether the checkpoint is a PEFT adapter.
 
     Returns:
@@ -244,20 +242,22 @@ def write_model_card(
     True
     ```
     """
+    home = os.fspath(kept_from if kept_from is not None else folder)
     path = os.path.join(folder, MODEL_CARD_NAME)
-    if user_card is not None and not overwrite:
+    user_card = None if overwrite else read_user_model_card(home)
+    if user_card is not None:
         with open(path, "wb") as handle:
             handle.write(user_card)
-        logger.warning(
-            f"Kept the existing {path}, which hf-genarm did not write (or which was edited since); pass "
-            "`overwrite_model_card=True` to replace it with the generated card."
-        )
+        if warn_when_kept:
+            logger.warning(
+                f"Kept the existing {os.path.join(home, MODEL_CARD_NAME)}, which hf-genarm did not write (or which "
+                "was edited since); pass `overwrite_model_card=True` to replace it with the generated card."
+            )
         return False
-    folder_name = os.path.basename(os.path.normpath(os.fspath(folder)))
     card = create_model_card(
         metadata,
-        model_name=model_name or folder_name,
-        repo_id=repo_id or os.fspath(folder),
+        model_name=model_name or os.path.basename(os.path.normpath(home)),
+        repo_id=repo_id or home,
         is_adapter=is_adapter,
     )
     with open(path, "w", encoding="utf-8") as handle:

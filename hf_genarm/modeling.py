@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import replace
@@ -24,16 +22,8 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.utils import logging
 
 from ._base_model_identity import base_model_difference, base_model_fingerprint
-from ._saved_folder import (
-    ADAPTER_FILES,
-    CheckpointSource,
-    check_one_model,
-    check_repo_id,
-    checked_tokenizer_fingerprint,
-    push_saved_reward_model,
-    remove_when_done,
-    write_folder_atomically,
-)
+from ._hub_transfer import CheckpointSource, push_written_reward_model
+from ._saved_folder import ADAPTER_FILES, check_one_model, checked_tokenizer_fingerprint, write_folder_atomically
 from ._version import __version__
 from .configuration import (
     DEFAULT_BETA_R,
@@ -42,7 +32,7 @@ from .configuration import (
     refuse_remote_code,
     validate_beta_r,
 )
-from .model_card import read_user_model_card, write_model_card
+from .model_card import write_model_card
 
 __all__ = ["AutoregressiveRewardModel", "positions_from_attention_mask", "response_log_probs"]
 
@@ -443,7 +433,6 @@ class AutoregressiveRewardModel(PreTrainedModel):
         self.metadata.library_version = __version__
         # An adapter records the base it is on now, checked when it loads again; a full model needs no base.
         self.metadata.base_model_fingerprint = base_model_fingerprint(self.model) if self.is_peft_model else None
-        user_card = read_user_model_card(folder) if os.path.isdir(folder) else None
 
         def write(staging: str) -> None:
             self.model.save_pretrained(staging, **kwargs)
@@ -451,13 +440,7 @@ class AutoregressiveRewardModel(PreTrainedModel):
                 tokenizer.save_pretrained(staging)
             self.metadata.to_json_file(os.path.join(staging, GENARM_CONFIG_NAME))
             write_model_card(
-                staging,
-                self.metadata,
-                user_card=user_card,
-                overwrite=overwrite_model_card,
-                model_name=os.path.basename(os.path.normpath(folder)),
-                repo_id=folder,
-                is_adapter=self.is_peft_model,
+                staging, self.metadata, kept_from=folder, overwrite=overwrite_model_card, is_adapter=self.is_peft_model
             )
 
         write_folder_atomically(
@@ -507,28 +490,18 @@ class AutoregressiveRewardModel(PreTrainedModel):
             `huggingface_hub.CommitInfo` (a `str` holding the commit URL, with `.oid` and `.repo_url`), or a
             `Future` of it when `run_as_future=True`.
         """
-        check_repo_id(repo_id)
-        staging = tempfile.mkdtemp(prefix="hf-genarm-push-")
-        try:
-            # A folder inside the temporary one: a save also writes beside the folder it replaces (lock, staging).
-            folder = os.path.join(staging, "reward-model")
-            self.save_pretrained(folder, tokenizer=tokenizer, max_shard_size=max_shard_size)
-            result = push_saved_reward_model(
-                folder,
-                repo_id,
-                revision=revision,
-                token=token,
-                private=private,
-                commit_message=commit_message,
-                commit_description=commit_description,
-                create_pr=create_pr,
-                overwrite_model_card=overwrite_model_card,
-                run_as_future=run_as_future,
-            )
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return remove_when_done(result, staging)
+        return push_written_reward_model(
+            lambda folder: self.save_pretrained(folder, tokenizer=tokenizer, max_shard_size=max_shard_size),
+            repo_id,
+            revision=revision,
+            token=token,
+            private=private,
+            commit_message=commit_message,
+            commit_description=commit_description,
+            create_pr=create_pr,
+            overwrite_model_card=overwrite_model_card,
+            run_as_future=run_as_future,
+        )
 
     @classmethod
     def from_pretrained(

@@ -28,7 +28,8 @@ import torch
 from torch.nn import functional
 from transformers.utils import logging
 
-from ._saved_folder import ADAPTER_FILES, CheckpointSource
+from ._hub_transfer import CheckpointSource
+from ._saved_folder import ADAPTER_FILES
 from .configuration import GENARM_CONFIG_NAME, RewardModelMetadata, _is_real_number
 from .modeling import AutoregressiveRewardModel
 

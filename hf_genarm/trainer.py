@@ -642,7 +642,7 @@ class ARMTrainer(Trainer):
         )
 
     def _save(self, output_dir: str | None = None, state_dict: dict[str, torch.Tensor] | None = None) -> None:
-        from .model_card import read_user_model_card, write_model_card
+        from .model_card import write_model_card
 
         output_dir = os.fspath(output_dir if output_dir is not None else self.args.output_dir)
         if not self.args.should_save:
@@ -660,7 +660,6 @@ class ARMTrainer(Trainer):
         metadata = self._reward_metadata()
         # An adapter records the base it was trained on, checked when it loads again.
         metadata.base_model_fingerprint = base_model_fingerprint(trained) if is_adapter else None
-        user_card = read_user_model_card(output_dir) if os.path.isdir(output_dir) else None
         save_model_and_tokenizer = super()._save
 
         def write(staging: str) -> None:
@@ -669,9 +668,9 @@ class ARMTrainer(Trainer):
             write_model_card(
                 staging,
                 metadata,
-                user_card=user_card,
+                kept_from=output_dir,
                 model_name=self._model_name(),
-                repo_id=self.hub_model_id or self.args.hub_model_id or output_dir,
+                repo_id=self._card_repo_id(output_dir),
                 is_adapter=is_adapter,
             )
 
@@ -719,6 +718,10 @@ class ARMTrainer(Trainer):
             )
         super()._push_from_checkpoint(checkpoint_folder)
 
+    def _card_repo_id(self, output_dir: str) -> str:
+        """Where the card's usage snippet loads the model from: the Hub repository if there is one, else the folder."""
+        return self.hub_model_id or self.args.hub_model_id or output_dir
+
     def _model_name(self) -> str:
         if self.args.hub_model_id:
             return self.args.hub_model_id.split("/")[-1]
@@ -741,7 +744,7 @@ class ARMTrainer(Trainer):
             overwrite_model_card (`bool`, *optional*, defaults to `False`): Replace a card hf-genarm did not write.
             unused: `Trainer.create_model_card` arguments without a place in the GenARM card (e.g. `language`).
         """
-        from .model_card import read_user_model_card, write_model_card
+        from .model_card import write_model_card
 
         if not self.is_world_process_zero():
             return
@@ -750,10 +753,9 @@ class ARMTrainer(Trainer):
         write_model_card(
             self.args.output_dir,
             self._reward_metadata(datasets),
-            user_card=read_user_model_card(self.args.output_dir),
             overwrite=overwrite_model_card,
             model_name=model_name or self._model_name(),
-            repo_id=self.hub_model_id or self.args.hub_model_id or self.args.output_dir,
+            repo_id=self._card_repo_id(self.args.output_dir),
             is_adapter=self._reward_model.is_peft_model,
         )
 

@@ -26,7 +26,7 @@ from transformers import AutoModelForCausalLM
 
 from hf_genarm import ARMConfig, ARMTrainer, AutoregressiveRewardModel, GenARMLogitsProcessor, push_reward_model
 from hf_genarm.configuration import RewardModelMetadata
-from hf_genarm.hub import push_saved_reward_model
+from hf_genarm.hub import looks_like_hub_id, push_saved_reward_model
 from hf_genarm.model_card import MODEL_CARD_TAGS, create_model_card, is_unedited_generated_card
 from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
 from hf_genarm.vocab import tokenizer_fingerprint
@@ -463,6 +463,31 @@ def test_card_lists_beta_r_base_model_data_and_citation():
     assert "400 tokens" in text and "@inproceedings{xu2025genarm" in text
     assert is_unedited_generated_card(str(card))
     assert not is_unedited_generated_card(str(card).replace("my-arm", "your-arm"))
+
+
+def test_every_place_that_tells_a_hub_id_from_a_path_follows_one_rule(tmp_path, monkeypatch, capsys):
+    """`models/arm` beside a local `models` folder is a mistyped path everywhere, never a Hub id."""
+    from hf_genarm.cli import main
+    from hf_genarm.integrations._vllm_settings import additional_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "notes.txt").write_text("not a model")
+    assert looks_like_hub_id("org/arm") and looks_like_hub_id("arm")
+    assert not looks_like_hub_id("models/arm") and not looks_like_hub_id("notes.txt")
+    assert not looks_like_hub_id("arm", namespaced=True) and not looks_like_hub_id("./arm")
+    # Loading: refused at once with the path named, instead of a Hub lookup.
+    with pytest.raises(ValueError, match="'models/arm' is neither an existing folder nor a Hub repository id"):
+        AutoregressiveRewardModel.from_pretrained("models/arm")
+    # Model cards: a base model or data set given by a local-looking name is not linked as a Hub repository.
+    metadata = RewardModelMetadata(beta_r=0.1, base_model="models/base", datasets=["models/prefs", "org/prefs"])
+    card = create_model_card(metadata, model_name="arm")
+    assert card.data.base_model is None and card.data.datasets == ["org/prefs"]
+    # The command line and the vLLM settings.
+    assert main(["score", "--reward-model", "models/arm", "--prompt", "Q:", "--response", " A"]) == 2
+    assert "--reward-model: no such folder: models/arm" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="'models' is a local folder, so it is not read as a Hub id"):
+        additional_config({"helpful": "models/arm"})
 
 
 def test_push_refuses_a_tokenizer_other_than_the_one_the_model_records(local_hub, tokenizer):

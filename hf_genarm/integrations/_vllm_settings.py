@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._hub_ids import looks_like_hub_id
+
 ADDITIONAL_CONFIG_KEY = "genarm"
 PROCESSOR_PATH = "hf_genarm.integrations.vllm:GenARMVLLMLogitsProcessor"
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
@@ -79,9 +81,11 @@ class _ServingSettings:
         """Refuse, before an engine starts, local-looking paths that do not exist and an unknown device or dtype."""
         for name, path in self.reward_models.items():
             namespace = path.split("/", 1)[0]
-            looks_like_hub_id = path.count("/") == 1 and not path.startswith((".", "/", "~"))
-            if not os.path.isdir(path) and (not looks_like_hub_id or os.path.isdir(namespace)):
-                hint = f" ({namespace!r} is a local folder, so it is not read as a Hub id)" if looks_like_hub_id else ""
+            # A bare "name" here is far more likely a missing local folder than a Hub repository.
+            if not os.path.isdir(path) and not looks_like_hub_id(path, namespaced=True):
+                # "models/arm" beside a folder `models` (not "./arm", "../arm"): say why it is not a Hub id.
+                namespaced = path.count("/") == 1 and namespace.strip(".") != "" and os.path.isdir(namespace)
+                hint = f" ({namespace!r} is a local folder, so it is not read as a Hub id)" if namespaced else ""
                 raise ValueError(
                     f"`reward_models[{name!r}]`: there is no folder at {path!r}{hint}; pass a reward model folder "
                     "saved by hf-genarm (or a Hub id 'namespace/name')."
