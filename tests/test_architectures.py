@@ -207,7 +207,8 @@ def test_reward_model_architecture_equals_brute_force(architecture, mode, base, 
     weight = 1.5
     if mode == "batch_vs_single":
         inputs = tokenizer(PROMPTS, return_tensors="pt", padding=True)
-        batched = generate(base, inputs, GenARMLogitsProcessor(reward_model, alpha=weight, tokenizer=tokenizer))
+        told = {"attention_mask": inputs["attention_mask"], "tokenizer": tokenizer}
+        batched = generate(base, inputs, GenARMLogitsProcessor(reward_model, alpha=weight, **told))
         for row, prompt in enumerate(PROMPTS):
             single = tokenizer([prompt], return_tensors="pt")
             alone = generate(base, single, GenARMLogitsProcessor(reward_model, alpha=weight, tokenizer=tokenizer))
