@@ -77,6 +77,7 @@ def test_held_out_perplexity_equals_each_labelled_token_scored_from_a_full_forwa
     assert _held_out_perplexity(model, input_ids, labels) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_quick_build_writes_loadable_safetensors_assets(quick_base):
     output_dir, info = quick_base
     assert (output_dir / "model.safetensors").is_file()
@@ -88,6 +89,7 @@ def test_quick_build_writes_loadable_safetensors_assets(quick_base):
     assert 1.0 < info["held_out_perplexity"] < BASE_QUICK_CONFIG.vocab_size
 
 
+@pytest.mark.slow
 def test_quick_build_tokenizer_round_trips_a_fortune(quick_base):
     output_dir, _ = quick_base
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
@@ -98,6 +100,7 @@ def test_quick_build_tokenizer_round_trips_a_fortune(quick_base):
     assert tokenizer.model_max_length == BASE_QUICK_CONFIG.n_positions
 
 
+@pytest.mark.slow
 def test_quick_build_model_produces_finite_logits(quick_base):
     output_dir, _ = quick_base
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
@@ -118,6 +121,7 @@ def test_default_asset_path_names_the_rebuild_command():
 
 
 # ------------------------------------------------------------------------------------- reward-model stages
+@pytest.mark.slow
 def test_quick_build_of_all_stages_writes_a_folder_per_stage(quick_assets):
     root, results = quick_assets
     assert list(results) == ["base", "reward-backbone", "preferences", "arm-sentiment", "arm-topic", "total_seconds"]
@@ -128,6 +132,7 @@ def test_quick_build_of_all_stages_writes_a_folder_per_stage(quick_assets):
     assert results["reward-backbone"]["config"] == dataclasses.asdict(REWARD_BACKBONE_QUICK_CONFIG)
 
 
+@pytest.mark.slow
 def test_reward_backbone_reuses_the_base_tokenizer(quick_assets):
     root, results = quick_assets
     base_tokenizer = AutoTokenizer.from_pretrained(root / "base")
@@ -138,6 +143,7 @@ def test_reward_backbone_reuses_the_base_tokenizer(quick_assets):
     assert results["reward-backbone"]["num_parameters"] < results["base"]["num_parameters"]
 
 
+@pytest.mark.slow
 def test_preference_pairs_are_judged_best_and_worst_continuations(quick_assets):
     root, results = quick_assets
     openings = {
@@ -156,6 +162,7 @@ def test_preference_pairs_are_judged_best_and_worst_continuations(quick_assets):
                 assert row["score_chosen"] >= row["score_rejected"]
 
 
+@pytest.mark.slow
 def test_demo_prompts_are_held_out_and_unused_by_pairs(quick_assets):
     root, _ = quick_assets
     demo = json.loads((root / "preferences" / "demo_prompts.json").read_text())
@@ -166,6 +173,7 @@ def test_demo_prompts_are_held_out_and_unused_by_pairs(quick_assets):
     assert "BSD" in (root / "preferences" / "README.md").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_reward_models_load_and_guide_the_base(quick_assets, objective):
     root, results = quick_assets

@@ -14,6 +14,7 @@ import time
 
 import pytest
 import torch
+from process_group import kill_group
 from transformers import AutoModelForCausalLM
 
 from hf_genarm import AutoregressiveRewardModel
@@ -81,7 +82,7 @@ def _finish(process, timeout=240):
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        kill_group(process)
         process.communicate()
         raise
     return process.returncode, output
@@ -117,6 +118,7 @@ def _siblings(folder):
     return sorted(name for name in os.listdir(folder.parent) if name.startswith(f".{folder.name}."))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kill_at",
     [
@@ -159,6 +161,7 @@ def test_staging_folders_of_live_processes_or_other_hosts_are_left_alone(tmp_pat
     assert not stale.exists(), "its process is gone: removed"
 
 
+@pytest.mark.slow
 def test_two_processes_saving_into_one_folder_run_one_after_the_other(tmp_path):
     folder = tmp_path / "arm"
     _save_in_process(folder, seed=1)

@@ -125,6 +125,7 @@ def loaded_after(statement: str) -> list[str]:
     return json.loads(output.stdout.splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_importing_the_processor_and_reward_model_loads_no_training_plotting_cli_or_demo_code():
     loaded = loaded_after("from hf_genarm import GenARMLogitsProcessor, AutoregressiveRewardModel")
     assert "hf_genarm.logits_process" in loaded and "hf_genarm.modeling" in loaded

@@ -113,6 +113,7 @@ def smollm2(tmp_path_factory):
     return cache_dir, prepare_real_model(SMOLLM2, cache_dir=cache_dir, overwrite=True)
 
 
+@pytest.mark.slow
 def test_smollm2_is_prepared_as_a_plain_checksummed_folder(smollm2, tmp_path):
     cache_dir, folder = smollm2
     assert folder == cache_dir / SMOLLM2 and [path.name for path in cache_dir.iterdir()] == [SMOLLM2]
@@ -128,6 +129,7 @@ def test_smollm2_is_prepared_as_a_plain_checksummed_folder(smollm2, tmp_path):
     assert (folder / "model.safetensors").stat().st_mtime_ns == written
 
 
+@pytest.mark.slow
 def test_a_prepared_folder_from_another_checksum_is_not_located(smollm2, tmp_path):
     _, folder = smollm2
     copy = tmp_path / SMOLLM2
@@ -143,6 +145,7 @@ def test_a_prepared_folder_from_another_checksum_is_not_located(smollm2, tmp_pat
         prepare_real_model(SMOLLM2, cache_dir=tmp_path)
 
 
+@pytest.mark.slow
 def test_genarm_on_smollm2_equals_brute_force_every_step(smollm2):
     _, folder = smollm2
     tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left")
