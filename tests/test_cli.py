@@ -712,6 +712,7 @@ def test_train_killed_then_resumed_ends_with_the_weights_of_an_uninterrupted_run
         torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0, msg=name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_train_stopped_by_a_signal_saves_a_loadable_model_and_a_checkpoint(saved, tmp_path, stop_signal):
     # Default saving (a checkpoint every tenth of the run) with many steps: the signal lands long before the end.
