@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import gzip
 import json
 import os
 import sys
@@ -39,8 +38,6 @@ COMMANDS = {
     "serve": "Start vLLM's OpenAI-compatible server with GenARM guidance (needs the [vllm] extra).",
 }
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
-_DATA_FILE_TYPES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".csv")
-_SAVED_DATASET_FILES = ("dataset_dict.json", "state.json")
 _MODEL_FILES = ("config.json", "adapter_config.json")
 _TRAIN_SAVE_DEFAULTS = {"save_strategy": "steps", "save_steps": 0.1, "save_total_limit": 2}
 # CLI option -> `training_setup.lora_config` argument.
@@ -563,32 +560,24 @@ def _check_output_file(value: str | None, option: str) -> None:
         raise UsageError(f"{option}: cannot write {value}; choose a path you can write to")
 
 
-def _is_json_lines(path: str) -> bool:
-    return path.lower().endswith((".jsonl", ".jsonl.gz"))
-
-
 def _read_prompts_file(path: str) -> list[str]:
     if not os.path.isfile(path):
         raise UsageError(f"--prompts-file: no such file: {path}")
-    opener = gzip.open if path.lower().endswith(".gz") else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise UsageError(f"--prompts-file: cannot read {path}: {_one_line(error)}") from None
-    if not _is_json_lines(path):
-        return [line for line in lines if line.strip()]
-    prompts = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    if not path.lower().endswith((".jsonl", ".jsonl.gz")):
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise UsageError(f"--prompts-file: line {number} of {path} is not valid JSON ({error.msg})") from None
+            with open(path, encoding="utf-8") as handle:
+                return [line for line in handle.read().splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"--prompts-file: cannot read {path}: {_one_line(error)}") from None
+    from .data import read_json_rows
+
+    with _as_usage_error("--prompts-file"):
+        rows = read_json_rows(path, expected_row="a string or an object with a 'prompt' string")
+    prompts = []
+    for number, row in enumerate(rows, start=1):
         prompt = row.get("prompt") if isinstance(row, dict) else row
         if not isinstance(prompt, str):
-            raise UsageError(f"--prompts-file: line {number} of {path} has no string 'prompt' field")
+            raise UsageError(f"--prompts-file: row {number} of {path} has no string 'prompt' field")
         prompts.append(prompt)
     if not prompts:
         raise UsageError(f"--prompts-file: {path} holds no prompt")
@@ -700,47 +689,13 @@ def _check_push(args: argparse.Namespace) -> None:
         check_saved_reward_model(args.reward_model)
 
 
-def _check_dataset_source(value: str, option: str) -> None:
-    if os.path.isfile(value):
-        if not value.lower().endswith(_DATA_FILE_TYPES):
-            raise UsageError(f"{option}: {value} is not a .jsonl, .json (optionally .gz) or .csv file")
-        return
-    if os.path.isdir(value):
-        if not any(os.path.isfile(os.path.join(value, name)) for name in _SAVED_DATASET_FILES):
-            raise UsageError(f"{option}: {value} is not a folder written by Dataset.save_to_disk")
-        return
-    if value.lower().endswith(_DATA_FILE_TYPES):
-        # A data file's name is a valid Hub id too ("pairs.jsonl"): a mistyped file must not be looked up online.
-        raise UsageError(f"file not found: {option} {value}")
-    if not looks_like_hub_id(value):
-        raise UsageError(f"{option}: no such file or folder: {value}")
-
-
 def _load_dataset(source: str, split: str, option: str) -> Any:
-    """Read `--dataset`/`--eval-dataset` and check its pairs with the library before any model is loaded.
+    """Read `--dataset`/`--eval_dataset` and check its pairs with the library before any model is loaded."""
+    from .data import load_preference_source
 
-    Returns what the trainer takes: the path of a JSON file (so that the run records its file name) or a
-    `datasets.Dataset`.
-    """
-    import datasets
-
-    from .data import _load_preference_data
-
-    _check_dataset_source(source, option)
+    split_option = "--split" if option == "--dataset" else "--eval_split"
     with _as_usage_error(option):
-        if os.path.isfile(source) and source.lower().endswith(".csv"):
-            loaded = datasets.Dataset.from_csv(source)
-        elif os.path.isfile(source):
-            loaded = source
-        else:
-            loaded = datasets.load_from_disk(source) if os.path.isdir(source) else datasets.load_dataset(source)
-        if isinstance(loaded, datasets.DatasetDict):
-            if split not in loaded:
-                split_option = "--split" if option == "--dataset" else "--eval_split"
-                raise ValueError(f"{source} has no split {split!r}; choose one of {sorted(loaded)} with {split_option}")
-            loaded = loaded[split]
-        _load_preference_data(loaded, name=option)
-    return loaded
+        return load_preference_source(source, split, name=option, split_name=split_option)
 
 
 def _check_train(script_args: TrainScriptArguments, config: Any) -> dict[str, Any]:

@@ -34,14 +34,18 @@ import torch
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from transformers.utils import logging
 
+from ._cross_tokenizer_text import RewardTokenizer
 from .configuration import validate_positive_length
 from .training_options import TRUNCATION_MODES
 
 __all__ = [
+    "PREFERENCE_FILE_TYPES",
     "TRUNCATION_MODES",
     "PreferenceCollator",
     "PreferenceDataReport",
+    "load_preference_source",
     "prepare_preference_dataset",
+    "read_json_rows",
 ]
 
 logger = logging.get_logger(__name__)
@@ -172,7 +176,39 @@ def _row_problem(row: Mapping[str, Any], columns: Sequence[str]) -> tuple[str | 
     return formats["chosen"], None
 
 
-def _read_json_rows(path: str) -> list[Any]:
+_PAIR_ROW = "one object with 'chosen' and 'rejected' (and optionally 'prompt')"
+
+
+def read_json_rows(path: str | os.PathLike, expected_row: str = _PAIR_ROW) -> list[Any]:
+    r"""Rows of a JSON Lines file (one value per line) or of a JSON file holding an array, either optionally gzipped.
+
+    The package's one reader of such files: preference data, and the prompts files of `hf-genarm generate`.
+
+    Args:
+        path (`str` or `os.PathLike`): The file; a name ending in `.gz` (any case) is read as gzip-compressed.
+        expected_row (`str`, *optional*): What one row should be, for the error about a line that is not JSON
+            (by default a preference pair).
+
+    Returns:
+        `list`: the decoded rows, blank lines skipped.
+
+    Raises:
+        ValueError: for a `.gz` name whose content is not gzip-compressed, or a line (or array) that is not JSON;
+            the message names the file and the line.
+        OSError: when the file cannot be read.
+
+    Examples:
+
+    ```python
+    >>> import json, tempfile
+    >>> path = tempfile.mkdtemp() + "/pairs.jsonl"
+    >>> with open(path, "w") as handle:
+    ...     _ = handle.write(json.dumps({"chosen": " yes", "rejected": " no"}) + "\n\n")
+    >>> read_json_rows(path)
+    [{'chosen': ' yes', 'rejected': ' no'}]
+    ```
+    """
+    path = os.fspath(path)
     opener = gzip.open if path.lower().endswith(".gz") else open
     try:
         with opener(path, "rt", encoding="utf-8") as handle:
@@ -194,8 +230,8 @@ def _read_json_rows(path: str) -> list[Any]:
             rows.append(json.loads(line))
         except json.JSONDecodeError as error:
             raise ValueError(
-                f"Line {line_number} of {path} is not valid JSON ({error.msg}); each line of a JSON Lines preference "
-                "file must be one object with 'chosen' and 'rejected' (and optionally 'prompt')."
+                f"Line {line_number} of {path} is not valid JSON ({error.msg}); each line of this JSON Lines file "
+                f"must be {expected_row}."
             ) from None
     return rows
 
@@ -287,13 +323,77 @@ def _load_preference_data(data: Any, name: str = "train_dataset") -> Dataset:
             raise FileNotFoundError(
                 f"`{name}` is the path {path!r}, which is not a file; pass a .jsonl or .json file (optionally .gz)."
             )
-        return _rows_to_dataset(_read_json_rows(path), name)
+        return _rows_to_dataset(read_json_rows(path), name)
     if isinstance(data, (list, tuple)):
         return _rows_to_dataset(data, name)
     raise TypeError(
         f"`{name}` must be a datasets.Dataset, a path to a .jsonl/.json file or a list of dicts, got "
         f"{type(data).__name__}."
     )
+
+
+PREFERENCE_FILE_TYPES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".csv")
+"""File names (any case) `load_preference_source` reads as preference data."""
+_SAVED_DATASET_FILES = ("dataset_dict.json", "state.json")
+
+
+def load_preference_source(source: str, split: str = "train", name: str = "train_dataset", split_name: str = "split"):
+    r"""Read preference pairs named by a string, as a command line or a config file gives them, and check them.
+
+    Args:
+        source (`str`): A `.jsonl` / `.json` file (optionally `.gz`), a `.csv` file, a folder written by
+            `Dataset.save_to_disk` (a `Dataset` or a `DatasetDict`), or a Hub dataset id.
+        split (`str`, *optional*, defaults to `"train"`): The split of a `DatasetDict` or a Hub dataset.
+        name (`str`, *optional*, defaults to `"train_dataset"`): How errors about the pairs name the source (errors
+            about the source itself name its path).
+        split_name (`str`, *optional*, defaults to `"split"`): How errors name the split argument.
+
+    Returns:
+        What `ARMTrainer` takes: the path of a JSON file (so that the run records its file name) or a
+        `datasets.Dataset`; in both cases its pairs have been read and checked.
+
+    Raises:
+        FileNotFoundError: for a data file name that does not exist (never looked up on the Hub, although such a
+            name is a valid Hub id) or a path that is neither a file, a folder nor a Hub id.
+        ValueError: for a file of another type, a folder that is not a saved dataset, a missing split, or data
+            without `chosen` / `rejected` (see `prepare_preference_dataset`).
+
+    Examples:
+
+    ```python
+    >>> import json, tempfile
+    >>> path = tempfile.mkdtemp() + "/pairs.jsonl"
+    >>> with open(path, "w") as handle:
+    ...     _ = handle.write(json.dumps({"prompt": "Q:", "chosen": " yes", "rejected": " no"}) + "\n")
+    >>> load_preference_source(path) == path
+    True
+    ```
+    """
+    import datasets
+
+    from ._hub_ids import looks_like_hub_id
+
+    is_data_file = source.lower().endswith(PREFERENCE_FILE_TYPES)
+    if os.path.isfile(source):
+        if not is_data_file:
+            raise ValueError(f"{source} is not a .jsonl, .json (optionally .gz) or .csv file")
+        loaded = datasets.Dataset.from_csv(source) if source.lower().endswith(".csv") else source
+    elif os.path.isdir(source):
+        if not any(os.path.isfile(os.path.join(source, file)) for file in _SAVED_DATASET_FILES):
+            raise ValueError(f"{source} is not a folder written by Dataset.save_to_disk")
+        loaded = datasets.load_from_disk(source)
+    elif is_data_file:
+        raise FileNotFoundError(f"file not found: {source}")
+    elif not looks_like_hub_id(source):
+        raise FileNotFoundError(f"no such file or folder: {source}")
+    else:
+        loaded = datasets.load_dataset(source)
+    if isinstance(loaded, DatasetDict):
+        if split not in loaded:
+            raise ValueError(f"{source} has no split {split!r}; choose one of {sorted(loaded)} with {split_name}")
+        loaded = loaded[split]
+    _load_preference_data(loaded, name=name)
+    return loaded
 
 
 def _common_prefix_length(ids: Sequence[Any], other_ids: Sequence[Any]) -> int:
@@ -345,10 +445,6 @@ def _render_prompt(tokenizer: Any, messages: list[dict[str, Any]]) -> str:
     )
 
 
-def _tokenize_text(tokenizer: Any, text: str) -> list[int]:
-    return list(tokenizer(text)["input_ids"])
-
-
 def _tokenize_rendered(tokenizer: Any, text: str) -> list[int]:
     # The chat template already wrote any BOS it wants; adding special tokens again would double it.
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -377,13 +473,15 @@ def _split_pair(row: Mapping[str, Any], tokenizer: Any) -> tuple[list[int], list
         prompt_ids = _tokenize_rendered(tokenizer, _render_prompt(tokenizer, prompt)) if prompt else []
         full_chosen = _tokenize_rendered(tokenizer, tokenizer.apply_chat_template(prompt + chosen, tokenize=False))
         full_rejected = _tokenize_rendered(tokenizer, tokenizer.apply_chat_template(prompt + rejected, tokenize=False))
-    elif prompt is not None:
-        prompt_ids = _tokenize_text(tokenizer, prompt)
-        full_chosen = _tokenize_text(tokenizer, prompt + chosen)
-        full_rejected = _tokenize_text(tokenizer, prompt + rejected)
     else:
-        full_chosen = _tokenize_text(tokenizer, chosen)
-        full_rejected = _tokenize_text(tokenizer, rejected)
+        # Text reads as scoring and guidance read it: a special prefix (a BOS), then the text's own tokens; special
+        # tokens a post-processor appends (a WordPiece `[SEP]`) are no part of the response, which ends in EOS.
+        text_ids = RewardTokenizer(tokenizer).text_ids
+        if prompt is not None:
+            prompt_ids = text_ids(prompt)
+            full_chosen, full_rejected = text_ids(prompt + chosen), text_ids(prompt + rejected)
+        else:
+            full_chosen, full_rejected = text_ids(chosen), text_ids(rejected)
         prompt_ids = full_chosen[: _common_prefix_length(full_chosen, full_rejected)]
     # Tokens may merge across the prompt/response boundary: the response starts where the sequences diverge.
     start = min(_common_prefix_length(prompt_ids, full_chosen), _common_prefix_length(prompt_ids, full_rejected))

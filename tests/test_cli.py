@@ -224,8 +224,8 @@ BAD_ARGUMENTS = {
     "empty prompt": (GENERATE + "Hi ' '", "prompt 2 is empty; give every prompt some text"),
     "empty prompt in a file": (GENERATE + "--prompts-file {tmp}/empty_prompt.jsonl", "prompt 1 is empty"),
     "missing prompts file": (GENERATE + "--prompts-file {tmp}/none.txt", "--prompts-file: no such file"),
-    "bad jsonl prompts": (GENERATE + "--prompts-file {tmp}/bad.jsonl", "line 2 of"),
-    "bad upper-case JSONL prompts": (GENERATE + "--prompts-file {tmp}/BAD.JSONL", "line 2 of"),
+    "bad jsonl prompts": (GENERATE + "--prompts-file {tmp}/bad.jsonl", "--prompts-file: Line 2 of"),
+    "bad upper-case JSONL prompts": (GENERATE + "--prompts-file {tmp}/BAD.JSONL", "--prompts-file: Line 2 of"),
     "jsonl prompts without prompt": (GENERATE + "--prompts-file {tmp}/empty.jsonl", "holds no prompt"),
     "temperature with greedy": (
         GENERATE + "--greedy --temperature 0.7 --top-k 5 Hi",
@@ -253,12 +253,12 @@ BAD_ARGUMENTS = {
     "push missing folder": ("push --reward-model {tmp}/nope --repo-id me/arm", "{tmp}/nope is not a folder"),
     "push bad repo id": ("push --reward-model {saved}/arm --repo-id 'bad id!'", "--repo-id: "),
     "push without repo": ("push --reward-model {saved}/arm", "required: --repo-id"),
-    "train missing dataset": (TRAIN + "--dataset {tmp}/pairs.jsonl", "file not found: --dataset {tmp}/pairs.jsonl"),
+    "train missing dataset": (TRAIN + "--dataset {tmp}/pairs.jsonl", "--dataset: file not found: {tmp}/pairs.jsonl"),
     # A bare file name is also a valid Hub id; its data-file suffix says it was meant as a local file.
-    "train mistyped local dataset": (TRAIN + "--dataset nothere.jsonl", "file not found: --dataset nothere.jsonl"),
+    "train mistyped local dataset": (TRAIN + "--dataset nothere.jsonl", "--dataset: file not found: nothere.jsonl"),
     "train mistyped eval dataset": (
         TRAIN + "--dataset {tmp}/pairs.JSONL --eval_dataset Eval.CSV",
-        "file not found: --eval_dataset Eval.CSV",
+        "--eval_dataset: file not found: Eval.CSV",
     ),
     "train missing dataset folder": (TRAIN + "--dataset ./nothere", "--dataset: no such file or folder: ./nothere"),
     "train unsupported data file": (
