@@ -139,3 +139,19 @@ def test_demo_threads_option_is_checked_before_loading(capsys, monkeypatch):
     monkeypatch.setattr("hf_genarm.demo.main", lambda options: pytest.fail("the demo must not start"))
     assert cli.main(["demo", "--threads", "0"]) == 2
     assert "--threads" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "listed"),
+    [
+        ("arm-sentiments", "arm-sentiment, arm-topic, base, preferences"),
+        ("preferences/sentiment_train.jsonl", "preferences/sentiment_train.jsonl.gz"),
+    ],
+    ids=["mistyped-folder", "mistyped-file"],
+)
+def test_a_mistyped_asset_name_lists_the_assets_there(name, listed):
+    from hf_genarm.assets import default_asset_path
+
+    with pytest.raises(FileNotFoundError, match="The assets there are: ") as error:
+        default_asset_path(name)
+    assert listed in str(error.value) and "__init__" not in str(error.value)

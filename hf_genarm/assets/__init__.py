@@ -57,9 +57,20 @@ def default_asset_path(name: str) -> pathlib.Path:
     path = ASSETS_DIR.joinpath(*relative.parts)
     if not path.exists():
         stage = relative.parts[0]
+        # Most often a mistyped name: say what there is, in the deepest folder of the name that exists.
+        folder = path.parent
+        while not folder.is_dir():
+            folder = folder.parent
+        prefix = folder.relative_to(ASSETS_DIR).as_posix()
+        present = sorted(
+            f"{prefix}/{entry.name}" if prefix != "." else entry.name
+            for entry in folder.iterdir()
+            if not entry.name.startswith(("_", "."))
+        )
         raise FileNotFoundError(
-            f"Demo asset {name!r} is missing (looked for {path}). Build it with "
-            f"`python scripts/build_demo_assets.py --stage {stage}` in a clone of the repository."
+            f"Demo asset {name!r} is missing (looked for {path}). The assets there are: {', '.join(present)}. If "
+            f"it should exist, build it with `python scripts/build_demo_assets.py --stage {stage}` in a clone of "
+            "the repository."
         )
     return path
 
