@@ -13,7 +13,7 @@ from transformers import PreTrainedTokenizerFast
 
 from .testing import TINY_CORPUS
 
-__all__ = ["make_tiny_metaspace_tokenizer"]
+__all__ = ["make_tiny_metaspace_tokenizer", "make_tiny_wordpiece_tokenizer"]
 
 _UNK, _BOS, _EOS = "<unk>", "<s>", "</s>"
 
@@ -72,5 +72,46 @@ def make_tiny_metaspace_tokenizer(vocab_size: int = 200) -> PreTrainedTokenizerF
         bos_token=_BOS,
         eos_token=_EOS,
         pad_token=_EOS,
+        padding_side="left",
+    )
+
+
+def make_tiny_wordpiece_tokenizer() -> PreTrainedTokenizerFast:
+    """A BERT-style WordPiece tokenizer trained locally on the tiny corpus: `[CLS] text [SEP]`, its own `[EOS]`.
+
+    Its post-processor appends `[SEP]` after every text, a special token that is no part of the text: guidance,
+    scoring and training data all drop it (a response is its text and, when finished, the EOS token).
+
+    Returns:
+        `PreTrainedTokenizerFast`: a fresh tokenizer object.
+
+    Examples:
+
+    ```python
+    >>> tokenizer = make_tiny_wordpiece_tokenizer()
+    >>> tokenizer.convert_ids_to_tokens(tokenizer("The cat")["input_ids"])
+    ['[CLS]', 'The', 'cat', '[SEP]']
+    ```
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[EOS]"]
+    trainer = trainers.WordPieceTrainer(vocab_size=300, special_tokens=specials, show_progress=False)
+    backend.train_from_iterator(TINY_CORPUS, trainer=trainer)
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        special_tokens=[("[CLS]", backend.token_to_id("[CLS]")), ("[SEP]", backend.token_to_id("[SEP]"))],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        bos_token="[CLS]",
+        eos_token="[EOS]",
         padding_side="left",
     )

@@ -14,7 +14,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from hf_genarm import AutoregressiveRewardModel, GenARMLogitsProcessor
 from hf_genarm.cross_tokenizer import CrossTokenizerGenARMLogitsProcessor, cross_tokenizer_token_rewards
-from hf_genarm.cross_tokenizer_testing import make_tiny_metaspace_tokenizer
+from hf_genarm.cross_tokenizer_testing import make_tiny_metaspace_tokenizer, make_tiny_wordpiece_tokenizer
 from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
 from hf_genarm.visualize import score_text
 
@@ -81,38 +81,9 @@ def _reward_ids_of_text(reward_tokenizer, text):
     return ids[: starts[0] + len(plain)]
 
 
-def make_wordpiece_tokenizer():
-    """A BERT-style WordPiece tokenizer trained locally: `[CLS] text [SEP]`, its own `[EOS]`."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    from hf_genarm.testing import TINY_CORPUS
-
-    backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    backend.decoder = decoders.WordPiece()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[EOS]"]
-    trainer = trainers.WordPieceTrainer(vocab_size=300, special_tokens=specials, show_progress=False)
-    backend.train_from_iterator(TINY_CORPUS, trainer=trainer)
-    backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        special_tokens=[("[CLS]", backend.token_to_id("[CLS]")), ("[SEP]", backend.token_to_id("[SEP]"))],
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        bos_token="[CLS]",
-        eos_token="[EOS]",
-        padding_side="left",
-    )
-
-
 @pytest.fixture(scope="module")
 def wordpiece_tokenizer():
-    return make_wordpiece_tokenizer()
+    return make_tiny_wordpiece_tokenizer()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import torch
 from datasets import Dataset, DatasetDict, IterableDataset
 
 from hf_genarm import PreferenceCollator, prepare_preference_dataset
-from hf_genarm.testing import make_tiny_tokenizer
+from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}<|endoftext|>{% endfor %}"
@@ -329,3 +329,25 @@ def test_a_text_prompt_beside_message_responses_is_never_dropped(chat_tokenizer,
         assert row == expected[0]
         assert chat_tokenizer.decode(row["prompt_ids"]) == "<|user|>How do I bake bread?<|endoftext|><|assistant|>"
     assert report.skipped == {"text prompt that is none of the user turns shared by 'chosen' and 'rejected'": 1}
+
+
+@pytest.mark.parametrize("explicit", [True, False], ids=["explicit", "implicit"])
+def test_a_wordpiece_sep_is_no_part_of_a_training_response_as_in_scoring(explicit):
+    """A post-processor's trailing `[SEP]` is dropped as scoring drops it; the response ends in EOS, once."""
+    from hf_genarm import AutoregressiveRewardModel, score_text
+    from hf_genarm.cross_tokenizer_testing import make_tiny_wordpiece_tokenizer
+
+    tokenizer = make_tiny_wordpiece_tokenizer()
+    assert tokenizer("The cat")["input_ids"][-1] == tokenizer.sep_token_id != tokenizer.eos_token_id
+    row = {"prompt": PROMPT, "chosen": CHOSEN, "rejected": REJECTED}
+    if not explicit:
+        row = {"chosen": PROMPT + CHOSEN, "rejected": PROMPT + REJECTED}
+    dataset, _ = prepare_preference_dataset([row], tokenizer)
+    reward_model = AutoregressiveRewardModel(make_tiny_causal_lm(vocab_size=len(tokenizer)), tokenizer=tokenizer)
+    for response, key in ((CHOSEN, "chosen_ids"), (REJECTED, "rejected_ids")):
+        ids_ = dataset[0][key]
+        assert tokenizer.sep_token_id not in ids_ and ids_.count(tokenizer.eos_token_id) == 1
+        assert ids_[-1] == tokenizer.eos_token_id
+        assert tokenizer.sep_token_id not in dataset[0]["prompt_ids"]
+        tokens, _ = score_text(reward_model, tokenizer, PROMPT, response)
+        assert [tokenizer.decode([token]) for token in ids_] == tokens
