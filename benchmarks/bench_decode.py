@@ -196,7 +196,11 @@ def compare_reward_cache(model: torch.nn.Module, prompt_length: int, repeats: in
 
 
 class ForwardTimer:
-    """Adds up the wall time a model spends inside its own forward (hooks around every call)."""
+    """Adds up the CPU time of this thread inside a model's forward (hooks around every call).
+
+    Thread CPU time, not wall time: on a shared machine the process waits for a core, and that wait is not the
+    processor's cost. With one torch thread every operator runs on the calling thread, so this is all the work.
+    """
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.total = 0.0
@@ -205,14 +209,14 @@ class ForwardTimer:
         model.register_forward_hook(self._leave)
 
     def _enter(self, *args) -> None:
-        self._started = time.perf_counter()
+        self._started = time.thread_time()
 
     def _leave(self, *args) -> None:
-        self.total += time.perf_counter() - self._started
+        self.total += time.thread_time() - self._started
 
 
 def processor_overhead(lengths: Sequence[int], batch: int, steps: int, repeats: int) -> None:
-    """Print the processor's time per step outside the reward model's forward, at several decoded lengths.
+    """Print the processor's CPU time per step outside the reward model's forward, at several decoded lengths.
 
     The processor is driven as generate() drives it (one new column per call, greedy), on a one-layer reward model
     so that its forward is short; what is left of a step after subtracting that forward is the processor's own
@@ -226,7 +230,7 @@ def processor_overhead(lengths: Sequence[int], batch: int, steps: int, repeats: 
     ).eval()
     timer = ForwardTimer(reward_model)
     generator = torch.Generator().manual_seed(0)
-    print("| length | batch | steps | processor step ms | reward-model forward ms | outside the forward ms |")
+    print("| length | batch | steps | step CPU ms | reward-model forward CPU ms | outside the forward CPU ms |")
     print("|---|---|---|---|---|---|")
     for length in lengths:
         outside, inside, whole = [], [], []
@@ -242,9 +246,9 @@ def processor_overhead(lengths: Sequence[int], batch: int, steps: int, repeats: 
                 for _ in range(steps):
                     ids = torch.cat([ids, torch.randint(1, VOCAB, (batch, 1), generator=generator)], dim=1)
                     timer.total = 0.0
-                    started = time.perf_counter()
+                    started = time.thread_time()
                     processor(ids, scores)
-                    elapsed = time.perf_counter() - started
+                    elapsed = time.thread_time() - started
                     whole.append(elapsed)
                     inside.append(timer.total)
                     outside.append(elapsed - timer.total)
@@ -279,12 +283,14 @@ def main() -> None:
     parser.add_argument(
         "--processor-overhead",
         action="store_true",
-        help="Only time the processor's work per step outside the reward model's forward, at lengths 64/256/1024.",
+        help="Only time the processor's work per step outside the reward model's forward, at --lengths.",
     )
+    parser.add_argument("--lengths", type=int, nargs="+", default=[64, 256, 1024], help="For --processor-overhead.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.processor_overhead:
-        processor_overhead((64, 256, 1024), batch=args.batch_sizes[0], steps=64, repeats=args.repeats)
+        torch.set_num_threads(1)  # every operator on this thread, so that thread CPU time is all the work
+        processor_overhead(args.lengths, batch=args.batch_sizes[0], steps=64, repeats=args.repeats)
         return
     if args.profile_weak_step:
         profile_cached_step(build_weak_reward_model(), args.prompt_length)
