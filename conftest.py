@@ -27,8 +27,14 @@ SCRIPTS_DIR = ROOT / "scripts"
 if str(SCRIPTS_DIR) not in sys.path:
     sys.path.insert(0, str(SCRIPTS_DIR))
 
-# The vLLM integration subclasses vLLM's classes; its doctests run where vLLM is installed (.ci/vllm).
-collect_ignore = [] if importlib.util.find_spec("vllm") else ["hf_genarm/integrations/vllm.py"]
+# The vLLM integration subclasses vLLM's classes: its public module and every module that imports vLLM at the top
+# are collected (doctests) only where vLLM is installed (.ci/vllm).
+VLLM_MODULES = [ROOT / "hf_genarm" / "integrations" / "vllm.py"] + [
+    path
+    for path in sorted((ROOT / "hf_genarm" / "integrations").glob("*.py"))
+    if re.search(r"^(from|import) vllm\b", path.read_text(encoding="utf-8"), re.MULTILINE)
+]
+collect_ignore = [] if importlib.util.find_spec("vllm") else [str(path) for path in VLLM_MODULES]
 
 # Tiny test models run fastest on one thread, and one thread per process keeps concurrent jobs from
 # oversubscribing the cores (torch's thread pool spins while it waits).
@@ -52,7 +58,7 @@ doctest.DocTestParser._EXAMPLE_RE = re.compile(
 
 # Markers by place, for tests that cannot carry a decorator (doctests) or that share one requirement (tests/test_vllm).
 _MARKED_PATHS = {
-    "vllm": [ROOT / "tests" / "test_vllm", ROOT / "hf_genarm" / "integrations" / "vllm.py"],
+    "vllm": [ROOT / "tests" / "test_vllm", *VLLM_MODULES],
     # The asset builder's doctests train tiny models (about 7 s together).
     "slow": [SCRIPTS_DIR / "build_demo_assets.py"],
 }
