@@ -7,6 +7,7 @@ server) both build the engine-wide GenARM settings here, so the two cannot drift
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,14 @@ SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 # vLLM returns log-probabilities from before the logits processors by default ("raw_logprobs"), the base model's
 # for a guided request; "processed_logprobs" are those of the distribution vLLM samples from.
 GUIDED_LOGPROBS_MODE = "processed_logprobs"
+# Where the reward models run: "in_engine" as vLLM model code inside the engine (its KV cache, kernels and tensor
+# parallelism), "beside" as transformers models beside it in each worker (a private slot cache); "auto" picks
+# "in_engine" when every reward model can run there and says why when it cannot.
+MODES = ("auto", "in_engine", "beside")
+ENGINE_ARCHITECTURE = "GenARMForCausalLM"
+ENGINE_MODEL_PATH = f"hf_genarm.integrations._vllm_engine_model:{ENGINE_ARCHITECTURE}"
+# Reward-model architectures tested inside the engine (tests/test_vllm/test_vllm_in_engine.py); others run beside.
+IN_ENGINE_ARCHITECTURES = frozenset({"LlamaForCausalLM"})
 
 RewardModels = str | os.PathLike | Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike]
 
@@ -56,6 +65,7 @@ class _ServingSettings:
     reward_models: dict[str, str]
     device: str | None = None
     dtype: str | None = None
+    mode: str = "beside"
     names: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -70,12 +80,16 @@ class _ServingSettings:
                 f"{{'{ADDITIONAL_CONFIG_KEY}': {{'reward_models': [...]}}}}` (`--additional-config` on `vllm serve`); "
                 "build it with `hf_genarm.integrations.vllm.engine_kwargs`."
             )
-        unknown = sorted(set(entry) - {"reward_models", "device", "dtype"})
+        unknown = sorted(set(entry) - {"reward_models", "device", "dtype", "mode"})
         if unknown:
             raise ValueError(
-                f"Unknown GenARM engine setting(s) {unknown}; the settings are 'reward_models', 'device' and 'dtype'."
+                f"Unknown GenARM engine setting(s) {unknown}; the settings are 'reward_models', 'device', 'dtype' "
+                "and 'mode'."
             )
-        return cls(_reward_model_table(entry["reward_models"]), entry.get("device"), entry.get("dtype"))
+        mode = entry.get("mode", "beside")
+        if mode not in ("in_engine", "beside"):
+            raise ValueError(f"GenARM engine setting `mode` is {mode!r}; pass 'in_engine' or 'beside'.")
+        return cls(_reward_model_table(entry["reward_models"]), entry.get("device"), entry.get("dtype"), mode)
 
     def check(self) -> None:
         """Refuse, before an engine starts, local-looking paths that do not exist and an unknown device or dtype."""
@@ -108,13 +122,84 @@ class _ServingSettings:
                 raise ValueError(message) from None
 
 
-def additional_config(reward_models: RewardModels, device: str | None = None, dtype: str | None = None) -> dict:
+def in_engine_refusal(path: str, device: str | None = None) -> str | None:
+    """Why the reward model at `path` cannot run as vLLM model code inside the engine; `None` when it can.
+
+    Read from the folder alone (its `config.json` and file names), so the choice is made before the engine starts.
+
+    Examples:
+
+    ```python
+    >>> import tempfile
+    >>> in_engine_refusal(tempfile.mkdtemp())
+    'its folder has no config.json (a PEFT adapter or a Hub id is served beside the engine)'
+    ```
+    """
+    if device is not None:
+        return f"`device={device!r}` places the reward models outside the engine"
+    config_path = os.path.join(path, "config.json")
+    if not os.path.isfile(config_path):
+        return "its folder has no config.json (a PEFT adapter or a Hub id is served beside the engine)"
+    if os.path.isfile(os.path.join(path, "adapter_config.json")):
+        return "it is a PEFT adapter; merge it (`merge_and_unload`) and save the full model to serve it in the engine"
+    with open(config_path, encoding="utf-8") as handle:
+        config = json.load(handle)
+    architectures = config.get("architectures") or []
+    if not set(architectures) & IN_ENGINE_ARCHITECTURES:
+        return f"its architecture {architectures} is not one of {sorted(IN_ENGINE_ARCHITECTURES)}"
+    layer_types = set(config.get("layer_types") or ["full_attention"])
+    if layer_types != {"full_attention"} or config.get("sliding_window"):
+        return f"it has {sorted(layer_types)} layers or a sliding window; only full attention runs in the engine"
+    return None
+
+
+def resolve_mode(settings: _ServingSettings, mode: str) -> str:
+    """`"in_engine"` or `"beside"` for `mode` (`"auto"` included); the reason is logged when `"auto"` falls back.
+
+    Raises:
+        `ValueError`: an unknown mode, or `"in_engine"` with a reward model that cannot run there (the reason).
+    """
+    if mode not in MODES:
+        raise ValueError(f"`mode` is {mode!r}; pass one of {list(MODES)}.")
+    if mode == "beside":
+        return mode
+    for name, path in settings.reward_models.items():
+        reason = in_engine_refusal(path, settings.device)
+        if reason is None:
+            continue
+        if mode == "in_engine":
+            raise ValueError(
+                f"`mode='in_engine'`: reward model {name!r} ({path}) cannot run inside the engine: {reason}. "
+                "Pass mode='beside' (or 'auto') to serve it beside the engine."
+            )
+        logging.getLogger("hf_genarm.integrations.vllm").warning(
+            "GenARM reward models run beside the engine (mode='beside'): reward model %r (%s): %s.", name, path, reason
+        )
+        return "beside"
+    return "in_engine"
+
+
+def register_engine_model() -> None:
+    """Make the in-engine model known to vLLM's `ModelRegistry` (vLLM's `vllm.general_plugins` entry point).
+
+    Registered lazily by name, so loading the plugin imports nothing heavy; safe to call several times.
+    """
+    from vllm import ModelRegistry
+
+    ModelRegistry.register_model(ENGINE_ARCHITECTURE, ENGINE_MODEL_PATH)
+
+
+def additional_config(
+    reward_models: RewardModels, device: str | None = None, dtype: str | None = None, mode: str = "beside"
+) -> dict:
     """vLLM's `additional_config` naming the reward models, after checking that local paths exist.
 
     Args:
         reward_models (`str`, `list[str]` or `dict[str, str]`): Reward model folders or Hub ids; a dict names them.
         device (`str`, *optional*): Where the reward models run (default: the worker's device).
         dtype (`str`, *optional*): Dtype of the reward models' weights (default: the served model's).
+        mode (`str`, *optional*, defaults to `"beside"`): `"in_engine"`, `"beside"` or `"auto"` (see
+            `resolve_mode`); the resolved mode is recorded unless it is `"beside"`.
 
     Returns:
         `dict`: `{"genarm": {"reward_models": {name: path}, ...}}`.
@@ -141,6 +226,8 @@ def additional_config(reward_models: RewardModels, device: str | None = None, dt
         entry["device"] = str(device)
     if dtype is not None:
         entry["dtype"] = str(dtype)
+    if resolve_mode(settings, mode) == "in_engine":
+        entry["mode"] = "in_engine"
     return {ADDITIONAL_CONFIG_KEY: entry}
 
 
@@ -151,6 +238,7 @@ def server_command(
     dtype: str | None = None,
     server_args: Sequence[str] = (),
     logprobs_mode: str | None = GUIDED_LOGPROBS_MODE,
+    mode: str = "beside",
 ) -> list[str]:
     """The command that starts vLLM's OpenAI-compatible server with GenARM guidance (what `hf-genarm serve` runs).
 
@@ -165,6 +253,9 @@ def server_command(
         server_args (`list[str]`, *optional*): Further arguments for vLLM's server (`--host`, `--port`, ...).
         logprobs_mode (`str`, *optional*, defaults to `"processed_logprobs"`): vLLM's `--logprobs-mode`; `None`
             leaves vLLM's default (`"raw_logprobs"`, the base model's log-probabilities).
+        mode (`str`, *optional*, defaults to `"beside"`): Where the reward models run, as for `additional_config`;
+            `"in_engine"` adds `--hf-overrides` naming the in-engine architecture (vLLM's workers find it through
+            hf-genarm's `vllm.general_plugins` entry point).
 
     Returns:
         `list[str]`: the command, for `subprocess` or `os.execv`.
@@ -180,13 +271,20 @@ def server_command(
     ['--logprobs-mode', 'processed_logprobs', '--port', '8001']
     ```
     """
-    config = additional_config(reward_models, device, dtype)
+    config = additional_config(reward_models, device, dtype, mode)
     chosen = any(argument.split("=", 1)[0] == "--logprobs-mode" for argument in server_args)
     logprobs = [] if chosen or logprobs_mode is None else ["--logprobs-mode", logprobs_mode]
+    overrides = ["--hf-overrides", json.dumps(engine_overrides())] if config[ADDITIONAL_CONFIG_KEY].get("mode") else []
     return [
         sys.executable, "-m", SERVER_MODULE, "--model", str(model),
         "--logits-processors", PROCESSOR_PATH,
         "--additional-config", json.dumps(config),
+        *overrides,
         *logprobs,
         *server_args,
     ]  # fmt: skip
+
+
+def engine_overrides() -> dict[str, list[str]]:
+    """vLLM's `hf_overrides` that make the engine run the in-engine model (base and reward models together)."""
+    return {"architectures": [ENGINE_ARCHITECTURE]}

@@ -51,6 +51,8 @@ from ._vllm_settings import (
     RewardModels,
     _ServingSettings,
     additional_config,
+    engine_overrides,
+    register_engine_model,
 )
 
 __all__ = [
@@ -75,6 +77,7 @@ def engine_kwargs(
     device: str | None = None,
     dtype: str | None = None,
     logprobs_mode: str | None = GUIDED_LOGPROBS_MODE,
+    mode: str = "beside",
 ) -> dict[str, Any]:
     """Keyword arguments that make a vLLM engine guide requests with GenARM reward models.
 
@@ -98,9 +101,17 @@ def engine_kwargs(
         logprobs_mode (`str`, *optional*, defaults to `"processed_logprobs"`):
             vLLM's `logprobs_mode`; any of vLLM's modes, or `None` to leave vLLM's default (`"raw_logprobs"`,
             the base model's log-probabilities).
+        mode (`str`, *optional*, defaults to `"beside"`):
+            Where the reward models run. `"in_engine"`: as vLLM model code inside the engine, beside the base in
+            one registered model (`hf_overrides` names it), their KV in vLLM's paged cache and their weights and KV
+            inside `gpu_memory_utilization`; refused, with the reason, for a reward model that cannot run there
+            (a PEFT adapter, a Hub id, an architecture other than Llama's, sliding-window layers, `device=`).
+            `"beside"`: as transformers models beside the engine in each worker, with a private KV cache.
+            `"auto"`: `"in_engine"` when every reward model can, else `"beside"` with a logged reason.
 
     Returns:
-        `dict` with `logits_processors`, `additional_config` and (unless `logprobs_mode=None`) `logprobs_mode`.
+        `dict` with `logits_processors`, `additional_config`, (unless `logprobs_mode=None`) `logprobs_mode`, and
+        for the in-engine mode `hf_overrides`.
 
     Raises:
         `ValueError`: the reward models are checked by `additional_config`, which says what it refuses.
@@ -122,8 +133,11 @@ def engine_kwargs(
     """
     kwargs: dict[str, Any] = {
         "logits_processors": [GenARMVLLMLogitsProcessor],
-        "additional_config": additional_config(reward_models, device, dtype),
+        "additional_config": additional_config(reward_models, device, dtype, mode),
     }
+    if kwargs["additional_config"][ADDITIONAL_CONFIG_KEY].get("mode") == "in_engine":
+        register_engine_model()  # this process resolves the architecture; vLLM's workers load the plugin
+        kwargs["hf_overrides"] = engine_overrides()
     if logprobs_mode is not None:
         kwargs["logprobs_mode"] = logprobs_mode
     return kwargs
@@ -262,10 +276,21 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
         from transformers import AutoTokenizer
 
         settings = _ServingSettings.from_additional_config(vllm_config.additional_config)
+        self.names = settings.names
+        self._requests: dict[int, _GuidedRequest] = {}
+        self._rows: list[_GuidedRequest] = []
+        self._vllm_config = vllm_config
+        self._in_engine = settings.mode == "in_engine"
+        if self._in_engine:
+            # The engine's own model computes the reward models' log-probabilities (_vllm_engine_model); it is
+            # built after the logits processors, so its channel is looked up when requests arrive.
+            self._channel: Any = None
+            self._runners: list[SlotRewardModelRunner] = []
+            self.device = torch.device(device)
+            return
         tokenizer = AutoTokenizer.from_pretrained(model_config.tokenizer, revision=model_config.tokenizer_revision)
         self.device = torch.device(settings.device) if settings.device else torch.device(device)
         dtype = getattr(torch, settings.dtype) if settings.dtype else model_config.dtype
-        self.names = settings.names
         models = [load_served_reward_model(path, dtype, self.device) for path in settings.reward_models.values()]
         self.vocab_size = check_reward_model_vocabularies(models, tokenizer)
         base_width = model_config.get_vocab_size()
@@ -284,8 +309,6 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
                     f"Start the engine with max_model_len={limit} (`--max-model-len {limit}`), or use a reward model "
                     "built for longer sequences."
                 )
-        self._requests: dict[int, _GuidedRequest] = {}
-        self._rows: list[_GuidedRequest] = []
 
     @classmethod
     def validate_params(cls, sampling_params: Any) -> None:
@@ -332,6 +355,8 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
         raising would stop the engine and every request in it. So a request that cannot be guided is served
         without guidance, and the worker's log says why.
         """
+        if self._in_engine:
+            self._engine_channel()
         try:
             weights = request_weights(params.extra_args if params is not None else None, self.names)
             if weights is not None and prompt_ids and max(prompt_ids) >= self.vocab_size:
@@ -344,6 +369,20 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
             logger.warning("A request asking for GenARM guidance is served without it: %s", error)
             return None
         return weights
+
+    def _engine_channel(self) -> Any:
+        """The in-engine model's channel (built after this processor); sets the shared vocabulary's size."""
+        if self._channel is None:
+            from ._vllm_engine_model import reward_channel
+
+            self._channel = reward_channel(self._vllm_config)
+            if self._channel is None:
+                raise RuntimeError(
+                    "GenARM's in-engine mode found no GenARMForCausalLM in this engine: start it with "
+                    "`engine_kwargs(..., mode='in_engine')`, which also sets `hf_overrides`."
+                )
+            self.vocab_size = self._channel.vocab_size
+        return self._channel
 
     def _forget(self, request: _GuidedRequest | None) -> None:
         """Free a request's cache row by moving the last row into it; free every buffer when none is left."""
@@ -369,6 +408,8 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
             return logits
         indices = sorted(self._requests)
         requests = [self._requests[index] for index in indices]
+        if self._in_engine:
+            return self._apply_in_engine(logits, indices, requests)
         with torch.inference_mode():
             self._advance(requests)
             rows = torch.tensor([request.row for request in requests], device=self.device)
@@ -376,6 +417,28 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
             weights = torch.stack([request.weights for request in requests]).to(logits.device)
             rewards = [runner.log_probs.index_select(0, rows) for runner in self._runners]
             guided = combine(logits.index_select(0, batch_rows), rewards, weights, self.vocab_size)
+            logits.index_copy_(0, batch_rows, guided.to(logits.dtype))
+        return logits
+
+    def _apply_in_engine(
+        self, logits: torch.Tensor, indices: list[int], requests: list[_GuidedRequest]
+    ) -> torch.Tensor:
+        """The GenARM sum from the log-probabilities the engine's model computed for these very logits rows."""
+        rewards = self._engine_channel().log_probs
+        if not rewards or rewards[0].shape[0] != logits.shape[0]:
+            raise RuntimeError(
+                f"GenARM's in-engine reward models scored {rewards[0].shape[0] if rewards else 0} rows for "
+                f"{logits.shape[0]} rows of logits; the engine's model and the processor are out of step."
+            )
+        with torch.inference_mode():
+            batch_rows = torch.tensor(indices, device=logits.device)
+            weights = torch.stack([request.weights for request in requests]).to(logits.device)
+            guided = combine(
+                logits.index_select(0, batch_rows),
+                [log_probs.index_select(0, batch_rows) for log_probs in rewards],
+                weights,
+                self.vocab_size,
+            )
             logits.index_copy_(0, batch_rows, guided.to(logits.dtype))
         return logits
 
