@@ -306,7 +306,7 @@ def test_mismatched_tokenizer_error_says_how_to_opt_in(base_tokenizer, reward_mo
     [{"assistant_model": "tiny"}, {"prompt_lookup_num_tokens": 3}],
     ids=["assistant-model", "prompt-lookup"],
 )
-def test_assisted_decoding_is_refused_before_any_reward_forward(
+def test_assisted_decoding_is_refused_when_it_takes_tokens_back_and_the_caches_are_freed(
     assistance, base, reward_model, base_tokenizer, reward_tokenizer
 ):
     if "assistant_model" in assistance:
