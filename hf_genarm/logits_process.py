@@ -389,6 +389,9 @@ class GenARMLogitsProcessor(LogitsProcessor):
         if seen is None or seen.shape[0] != input_ids.shape[0] or input_ids.shape[1] <= self._prompt_width:
             return None
         seen_length = seen.shape[1]
+        # The one per-step read of every id (and, on an accelerator, the one wait for the device): generate() does
+        # not say when beam search reorders rows or assisted decoding takes tokens back, and feeding a reward model
+        # the wrong row's history would be silently wrong.
         if seen_length < input_ids.shape[1] and torch.equal(input_ids[:, :seen_length], seen):
             new_tokens = input_ids[:, seen_length:]
             self._seen_ids.append(new_tokens)
