@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from ..combine import shared_log_probs
 from ..model_caller import ModelCaller, innermost_transformers_model
 from ..modeling import AutoregressiveRewardModel
 from ._grouped_attention import GROUPED_DECODE_ATTENTION
@@ -124,8 +125,8 @@ class SlotRewardModelRunner(ModelCaller):
             )
 
     def _full_forward_log_probs(self, ids: list[int]) -> torch.Tensor:
-        logits = self.model(input_ids=torch.tensor([ids], device=self.device)).logits[0, -1, : self.vocab_size]
-        return torch.log_softmax(logits.float(), dim=-1)
+        logits = self.model(input_ids=torch.tensor([ids], device=self.device)).logits[0, -1:]
+        return shared_log_probs(logits, self.vocab_size)[0]
 
     def reserve(self, rows: int, length: int) -> None:
         """Make room for `rows` rows of `length` cached tokens (existing rows and log-probs are kept)."""
@@ -172,7 +173,7 @@ class SlotRewardModelRunner(ModelCaller):
             **kwargs,
         )
         logits = outputs.logits[torch.arange(input_ids.shape[0], device=self.device), last_columns]
-        return torch.log_softmax(logits[:, : self.vocab_size].float(), dim=-1)
+        return shared_log_probs(logits, self.vocab_size)
 
     def move_row(self, source: int, destination: int) -> None:
         """Copy row `source` (cache and log-probs) over row `destination`."""
