@@ -14,7 +14,7 @@ from typing import Any
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
-__all__ = ["check_repo_id", "looks_like_hub_id"]
+__all__ = ["check_repo_id", "looks_like_hub_id", "shadowing_folder"]
 
 
 def _is_valid_repo_id(name: str) -> bool:
@@ -54,7 +54,21 @@ def looks_like_hub_id(name: Any, *, namespaced: bool = False) -> bool:
         return False
     if "/" not in name:
         return not namespaced
-    return not os.path.isdir(name.split("/", 1)[0])
+    return shadowing_folder(name) is None
+
+
+def shadowing_folder(name: str) -> str | None:
+    """The local folder that makes `"namespace/name"` a path rather than a Hub id (named in errors), or `None`.
+
+    Examples:
+
+    ```python
+    >>> shadowing_folder("org/arm"), shadowing_folder("./arm")  # no folder `org` here; "./arm" is no Hub id
+    (None, None)
+    ```
+    """
+    namespace, slash, _ = name.partition("/")
+    return namespace if slash and _is_valid_repo_id(name) and os.path.isdir(namespace) else None
 
 
 def check_repo_id(repo_id: Any) -> str:

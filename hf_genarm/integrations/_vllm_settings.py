@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._hub_ids import looks_like_hub_id
+from .._hub_ids import looks_like_hub_id, shadowing_folder
 
 ADDITIONAL_CONFIG_KEY = "genarm"
 PROCESSOR_PATH = "hf_genarm.integrations.vllm:GenARMVLLMLogitsProcessor"
@@ -94,12 +94,10 @@ class _ServingSettings:
     def check(self) -> None:
         """Refuse, before an engine starts, local-looking paths that do not exist and an unknown device or dtype."""
         for name, path in self.reward_models.items():
-            namespace = path.split("/", 1)[0]
             # A bare "name" here is far more likely a missing local folder than a Hub repository.
             if not os.path.isdir(path) and not looks_like_hub_id(path, namespaced=True):
-                # "models/arm" beside a folder `models` (not "./arm", "../arm"): say why it is not a Hub id.
-                namespaced = path.count("/") == 1 and namespace.strip(".") != "" and os.path.isdir(namespace)
-                hint = f" ({namespace!r} is a local folder, so it is not read as a Hub id)" if namespaced else ""
+                folder = shadowing_folder(path)
+                hint = f" ({folder!r} is a local folder, so it is not read as a Hub id)" if folder else ""
                 raise ValueError(
                     f"`reward_models[{name!r}]`: there is no folder at {path!r}{hint}; pass a reward model folder "
                     "saved by hf-genarm (or a Hub id 'namespace/name')."
