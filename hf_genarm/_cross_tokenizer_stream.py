@@ -142,8 +142,8 @@ class CrossTokenizerStream:
         """Drop the cache and per-row state."""
         self.context.release()
         self.base_ids: list[list[int]] = []
-        self.texts: list[str] = []
-        self.committed_chars: list[int] = []
+        # Each row's text after its committed part: the only text a step reads, so a step copies no more than it.
+        self.pending_texts: list[str] = []
         self.cached_tokens: list[int] = []
         # Tokens found stable but not fed yet: they run in the same forward as the next step's pending tokens.
         self.to_commit: list[list[int]] = []
@@ -154,7 +154,6 @@ class CrossTokenizerStream:
         self.context.start(rows)
         keep = prompt_mask.bool().cpu()
         self.base_ids = [row[row_mask].tolist() for row, row_mask in zip(prompt_ids.cpu(), keep)]
-        self.committed_chars = [0] * rows
         self.cached_tokens = [0] * rows
         self.to_commit = [[] for _ in range(rows)]
         self.last_log_probs = None
@@ -164,12 +163,12 @@ class CrossTokenizerStream:
             own = zip(
                 self.own_prompt_ids.repeat_interleave(repeat, 0), self.own_prompt_mask.repeat_interleave(repeat, 0)
             )
-            self.texts = [""] * rows
+            self.pending_texts = [""] * rows
             self.to_commit = [row[mask.bool()].tolist() for row, mask in own]
             return
-        self.texts = [complete_text(text) for text in self.base_decoder.decode(self.base_ids)]
+        self.pending_texts = [complete_text(text) for text in self.base_decoder.decode(self.base_ids)]
         prefix = self.reward_tokenizer.prefix_ids
-        for row, text in enumerate(self.texts):
+        for row, text in enumerate(self.pending_texts):
             if not text and not prefix:
                 raise ValueError(
                     f"Prompt {row} of this generate() call is empty as text and the reward model's tokenizer adds no "
@@ -188,8 +187,7 @@ class CrossTokenizerStream:
         """Row `i` continues what row `row_sources[i]` held (beam search)."""
         sources = row_sources.tolist()
         self.base_ids = [list(self.base_ids[source]) for source in sources]
-        self.texts = [self.texts[source] for source in sources]
-        self.committed_chars = [self.committed_chars[source] for source in sources]
+        self.pending_texts = [self.pending_texts[source] for source in sources]
         self.cached_tokens = [self.cached_tokens[source] for source in sources]
         self.to_commit = [list(self.to_commit[source]) for source in sources]
         if self.last_log_probs is not None:
@@ -207,19 +205,19 @@ class CrossTokenizerStream:
         deltas = self.base_decoder.continuations(self.base_ids, [[row] for row in new])
         for row, (ids, delta) in enumerate(zip(new, deltas)):
             self.base_ids[row].extend(ids)
-            self.texts[row] += delta[0]
+            self.pending_texts[row] += delta[0]
         self._commit(leading=None)
 
     # -------------------------------------------------------------------------------------- reward model
     def _commit(self, leading: list[list[int]] | None) -> None:
-        heads = leading if leading is not None else [[]] * len(self.texts)
-        pendings = [text[start:] for text, start in zip(self.texts, self.committed_chars)]
+        heads = leading if leading is not None else [[]] * len(self.pending_texts)
+        pendings = list(self.pending_texts)
         needs_first_token = [
             cached == 0 and not waiting and not head
             for cached, waiting, head in zip(self.cached_tokens, self.to_commit, heads)
         ]
         for row, (chars, ids) in enumerate(self.reward_tokenizer.stable_prefixes(pendings, needs_first_token)):
-            self.committed_chars[row] += chars
+            self.pending_texts[row] = pendings[row][chars:]
             self.to_commit[row] += heads[row] + ids
 
     @torch.no_grad()
@@ -238,7 +236,7 @@ class CrossTokenizerStream:
         pieces = self.base_decoder.continuations(self.base_ids, [[[token] for token in row] for row in candidates])
         special = self.base_decoder.special_ids
         reward_eos = self.reward_tokenizer.eos_token_id
-        pendings = [text[start:] for text, start in zip(self.texts, self.committed_chars)]
+        pendings = self.pending_texts
         strings, where = list(pendings), []
         for row, (row_candidates, row_pieces) in enumerate(zip(candidates, pieces)):
             for column, (token, piece) in enumerate(zip(row_candidates, row_pieces)):
