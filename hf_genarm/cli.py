@@ -928,7 +928,10 @@ def _run_train(script_args: TrainScriptArguments, config: Any, trainer_inputs: d
     on_signal = SaveOnSignalCallback()
     with _loading("--model", script_args.model):
         trainer = ARMTrainer(model=script_args.model, args=config, callbacks=[on_signal], **trainer_inputs)
-    result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    try:
+        result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    finally:
+        on_signal.uninstall()  # also when training fails: Ctrl-C must interrupt whatever runs next
     evaluated = trainer_inputs["eval_dataset"] is not None and on_signal.received is None
     if evaluated:
         # The held-out metrics of the model being saved, whatever --eval_strategy evaluated during training.

@@ -21,7 +21,8 @@ class SaveOnSignalCallback(TrainerCallback):
     r"""Turn SIGINT (Ctrl-C) and SIGTERM into "save a checkpoint, then stop" at the end of the current step.
 
     The signal handlers are installed when training begins and the previous ones restored when it ends (or at
-    the first signal, so that a second Ctrl-C interrupts at once). After training, `received` names the signal
+    the first signal, so that a second Ctrl-C interrupts at once); a caller whose training may end with an
+    exception (which skips `on_train_end`) calls `uninstall()` afterwards. After training, `received` names the signal
     that stopped it (`None` when training ran to its end), so that a caller can save the final model and exit
     with the conventional status `128 + signal number`. Under `torchrun` every process receives the signal; the
     processes agree on the step at which they stop (a max-reduction of the flag each step), so their checkpoint
@@ -46,9 +47,10 @@ class SaveOnSignalCallback(TrainerCallback):
     def _handle(self, number: int, frame: Any) -> None:
         self.received = signal.Signals(number)
         # A second signal takes the default way out (KeyboardInterrupt or termination) without waiting for the save.
-        self._restore()
+        self.uninstall()
 
-    def _restore(self) -> None:
+    def uninstall(self) -> None:
+        """Put back the signal handlers that were there before training began (nothing to do if already done)."""
         for number, handler in self._previous.items():
             signal.signal(number, handler)
         self._previous = {}
@@ -59,7 +61,7 @@ class SaveOnSignalCallback(TrainerCallback):
             for number in _SIGNALS:
                 self._previous[number] = signal.signal(number, self._handle)
         except ValueError:  # not the main thread: leave the process's handlers alone
-            self._restore()
+            self.uninstall()
 
     def _stop_requested(self, args: Any) -> bool:
         import torch.distributed
@@ -82,4 +84,4 @@ class SaveOnSignalCallback(TrainerCallback):
         return control
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self._restore()
+        self.uninstall()

@@ -712,6 +712,21 @@ def test_train_killed_then_resumed_ends_with_the_weights_of_an_uninterrupted_run
         torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0, msg=name)
 
 
+def test_train_that_fails_gives_the_signal_handlers_back(capsys, saved, tmp_path, monkeypatch):
+    from hf_genarm.trainer import ARMTrainer
+
+    def fail(self, *args, **kwargs):
+        assert signal.getsignal(signal.SIGINT) is not before[signal.SIGINT], "training runs with its own handler"
+        raise RuntimeError("the disk is full")
+
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    monkeypatch.setattr(ARMTrainer, "training_step", fail)
+    data = write_pairs(tmp_path / "pairs.jsonl")
+    status, _, err = cli(capsys, TRAIN_RUN + "--max_steps 2", saved=saved, data=data, out=tmp_path / "arm")
+    assert status == 1 and "the disk is full" in err
+    assert {number: signal.getsignal(number) for number in before} == before
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_train_stopped_by_a_signal_saves_a_loadable_model_and_a_checkpoint(saved, tmp_path, stop_signal):
