@@ -347,3 +347,35 @@ def test_args_rejects_bad_arguments(classifier, tokenizer):
     processor = ARGSLogitsProcessor(classifier, attention_mask=torch.ones(2, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="new ARGSLogitsProcessor"):
         processor(torch.zeros(3, 5, dtype=torch.long), torch.zeros(3, 400))
+
+
+def test_reward_model_tokenizers_go_through_the_recorded_tokenizer_check():
+    from hf_genarm.configuration import RewardModelMetadata
+    from hf_genarm.cross_tokenizer_testing import make_tiny_metaspace_tokenizer
+    from hf_genarm.testing import make_tiny_tokenizer
+    from hf_genarm.vocab import tokenizer_fingerprint
+
+    tokenizer, other = make_tiny_tokenizer(), make_tiny_metaspace_tokenizer()
+    # A reward model that records its tokenizer: another one is refused wherever the baselines take one.
+    recording = GPT2ForSequenceClassification(
+        GPT2Config(vocab_size=len(other), n_embd=32, n_layer=1, n_head=4, num_labels=1, pad_token_id=0)
+    ).eval()
+    recording.metadata = RewardModelMetadata(tokenizer=tokenizer_fingerprint(other))
+    with pytest.raises(ValueError, match=r"`tokenizer` is not the tokenizer the reward model records"):
+        SequenceClassifierReward(recording, tokenizer)
+    with pytest.raises(ValueError, match=r"`tokenizer` is not the tokenizer the reward model records"):
+        ARGSLogitsProcessor(recording, reward_inputs="text", tokenizer=tokenizer, reward_tokenizer=tokenizer)
+    with pytest.raises(ValueError, match=r"`tokenizer` \(whose ids the reward model reads\) is not the tokenizer"):
+        ARGSLogitsProcessor(recording, reward_inputs="ids", tokenizer=tokenizer)
+    ARGSLogitsProcessor(recording, reward_inputs="text", tokenizer=tokenizer, reward_tokenizer=other)
+    # A classifier records none, but a tokenizer with more tokens than it embeds cannot be its own.
+    narrow = GPT2ForSequenceClassification(
+        GPT2Config(vocab_size=300, n_embd=32, n_layer=1, n_head=4, num_labels=1, pad_token_id=0)
+    ).eval()
+    with pytest.raises(ValueError, match=r"`tokenizer` has 400 tokens but the reward model embeds 300.*from_pretr"):
+        SequenceClassifierReward(narrow, tokenizer)
+    with pytest.raises(ValueError, match=r"has 400 tokens but the reward model embeds 300"):
+        args_generate(make_tiny_causal_lm(), tokenizer, ["The cat"], narrow, max_new_tokens=2)
+    # ARGS on ids: the reward model reads the base's ids, so its own tokenizer must be the base's.
+    with pytest.raises(ValueError, match=r"`reward_tokenizer` differs from `tokenizer`.*reward_inputs='text'"):
+        ARGSLogitsProcessor(make_classifier(), reward_inputs="ids", tokenizer=tokenizer, reward_tokenizer=other)

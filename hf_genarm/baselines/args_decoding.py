@@ -11,7 +11,8 @@ from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList
 
 from ..model_caller import cache_argument as find_cache_argument
 from ..modeling import positions_from_attention_mask
-from .reward import SequenceClassifierReward
+from ..vocab import describe_tokenizer_difference, tokenizer_fingerprint
+from .reward import SequenceClassifierReward, check_classifier_tokenizer
 
 __all__ = ["ARGSLogitsProcessor", "args_generate"]
 
@@ -156,9 +157,13 @@ class ARGSLogitsProcessor(LogitsProcessor):
             `"ids"`: the reward model reads the base model's token ids (they must share the tokenizer). `"text"`: the
             prefixes are decoded with `tokenizer` and the reward model reads text (another tokenizer is fine).
         tokenizer (`PreTrainedTokenizerBase`, *optional*):
-            The base model's tokenizer, required with `reward_inputs="text"`.
+            The base model's tokenizer, required with `reward_inputs="text"`. With `reward_inputs="ids"` and a
+            reward model given as a model, the reward model reads ids of this tokenizer, so it is checked as
+            the reward model's tokenizer.
         reward_tokenizer (`PreTrainedTokenizerBase`, *optional*):
-            The reward model's tokenizer when `reward_model` is a model and `reward_inputs="text"`.
+            The reward model's tokenizer when `reward_model` is a model and `reward_inputs="text"`. Refused when
+            it cannot be the model's own (a fingerprint the model records always wins); with `reward_inputs="ids"`,
+            refused when it differs from `tokenizer` (the reward model would read another vocabulary's ids).
         batch_size (`int`, *optional*):
             Without the cache: largest number of candidate prefixes per reward forward pass; all `rows * top_k` at
             once when `None`.
@@ -222,6 +227,8 @@ class ARGSLogitsProcessor(LogitsProcessor):
         if isinstance(reward_model, torch.nn.Module):
             if reward_inputs == "text" and reward_tokenizer is None:
                 raise ValueError("Scoring text with a reward model needs `reward_tokenizer=` (the reward model's).")
+            if reward_inputs == "ids":
+                self._check_ids_are_the_reward_models(reward_model, tokenizer, reward_tokenizer)
             cache_argument = find_cache_argument(reward_model)
             cacheable = (
                 reward_inputs == "ids"
@@ -250,6 +257,22 @@ class ARGSLogitsProcessor(LogitsProcessor):
         self.reward_inputs = reward_inputs
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+
+    @staticmethod
+    def _check_ids_are_the_reward_models(reward_model: torch.nn.Module, tokenizer: Any, reward_tokenizer: Any) -> None:
+        """With `reward_inputs="ids"` the reward model reads the base's ids: both tokenizers must be its own."""
+        if tokenizer is not None:
+            check_classifier_tokenizer(reward_model, tokenizer, "`tokenizer` (whose ids the reward model reads)")
+        if tokenizer is not None and reward_tokenizer is not None:
+            difference = describe_tokenizer_difference(
+                tokenizer_fingerprint(tokenizer), tokenizer_fingerprint(reward_tokenizer)
+            )
+            if difference:
+                raise ValueError(
+                    f"`reward_inputs='ids'` feeds the base model's ids to the reward model, but `reward_tokenizer` "
+                    f"differs from `tokenizer` ({difference}). Pass `reward_inputs='text'` to have the reward model "
+                    "read the decoded text with its own tokenizer."
+                )
 
     def _row_mask(self, input_ids: torch.LongTensor) -> torch.Tensor:
         rows, width = input_ids.shape

@@ -8,7 +8,47 @@ from typing import Any
 
 import torch
 
-__all__ = ["SequenceClassifierReward"]
+from ..vocab import check_reward_model_tokenizer
+
+__all__ = ["SequenceClassifierReward", "check_classifier_tokenizer"]
+
+
+def check_classifier_tokenizer(model: torch.nn.Module, tokenizer: Any, argument: str) -> None:
+    """Refuse a tokenizer given to read a sequence-classifier reward model that cannot be the model's own.
+
+    The recorded-tokenizer rule of every reward model (`hf_genarm.vocab.check_reward_model_tokenizer`: a tokenizer
+    fingerprint the model records always wins), then what a classifier itself tells: a tokenizer with more tokens
+    than the model embeds would feed it ids it has no row for.
+
+    Args:
+        model (`torch.nn.Module`): The sequence classifier.
+        tokenizer (`PreTrainedTokenizerBase`): The tokenizer given for it.
+        argument (`str`): How errors name the argument, e.g. "`reward_tokenizer`".
+
+    Raises:
+        ValueError: naming the argument and asking for the tokenizer saved with the reward model.
+
+    Examples:
+
+    ```python
+    >>> from transformers import GPT2Config, GPT2ForSequenceClassification
+    >>> from hf_genarm.testing import make_tiny_tokenizer
+    >>> classifier = GPT2ForSequenceClassification(GPT2Config(vocab_size=300, n_embd=8, n_layer=1, n_head=2))
+    >>> check_classifier_tokenizer(classifier, make_tiny_tokenizer(), "`tokenizer`")
+    Traceback (most recent call last):
+    ...
+    ValueError: `tokenizer` has 400 tokens but the reward model embeds 300: it is not the reward model's ...
+    ```
+    """
+    fix = "Pass the tokenizer saved with the reward model (`AutoTokenizer.from_pretrained(reward_model_folder)`)."
+    check_reward_model_tokenizer(model, tokenizer, argument, fix=fix)
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    rows = getattr(embeddings, "num_embeddings", None)
+    if rows is not None and len(tokenizer) > rows:
+        raise ValueError(
+            f"{argument} has {len(tokenizer)} tokens but the reward model embeds {rows}: it is not the reward "
+            f"model's tokenizer, and its ids past {rows - 1} have no row. {fix}"
+        )
 
 
 class SequenceClassifierReward:
@@ -30,7 +70,8 @@ class SequenceClassifierReward:
             A sequence classifier with `config.num_labels == 1`, e.g. `GPT2ForSequenceClassification`, or any
             module returning an output with `.logits` of shape `(batch, 1)`.
         tokenizer (`PreTrainedTokenizerBase`, *optional*):
-            The reward model's tokenizer; needed to score texts.
+            The reward model's tokenizer; needed to score texts. Refused when it cannot be the model's own (see
+            `check_classifier_tokenizer`).
         batch_size (`int`, *optional*):
             Largest number of sequences per forward pass; all at once when `None`.
         max_length (`int`, *optional*):
@@ -70,6 +111,8 @@ class SequenceClassifierReward:
         for name, value in (("batch_size", batch_size), ("max_length", max_length)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"`{name}` must be a positive int or None, got {value!r}.")
+        if tokenizer is not None:
+            check_classifier_tokenizer(model, tokenizer, "`tokenizer`")
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
