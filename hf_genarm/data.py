@@ -337,7 +337,9 @@ PREFERENCE_FILE_TYPES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".csv")
 _SAVED_DATASET_FILES = ("dataset_dict.json", "state.json")
 
 
-def load_preference_source(source: str, split: str = "train", name: str = "train_dataset", split_name: str = "split"):
+def load_preference_source(
+    source: str, split: str = "train", name: str = "train_dataset", split_name: str = "split"
+) -> str | Dataset:
     r"""Read preference pairs named by a string, as a command line or a config file gives them, and check them.
 
     Args:
@@ -349,8 +351,8 @@ def load_preference_source(source: str, split: str = "train", name: str = "train
         split_name (`str`, *optional*, defaults to `"split"`): How errors name the split argument.
 
     Returns:
-        What `ARMTrainer` takes: the path of a JSON file (so that the run records its file name) or a
-        `datasets.Dataset`; in both cases its pairs have been read and checked.
+        `str` or `datasets.Dataset`: what `ARMTrainer` takes, the path of a JSON file (so that the run records its
+        file name) or a dataset; in both cases its pairs have been read and checked.
 
     Raises:
         FileNotFoundError: for a data file name that does not exist (never looked up on the Hub, although such a
