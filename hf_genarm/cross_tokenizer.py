@@ -17,6 +17,7 @@ import torch
 
 from ._cross_tokenizer_stream import CrossTokenizerStream
 from ._cross_tokenizer_text import BaseTextDecoder, RewardTokenizer, complete_text
+from ._prompt_padding import pad_token_roles
 from .combine import add_weighted, shared_log_probs
 from .logits_process import GenARMLogitsProcessor
 from .modeling import AutoregressiveRewardModel
@@ -175,6 +176,10 @@ class CrossTokenizerGenARMLogitsProcessor(GenARMLogitsProcessor):
             return
         # Each reward model is checked against its own tokenizer; the base tokenizer only decodes.
         super().__init__(models, alpha, beta, attention_mask, reward_model_inputs)
+        # The base prompt's padding follows the base tokenizer by the shared-vocabulary path's rule (the reward
+        # models' own prompts, in their tokenizers, were checked without it).
+        self.pad_token_id = tokenizer.pad_token_id
+        self._pad_roles = pad_token_roles(tokenizer, self.pad_token_id)
         for index, (model, model_tokenizer) in enumerate(zip(models, model_tokenizers)):
             if model.get_output_embeddings().weight.shape[0] < len(model_tokenizer):
                 raise ValueError(

@@ -430,3 +430,34 @@ def test_a_row_of_padding_only_is_refused_as_with_its_mask(models, own_pad_token
     processor = GenARMLogitsProcessor(reward_model, tokenizer=tokenizer)
     with pytest.raises(ValueError, match="inferred from the pad id 0 row 1 masks every column; each prompt needs"):
         processor(inputs["input_ids"], torch.randn(len(PROMPTS), 400))
+
+
+def test_cross_tokenizer_prompts_follow_the_same_padding_rule(models, tokenizer, own_pad_tokenizer):
+    from hf_genarm import AutoregressiveRewardModel
+    from hf_genarm.cross_tokenizer import CrossTokenizerGenARMLogitsProcessor
+    from hf_genarm.cross_tokenizer_testing import make_tiny_metaspace_tokenizer
+
+    base, _ = models
+    reward_tokenizer = make_tiny_metaspace_tokenizer()
+    reward_model = AutoregressiveRewardModel(
+        make_tiny_causal_lm("llama", vocab_size=len(reward_tokenizer), seed=3), tokenizer=reward_tokenizer
+    ).eval()
+
+    def processor(base_tokenizer, **kwargs):
+        return CrossTokenizerGenARMLogitsProcessor(
+            reward_model, tokenizer=base_tokenizer, reward_model_tokenizers=[reward_tokenizer], alpha=2.0, **kwargs
+        )
+
+    inputs = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    with pytest.raises(ValueError, match=r"row \d starts with the pad id 0.*both padding and text.*`attention_mask=`"):
+        guided_generate(base, inputs, processor(tokenizer))
+    told = guided_generate(base, inputs, processor(tokenizer, attention_mask=inputs["attention_mask"]))
+    # A base tokenizer whose pad token is its own lets the padding be read off the prompt, as with the mask.
+    inferred = guided_generate(base, inputs, processor(own_pad_tokenizer))
+    assert torch.equal(inferred[:, -NEW_TOKENS:], told[:, -NEW_TOKENS:])
+    # A mask of other prompts is refused against the pad id here too.
+    width = inputs["input_ids"].shape[1]
+    other = tokenizer(["Life", "The cat sat on", "Good"], return_tensors="pt", padding="max_length", max_length=width)
+    stale = processor(tokenizer, attention_mask=other["attention_mask"])
+    with pytest.raises(ValueError, match="does not describe this prompt"):
+        guided_generate(base, inputs, stale)
