@@ -2,8 +2,11 @@
 
 The command parses its arguments into the library's own objects and calls the library. `train` is parsed by
 `transformers.HfArgumentParser` into `TrainScriptArguments` and `ARMConfig`, so every `TrainingArguments` field
-is an option (`--save_steps`, `--resume_from_checkpoint`, `--use_cpu`, `--report_to`, ...); `demo` is parsed
-into the demo's `DemoOptions`. Values are checked by the library's shared validators
+is an option (`--save_steps`, `--resume_from_checkpoint`, `--use_cpu`, `--report_to`, ...; `train --help` shows
+GenARM's own without importing torch, `train --help-all` all of them); `demo` is parsed into the demo's
+`DemoOptions`. Options are spelled with `-` or `_` in every command. The work itself is the library's: data
+loading (`hf_genarm.data`), LoRA and launch set-up (`hf_genarm.training_setup`), saving on Ctrl-C or SIGTERM
+(`hf_genarm.save_on_signal`). Values are checked by the library's shared validators
 (`hf_genarm.configuration`) and, for generation options, by `transformers.GenerationConfig.validate`.
 
 Every command checks its arguments and input files before it loads a model: a bad argument is one line on
