@@ -379,3 +379,24 @@ def test_reward_model_tokenizers_go_through_the_recorded_tokenizer_check():
     # ARGS on ids: the reward model reads the base's ids, so its own tokenizer must be the base's.
     with pytest.raises(ValueError, match=r"`reward_tokenizer` differs from `tokenizer`.*reward_inputs='text'"):
         ARGSLogitsProcessor(make_classifier(), reward_inputs="ids", tokenizer=tokenizer, reward_tokenizer=other)
+
+
+def test_args_without_a_mask_settles_padding_by_the_guidance_rule():
+    from hf_genarm.testing import make_tiny_tokenizer
+
+    tokenizer = make_tiny_tokenizer()  # its pad token is its EOS
+    base = make_tiny_causal_lm()
+    inputs = tokenizer(["The cat sat on", "Life"], return_tensors="pt", padding=True)
+    assert inputs["attention_mask"][1, 0] == 0
+
+    def run(**kwargs):
+        processor = ARGSLogitsProcessor(make_classifier(), top_k=3, **kwargs)
+        return base.generate(**inputs, logits_processor=[processor], max_new_tokens=3, do_sample=False, pad_token_id=0)
+
+    with pytest.raises(ValueError, match=r"row 1 starts with the pad id 0.*both padding and text.*ARGSLogitsProcessor"):
+        run(tokenizer=tokenizer)
+    with pytest.raises(ValueError, match=r"several different prompts.*`attention_mask=` to ARGSLogitsProcessor"):
+        run()
+    own_pad = make_tiny_tokenizer()
+    own_pad.bos_token = own_pad.eos_token = own_pad.convert_ids_to_tokens(1)
+    assert torch.equal(run(tokenizer=own_pad), run(attention_mask=inputs["attention_mask"]))

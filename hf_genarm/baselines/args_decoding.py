@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList
 
+from .._prompt_padding import mask_of_unmasked_prompt, pad_token_roles
 from ..model_caller import cache_argument as find_cache_argument
 from ..modeling import positions_from_attention_mask
 from ..vocab import describe_tokenizer_difference, tokenizer_fingerprint
@@ -151,8 +152,10 @@ class ARGSLogitsProcessor(LogitsProcessor):
         top_k (`int`, *optional*, defaults to `10`):
             Candidates per step (`k` in the paper).
         attention_mask (`torch.Tensor` of shape `(batch, prompt_length)`, *optional*):
-            The prompt mask passed to `generate()`, needed for left-padded batches (`generate()` does not hand it to
-            processors). Rows of `num_beams` / `num_return_sequences` are derived from it.
+            The prompt mask passed to `generate()` (`generate()` does not hand it to processors). Rows of
+            `num_beams` / `num_return_sequences` are derived from it. Without it, the padding of the first call's
+            prompt is settled as `GenARMLogitsProcessor` settles it: a single prompt is unpadded; several are read
+            through `tokenizer=`'s pad token only when it is a token of its own, and refused otherwise.
         reward_inputs (`str`, *optional*, defaults to `"ids"`):
             `"ids"`: the reward model reads the base model's token ids (they must share the tokenizer). `"text"`: the
             prefixes are decoded with `tokenizer` and the reward model reads text (another tokenizer is fine).
@@ -278,7 +281,16 @@ class ARGSLogitsProcessor(LogitsProcessor):
         rows, width = input_ids.shape
         prompt_mask = self.prompt_attention_mask
         if prompt_mask is None:
-            return torch.ones_like(input_ids)
+            # The one rule of every path that infers padding; settled at the first call, which holds the prompt.
+            pad_token_id = getattr(self.tokenizer, "pad_token_id", None)
+            prompt_mask = mask_of_unmasked_prompt(
+                input_ids,
+                pad_token_id,
+                "The prompt generate() passes",
+                "`attention_mask=` to ARGSLogitsProcessor (the mask given to generate())",
+                pad_token_roles(self.tokenizer, pad_token_id),
+            ).long()
+            self.prompt_attention_mask = prompt_mask
         prompts, prompt_width = prompt_mask.shape
         if rows % prompts != 0 or width < prompt_width:
             raise ValueError(
