@@ -16,6 +16,7 @@ from test_logits_process import Recorder, assert_every_step_matches
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList
 
 from hf_genarm import GenARMLogitsProcessor
+from hf_genarm.data import read_json_rows
 from hf_genarm.real_models import REAL_MODELS, locate_real_model, prepare_real_model, real_models_home
 
 SMOLLM2 = "smollm2-135m-instruct"
@@ -176,3 +177,45 @@ def test_genarm_on_smollm2_equals_brute_force_every_step(smollm2):
     )
     plain = base.generate(**inputs, **settings)
     assert not torch.equal(guided, plain), "the reward model never changed a token: the guidance is trivial"
+
+
+def test_the_arm_data_prompts_are_many_deterministic_and_split_by_topic():
+    from build_real_arm_data import build_prompts
+
+    prompts = build_prompts(seed=0)
+    assert build_prompts(seed=0) == prompts and build_prompts(seed=1) != prompts
+    held_out = [row for row in prompts if row["split"] == "held_out"]
+    train = [row for row in prompts if row["split"] == "train"]
+    assert len(prompts) >= 1000 and len(held_out) >= 200
+    assert len({row["prompt"] for row in prompts}) == len(prompts)
+    # No held-out topic is named anywhere in a training prompt (comparison prompts name two topics).
+    held_out_topics = {row["topic"] for row in held_out}
+    assert not [row["prompt"] for row in train if any(topic in row["prompt"] for topic in held_out_topics)]
+    assert [row["id"] for row in prompts] == list(range(len(prompts)))
+
+
+@pytest.mark.slow
+def test_the_arm_data_pipeline_writes_judged_pairs_from_smollm2(smollm2, tmp_path):
+    from build_real_arm_data import main
+
+    cache_dir, _ = smollm2
+    arguments = ["--limit", "2", "--max-new-tokens", "6", "--batch-size", "2", "--cache-dir", str(cache_dir)]
+    no_gap = ["--min-gap-sentiment", "0", "--min-gap-relevance", "0"]
+    report = main([*arguments, *no_gap, "--output-dir", str(tmp_path / "first")])
+    assert report["prompts"] == {"train": 2, "held_out": 2} and report["responses"]["count"] == 8
+    responses = read_json_rows(tmp_path / "first" / "responses.jsonl.gz")
+    assert all(-1 <= row["sentiment"] <= 1 and -1 <= row["relevance"] <= 1 for row in responses)
+    prompt_ids = [row["id"] for row in read_json_rows(tmp_path / "first" / "prompts.jsonl.gz")]
+    assert sorted(row["prompt_id"] for row in responses) == sorted(prompt_ids * 2)
+    for objective in ("sentiment", "relevance"):
+        pairs = [
+            pair
+            for split in ("train", "held_out")
+            for pair in read_json_rows(tmp_path / "first" / f"{objective}_{split}.jsonl.gz")
+        ]
+        assert len(pairs) + sum(report["skipped_prompts"][objective].values()) == 4
+        assert all(pair["score_chosen"] >= pair["score_rejected"] for pair in pairs)
+        assert all(pair["chosen"] != pair["rejected"] for pair in pairs)
+    # The same seed gives the same responses.
+    main([*arguments, "--output-dir", str(tmp_path / "again")])
+    assert read_json_rows(tmp_path / "again" / "responses.jsonl.gz") == responses
