@@ -15,7 +15,7 @@ import time
 
 import pytest
 import torch
-from process_group import started_in_own_group
+from process_group import run_killing_group, started_in_own_group
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
@@ -146,7 +146,7 @@ def test_train_help_is_short_fast_and_shows_genarm_options_first():
         "print('IMPORTED', sorted({'torch', 'hf_genarm.trainer'} & set(sys.modules))); sys.exit(status)"
     )
     environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=environment)
+    run = run_killing_group([sys.executable, "-c", script], timeout=120, env=environment)
     assert run.returncode == 0, run.stderr
     out = run.stdout
     assert out.rstrip().endswith("IMPORTED []"), out[-200:]
@@ -737,28 +737,21 @@ def test_train_stopped_by_a_signal_saves_a_loadable_model_and_a_checkpoint(saved
         (TRAIN_RUN + "--max_steps 100000 --logging_steps 1").format(saved=saved, data=data, out=output_dir)
     )
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    run = subprocess.Popen(
-        [sys.executable, "-m", "hf_genarm.cli", *argv],
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    # Whatever happens, the run and its children do not outlive the test.
-    watchdog = threading.Timer(300, os.killpg, (run.pid, signal.SIGKILL))
-    watchdog.start()
-    try:
-        # With --logging_steps 1 and no progress bar, Trainer prints one line per step: stop it at the third.
-        printed = [run.stdout.readline() for _ in range(3)]
-        assert all("loss" in line for line in printed), printed
-        run.send_signal(stop_signal)
-        rest, err = run.communicate()
-    finally:
-        watchdog.cancel()
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
+    command = [sys.executable, "-m", "hf_genarm.cli", *argv]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    # Whatever happens, the run and its children do not outlive the test: the group is killed when the block ends,
+    # and after 300 s by the watchdog, which also ends a read below that would otherwise wait for ever.
+    with started_in_own_group(command, env=environment, **pipes) as run:
+        watchdog = threading.Timer(300, os.killpg, (run.pid, signal.SIGKILL))
+        watchdog.start()
+        try:
+            # With --logging_steps 1 and no progress bar, Trainer prints one line per step: stop it at the third.
+            printed = [run.stdout.readline() for _ in range(3)]
+            assert all("loss" in line for line in printed), printed
+            run.send_signal(stop_signal)
+            rest, err = run.communicate()
+        finally:
+            watchdog.cancel()
     out = "".join(printed) + rest
     assert run.returncode == 128 + stop_signal, err
     assert f"stopped by {stop_signal.name} after step" in out and "--resume_from_checkpoint" in out, out
