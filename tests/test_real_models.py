@@ -216,6 +216,16 @@ def test_the_arm_data_pipeline_writes_judged_pairs_from_smollm2(smollm2, tmp_pat
         assert len(pairs) + sum(report["skipped_prompts"][objective].values()) == 4
         assert all(pair["score_chosen"] >= pair["score_rejected"] for pair in pairs)
         assert all(pair["chosen"] != pair["rejected"] for pair in pairs)
-    # The same seed gives the same responses.
-    main([*arguments, "--output-dir", str(tmp_path / "again")])
-    assert read_json_rows(tmp_path / "again" / "responses.jsonl.gz") == responses
+    # A run killed after its first batch resumes with --resume: the saved batch is kept (marked here), the rest is
+    # generated again, with the same seeds and so the same text.
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    saved = [{key: row[key] for key in ("prompt_id", "sample", "response", "tokens", "finished")} for row in responses]
+    saved[0]["response"] = "kept from the interrupted run"
+    lines = [json.dumps(row) + "\n" for row in saved[:4]]
+    (resumed / "responses.partial.jsonl").write_text("".join(lines) + lines[0][:10])  # a cut line
+    main([*arguments, "--output-dir", str(resumed), "--resume"])
+    again = read_json_rows(resumed / "responses.jsonl.gz")
+    assert again[0]["response"] == "kept from the interrupted run"
+    assert [row["response"] for row in again[1:]] == [row["response"] for row in responses[1:]]
+    assert not (resumed / "responses.partial.jsonl").exists()
