@@ -40,11 +40,15 @@ def kill_group(process: subprocess.Popen, grace: float = GRACE_SECONDS) -> None:
 
 
 @contextlib.contextmanager
-def started_in_own_group(command: Sequence[str], **popen_arguments) -> Iterator[subprocess.Popen]:
+def started_in_own_group(
+    command: Sequence[str], grace: float = GRACE_SECONDS, **popen_arguments
+) -> Iterator[subprocess.Popen]:
     """Start `command` in a new process group; kill the whole group when the block ends, however it ends.
 
     Args:
         command (`Sequence[str]`): The program and its arguments.
+        grace (`float`, *optional*, defaults to `GRACE_SECONDS`): Seconds the group gets to exit after SIGTERM
+            (a server that shuts its workers down needs more) before SIGKILL.
         **popen_arguments: Passed to `subprocess.Popen` (`start_new_session` is set here).
 
     Examples:
@@ -62,7 +66,7 @@ def started_in_own_group(command: Sequence[str], **popen_arguments) -> Iterator[
     try:
         yield process
     finally:
-        kill_group(process)
+        kill_group(process, grace)
 
 
 def run_killing_group(

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +18,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from process_group import started_in_own_group
 
 pytest.importorskip("vllm", reason="vLLM is not installed; .ci/vllm runs these tests in its own environment")
 
@@ -55,12 +54,15 @@ def serve_command(model_dirs, engine_options, port: int) -> list[str]:
 def server(model_dirs, engine_options, tmp_path_factory):
     port = _free_port()
     log_path = tmp_path_factory.mktemp("vllm-serve") / "serve.log"
-    with open(log_path, "wb") as log:
-        command = serve_command(model_dirs, engine_options, port)
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    command = serve_command(model_dirs, engine_options, port)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_SECONDS
-    try:
+    # The server, its engine core and its worker share one process group, killed whole when the module is done
+    # (SIGTERM, then SIGKILL after a minute), also when the server left workers behind.
+    with (
+        open(log_path, "wb") as log,
+        started_in_own_group(command, grace=60, stdout=log, stderr=subprocess.STDOUT) as process,
+    ):
         while True:
             if process.poll() is not None:
                 pytest.fail(f"vllm serve exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
@@ -74,15 +76,6 @@ def server(model_dirs, engine_options, tmp_path_factory):
                 pytest.fail(f"vllm serve did not answer in {STARTUP_SECONDS} s:\n{log_path.read_text()[-4000:]}")
             time.sleep(2)
         yield url
-    finally:
-        # The server, its engine core and its worker share the session started above.
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
 
 
 def _complete(url: str, prompt_ids: list[int], vllm_xargs: dict | None, max_tokens: int = NEW_TOKENS, **options):
