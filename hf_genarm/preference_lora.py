@@ -151,8 +151,9 @@ class PreferenceLoraCore(torch.nn.Linear):
 
     It is a `torch.nn.Linear` holding `A` as its `weight` (so PEFT's LoRA code, which reads `lora_A.weight`, and
     saved adapters keep their layout) plus two core tensors, saved beside `A` in the adapter file:
-    `core_shared` (`r1 x r1`) and `core_preference` (`k x r2 x r2`). Both start as identities, so an untrained
-    core leaves the LoRA update `B A` of a plain LoRA for every preference on the simplex.
+    `core_shared` (`r1 x r1`, starting as the identity) and `core_preference` (`k x r2 x r2`, starting random so
+    that the objectives' blocks differ). With PEFT's default initialisation (`B = 0`) the untrained model is the
+    base model at every preference.
 
     Args:
         lora_a (`torch.nn.Linear`): The `lora_A` module it replaces (its weight is taken over, not copied).
@@ -184,8 +185,11 @@ class PreferenceLoraCore(torch.nn.Linear):
         self.preference_rank = preference_rank
         factory = {"device": weight.device, "dtype": weight.dtype}
         self.core_shared = torch.nn.Parameter(torch.eye(shared_rank, **factory))
-        identity = torch.eye(preference_rank, **factory)
-        self.core_preference = torch.nn.Parameter(identity.expand(len(state.objectives), -1, -1).clone())
+        # Each objective's block starts random (as a linear map of the preference would): with equal blocks, the
+        # gradients that objectives pulling in opposite directions send to `B` cancel out, and training stalls.
+        core_preference = torch.empty(len(state.objectives), preference_rank, preference_rank, **factory)
+        torch.nn.init.normal_(core_preference, std=preference_rank**-0.5)
+        self.core_preference = torch.nn.Parameter(core_preference)
         # Trainable exactly when the LoRA weights are (PEFT freezes them when loading for inference).
         self.core_shared.requires_grad_(weight.requires_grad)
         self.core_preference.requires_grad_(weight.requires_grad)

@@ -79,16 +79,16 @@ def test_update_is_b_core_a_with_the_papers_block_core(tokenizer):
     torch.testing.assert_close(core(x), expected, atol=ATOL, rtol=0)
 
 
-def test_untrained_cores_leave_a_plain_lora_update(tokenizer):
-    arm = PreferenceConditionedARM(
-        make_tiny_causal_lm(seed=1),
-        objectives=OBJECTIVES,
-        lora_config=LoraConfig(r=4, target_modules=["c_attn"], init_lora_weights=False),
-    ).eval()
+def test_untrained_adapter_is_the_base_model_at_every_preference(tokenizer):
+    base = make_tiny_causal_lm(seed=1).eval()
     input_ids = torch.randint(5, 390, (1, 6))
-    torch.testing.assert_close(
-        logits_at(arm, [1.0, 0.0], input_ids), logits_at(arm, [0.4, 0.6], input_ids), atol=ATOL, rtol=0
-    )
+    with torch.no_grad():
+        expected = base(input_ids=input_ids).logits
+    arm = PreferenceConditionedARM(
+        make_tiny_causal_lm(seed=1), objectives=OBJECTIVES, lora_config=LoraConfig(r=4, target_modules=["c_attn"])
+    ).eval()
+    for preference in ([1.0, 0.0], [0.4, 0.6]):
+        torch.testing.assert_close(logits_at(arm, preference, input_ids), expected, atol=ATOL, rtol=0)
 
 
 def test_forward_without_a_preference_says_how_to_set_it(tokenizer):
@@ -262,11 +262,22 @@ def test_processor_refuses_missing_or_misplaced_preferences(tokenizer):
 
 
 # ------------------------------------------------------------------------------------------------ training
-def opposite_objectives(prompts):
-    """Two objectives that rank the same responses in opposite orders: no single ARM can serve both."""
-    kind = [{"prompt": prompt, "chosen": " good good", "rejected": " bad bad"} for prompt in prompts]
-    blunt = [{"prompt": prompt, "chosen": " bad bad", "rejected": " good good"} for prompt in prompts]
-    return {"kind": kind, "blunt": blunt}
+ADJECTIVES = ["lovely", "wonderful", "good", "kind", "awful", "boring", "worst", "bad"]
+
+
+def opposite_objectives(topics):
+    """Two objectives ranking the same responses in opposite orders ("." against "!"): no single ARM serves both."""
+    calm, excited = [], []
+    for index, topic in enumerate(topics):
+        adjective = ADJECTIVES[index % len(ADJECTIVES)]
+        prompt, quiet, loud = (
+            f"Topic: the {topic}. Answer:",
+            f" The {topic} is {adjective}.",
+            f" The {topic} is {adjective}!",
+        )
+        calm.append({"prompt": prompt, "chosen": quiet, "rejected": loud})
+        excited.append({"prompt": prompt, "chosen": loud, "rejected": quiet})
+    return {"calm": calm, "excited": excited}
 
 
 def pair_accuracy(arm, tokenizer, pairs, preference):
@@ -286,19 +297,18 @@ def pair_accuracy(arm, tokenizer, pairs, preference):
 
 
 def test_training_learns_both_objectives_at_their_corners(tokenizer, tmp_path):
-    train = opposite_objectives([f"Question {n}: how is it? Answer:" for n in range(12)])
-    held_out = opposite_objectives([f"Tell me {word}:" for word in ("more", "why", "again", "later")])
+    train = opposite_objectives(["cat", "dog", "bread", "movie", "meeting", "weather", "food", "fire"] * 4)
+    held_out = opposite_objectives(["window", "journey", "bank", "dessert"] * 2)
     args = PreferenceARMConfig(
         output_dir=str(tmp_path / "out"),
-        max_steps=40,
-        per_device_train_batch_size=8,
-        learning_rate=2e-2,
-        beta_r=1.0,
+        max_steps=100,
+        per_device_train_batch_size=16,
+        learning_rate=1e-2,
+        lr_scheduler_type="constant",
         use_cpu=True,
         save_strategy="no",
         report_to=[],
         disable_tqdm=True,
-        logging_steps=100,
         seed=0,
     )
     trainer = PreferenceARMTrainer(
@@ -307,31 +317,33 @@ def test_training_learns_both_objectives_at_their_corners(tokenizer, tmp_path):
         train_dataset=train,
         eval_dataset=held_out,
         processing_class=tokenizer,
-        peft_config=LoraConfig(r=8, lora_alpha=16, target_modules=["c_attn", "c_fc"]),
+        peft_config=LoraConfig(r=8, lora_alpha=16, target_modules=["c_attn", "c_proj", "c_fc"]),
     )
+    before = trainer.evaluate()
     trainer.train()
     arm = trainer.reward_model.eval()
-    assert arm.objectives == ["kind", "blunt"]
-    assert pair_accuracy(arm, tokenizer, held_out["kind"], [1.0, 0.0]) == 1.0
-    assert pair_accuracy(arm, tokenizer, held_out["blunt"], [0.0, 1.0]) == 1.0
+    assert arm.objectives == ["calm", "excited"]
+    assert pair_accuracy(arm, tokenizer, held_out["calm"], [1.0, 0.0]) >= 0.9
+    assert pair_accuracy(arm, tokenizer, held_out["excited"], [0.0, 1.0]) >= 0.9
     # The same pairs at the other corner are ranked the other way: the preference, not the data, decides.
-    assert pair_accuracy(arm, tokenizer, held_out["kind"], [0.0, 1.0]) == 0.0
-    metrics = trainer.evaluate()
-    assert metrics["eval_kind_rewards/accuracies"] == 1.0 and metrics["eval_blunt_rewards/accuracies"] == 1.0
+    assert pair_accuracy(arm, tokenizer, held_out["calm"], [0.0, 1.0]) <= 0.1
+    after = trainer.evaluate()
+    assert min(before["eval_calm_rewards/accuracies"], before["eval_excited_rewards/accuracies"]) <= 0.5
+    assert after["eval_calm_rewards/accuracies"] >= 0.9 and after["eval_excited_rewards/accuracies"] >= 0.9
     trainer.save_model()
     saved = json.loads((tmp_path / "out" / GENARM_CONFIG_NAME).read_text())
-    assert saved["objectives"] == ["kind", "blunt"]
+    assert saved["objectives"] == ["calm", "excited"]
 
 
 def test_objective_column_and_bad_data_are_handled(tokenizer, tmp_path):
-    pairs = opposite_objectives(["Question: hi? Answer:"] * 2)
+    pairs = opposite_objectives(["cat", "dog"])
     rows = [{**pair, "objective": name} for name, part in pairs.items() for pair in part]
     args = PreferenceARMConfig(output_dir=str(tmp_path), max_steps=1, use_cpu=True, save_strategy="no", report_to=[])
     lora = LoraConfig(r=4, target_modules=["c_attn"])
     trainer = PreferenceARMTrainer(
         make_tiny_causal_lm(), args=args, train_dataset=rows, processing_class=tokenizer, peft_config=lora
     )
-    assert trainer.reward_model.objectives == ["blunt", "kind"]  # sorted names of the column
+    assert trainer.reward_model.objectives == ["calm", "excited"]  # sorted names of the column
     assert sorted(set(trainer.train_dataset["objective_index"])) == [0, 1]
     with pytest.raises(ValueError, match="peft_config"):
         PreferenceARMTrainer(make_tiny_causal_lm(), args=args, train_dataset=pairs, processing_class=tokenizer)
@@ -340,7 +352,7 @@ def test_objective_column_and_bad_data_are_handled(tokenizer, tmp_path):
             make_tiny_causal_lm(),
             args=args,
             train_dataset=pairs,
-            objectives=["kind", "style"],
+            objectives=["calm", "style"],
             processing_class=tokenizer,
             peft_config=LoraConfig(r=4, target_modules=["c_attn"]),
         )
