@@ -21,6 +21,7 @@ from ._reward_stream import RewardModelStream
 from .combine import combine, shared_log_probs
 from .configuration import guidance_weights, validate_alpha, validate_beta
 from .model_caller import innermost_transformers_model
+from .preference_lora import ProcessorPreferences
 from .vocab import check_reward_model_vocabularies, model_vocab_size
 
 __all__ = ["GenARMLogitsProcessor"]
@@ -98,6 +99,11 @@ class GenARMLogitsProcessor(LogitsProcessor):
             The `max_new_tokens` of the `generate()` calls this processor guides (generate() does not tell its
             processors). With it, a prompt that would carry a reward model past its position limit is refused
             before any reward-model forward; without it, at the step that reaches the limit.
+        preference (`list[float]`, `dict[str, float]` or `torch.Tensor`, *optional*):
+            For a preference-conditioned reward model (`PreferenceConditionedARM`, PARM), the trade-off between its
+            objectives: one weight per objective on the simplex, a dict by objective name, or a `(batch, k)`
+            tensor giving each prompt its own. Required with such a model, refused without one; the model still
+            runs once per token whatever the number of objectives.
 
     Examples:
 
@@ -134,6 +140,7 @@ class GenARMLogitsProcessor(LogitsProcessor):
         reward_model_tokenizers: Sequence[Any] | None = None,
         pad_token_id: int | None = None,
         max_new_tokens: int | None = None,
+        preference: Sequence[float] | dict[str, float] | torch.Tensor | None = None,
     ) -> None:
         models = self._validate_reward_models(reward_models)
         self.beta = validate_beta(beta)
@@ -155,6 +162,7 @@ class GenARMLogitsProcessor(LogitsProcessor):
             RewardModelStream(model, *prompt, name=f"`reward_models[{index}]`")
             for index, (model, prompt) in enumerate(zip(models, own_prompts))
         ]
+        self._preferences = ProcessorPreferences(models, preference)
         self._prompt_batch_size = self._check_batch_sizes()
         self.max_new_tokens = self._validate_max_new_tokens(max_new_tokens)
         # The prompts the given mask was first used on, when no pad id lets the processor check it directly.
@@ -275,6 +283,8 @@ class GenARMLogitsProcessor(LogitsProcessor):
             batches["attention_mask"] = self.prompt_attention_mask.shape[0]
         if self.alpha.shape[0] > 1:
             batches["alpha"] = self.alpha.shape[0]
+        if self._preferences.prompts is not None:
+            batches["preference"] = self._preferences.prompts
         for index, stream in enumerate(self._streams):
             if stream.own_prompt_ids is not None:
                 batches[f"reward_model_inputs[{index}]"] = stream.own_prompt_ids.shape[0]
@@ -431,6 +441,7 @@ class GenARMLogitsProcessor(LogitsProcessor):
             self._start(input_ids)
             new_tokens = input_ids[:, :0]
         vocab = self._resolve_shared_vocab(scores.shape[-1])
+        self._preferences.apply()
         reward_log_probs = [shared_log_probs(stream.feed(new_tokens), vocab) for stream in self._streams]
         return combine(scores, reward_log_probs, self._row_weights, vocab)
 
