@@ -35,6 +35,7 @@ SLOW_PAGES = {
     "docs/tutorials/train-an-arm.md",
     "docs/cli.md",
     "docs/tutorials/multi-objective.md",
+    "docs/how-to/preference-conditioned-arms.md",
 }
 
 
