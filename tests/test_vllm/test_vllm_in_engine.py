@@ -240,3 +240,12 @@ def test_prefix_cache_hits_equal_generate(llm, reference, make_prompts):
     assert _metric(llm, "vllm:prefix_cache_hits") >= hits_before + 128
     assert list(first[0].outputs[0].token_ids) == reference.greedy(ids, [1.0, 0.0, 0.0], BETA, 8)
     assert list(second[0].outputs[0].token_ids) == reference.greedy(ids, [0.0, 1.0, 1.0], BETA, 8)
+
+
+def test_server_command_in_engine_mode(dirs):
+    from hf_genarm.integrations._vllm_settings import server_command
+
+    command = server_command(dirs["base"], {"rm_a": dirs["rm_a"]}, mode="in_engine")
+    assert command[command.index("--hf-overrides") + 1] == '{"architectures": ["GenARMForCausalLM"]}'
+    assert '"mode": "in_engine"' in command[command.index("--additional-config") + 1]
+    assert "--hf-overrides" not in server_command(dirs["base"], {"rm_a": dirs["rm_a"]})
