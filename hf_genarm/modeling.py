@@ -549,18 +549,11 @@ class AutoregressiveRewardModel(PreTrainedModel):
         sidecar = source.file(GENARM_CONFIG_NAME)
         metadata = RewardModelMetadata.from_json_file(sidecar) if sidecar else None
         if metadata is not None and metadata.objectives and cls is AutoregressiveRewardModel:
-            # A preference-conditioned ARM needs its cores as well as its LoRA adapter: its own loader adds them.
-            from .preference_lora import PreferenceConditionedARM
-
-            return PreferenceConditionedARM.from_pretrained(
-                pretrained_model_name_or_path,
-                beta_r=beta_r,
-                revision=revision,
-                token=token,
-                cache_dir=cache_dir,
-                is_trainable=is_trainable,
-                base_model=base_model,
-                **model_kwargs,
+            # Its LoRA adapter alone, without the preference cores beside it, would be another model.
+            raise ValueError(
+                f"{source.name} holds a preference-conditioned ARM over {metadata.objectives}: load it with "
+                f"`hf_genarm.PreferenceConditionedARM.from_pretrained({source.name!r})`, which adds its preference "
+                "cores."
             )
         if metadata is None and beta_r is None:
             logger.warning(

@@ -373,9 +373,9 @@ class PreferenceConditionedARM(AutoregressiveRewardModel):
 
     Saved like every adapter ARM (`adapter_model.safetensors` holding `A`, `B` and the cores, `adapter_config.json`,
     `genarm_config.json`, a model card), with the objectives' names and order and the core's ranks in
-    `genarm_config.json`. `AutoregressiveRewardModel.from_pretrained` recognises such a folder and returns this
-    class. Plain PEFT would load `A` and `B` without the cores (the update `B A` of no preference): load it with
-    hf-genarm.
+    `genarm_config.json`. Load it with `PreferenceConditionedARM.from_pretrained` (`AutoregressiveRewardModel.
+    from_pretrained` refuses such a folder, naming this loader). Plain PEFT would load `A` and `B` without the
+    cores (the update `B A` of no preference): load it with hf-genarm.
 
     Args:
         model (`PreTrainedModel` or `peft.PeftModel`): A causal LM (given a `lora_config`), a PEFT model from

@@ -157,8 +157,9 @@ def test_save_and_load_round_trip_with_objectives_and_card(tokenizer, tmp_path):
     )
     card = (folder / "README.md").read_text()
     assert "preference" in card and "sentiment" in card and "topic" in card
-    loaded = AutoregressiveRewardModel.from_pretrained(folder, base_model=make_tiny_causal_lm(seed=1))
-    assert isinstance(loaded, PreferenceConditionedARM)
+    with pytest.raises(ValueError, match=r"PreferenceConditionedARM\.from_pretrained"):
+        AutoregressiveRewardModel.from_pretrained(folder, base_model=make_tiny_causal_lm(seed=1))
+    loaded = PreferenceConditionedARM.from_pretrained(folder, base_model=make_tiny_causal_lm(seed=1))
     assert loaded.objectives == OBJECTIVES
     input_ids = torch.randint(5, 390, (2, 7))
     preferences = torch.tensor([[0.2, 0.8], [0.9, 0.1]])
@@ -184,7 +185,7 @@ def test_damaged_conditioning_metadata_is_refused(tmp_path):
         json.dumps({"beta_r": 0.1, "format_version": 1, "objectives": ["a", "b"], "preference_conditioning": None})
     )
     with pytest.raises(ValueError, match="come together"):
-        AutoregressiveRewardModel.from_pretrained(tmp_path)
+        PreferenceConditionedARM.from_pretrained(tmp_path)
 
 
 # ------------------------------------------------------------------------------------------------ decoding
