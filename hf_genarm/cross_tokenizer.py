@@ -108,6 +108,9 @@ class CrossTokenizerGenARMLogitsProcessor(GenARMLogitsProcessor):
             Base tokens scored per row and step; every other token is masked.
         alpha, beta, attention_mask, reward_model_inputs:
             As for `GenARMLogitsProcessor`. `reward_model_inputs` holds prompts in each reward model's tokenizer.
+        preference (`list[float]`, `dict[str, float]` or `torch.Tensor`, *optional*):
+            For a preference-conditioned reward model, as for `GenARMLogitsProcessor`; only when every reward
+            model shares the base tokenizer (across tokenizers it is refused for now).
 
     Examples:
 
@@ -146,6 +149,7 @@ class CrossTokenizerGenARMLogitsProcessor(GenARMLogitsProcessor):
         attention_mask: torch.Tensor | None = None,
         reward_model_inputs: dict[str, torch.Tensor] | Sequence[dict[str, torch.Tensor] | None] | None = None,
         num_candidates: int = DEFAULT_NUM_CANDIDATES,
+        preference: Sequence[float] | dict[str, float] | torch.Tensor | None = None,
     ) -> None:
         if tokenizer is None or not callable(getattr(tokenizer, "batch_decode", None)):
             raise TypeError("`tokenizer` must be the base model's tokenizer (a PreTrainedTokenizerBase).")
@@ -172,8 +176,14 @@ class CrossTokenizerGenARMLogitsProcessor(GenARMLogitsProcessor):
                 reward_model_inputs,
                 tokenizer=tokenizer,
                 reward_model_tokenizers=model_tokenizers,
+                preference=preference,
             )
             return
+        if preference is not None:
+            raise ValueError(
+                "`preference=` (a preference-conditioned reward model) is not supported yet with reward models of "
+                "another tokenizer than the base's; use a conditioned reward model that shares the base tokenizer."
+            )
         # Each reward model is checked against its own tokenizer; the base tokenizer only decodes.
         super().__init__(models, alpha, beta, attention_mask, reward_model_inputs)
         # The base prompt's padding follows the base tokenizer by the shared-vocabulary path's rule (the reward

@@ -10,6 +10,7 @@ from test_logits_process import DECODING_MODES, Recorder, brute_force_log_probs,
 
 from hf_genarm import (
     AutoregressiveRewardModel,
+    CrossTokenizerGenARMLogitsProcessor,
     GenARMLogitsProcessor,
     PreferenceARMConfig,
     PreferenceARMTrainer,
@@ -262,6 +263,19 @@ def test_processor_refuses_missing_or_misplaced_preferences(tokenizer):
         )
 
 
+def test_cross_tokenizer_processor_with_the_same_tokenizer_takes_a_preference(tokenizer):
+    base = make_tiny_causal_lm(seed=0, hidden_size=48)
+    arm = make_conditioned_arm(tokenizer)
+    inputs = left_padded(tokenizer)
+    preferences = torch.tensor([[0.8, 0.2], [0.5, 0.5], [0.1, 0.9]])
+    processor = CrossTokenizerGenARMLogitsProcessor(
+        arm, tokenizer, attention_mask=inputs["attention_mask"], preference=preferences
+    )
+    recorder = Recorder(processor)
+    generate(base, inputs, recorder, max_new_tokens=5, do_sample=False, num_beams=2)
+    assert_steps_match_per_row_brute_force(recorder, arm, preferences, 1.0, inputs["attention_mask"])
+
+
 # ------------------------------------------------------------------------------------------------ training
 ADJECTIVES = ["lovely", "wonderful", "good", "kind", "awful", "boring", "worst", "bad"]
 
@@ -363,3 +377,13 @@ def test_objective_column_and_bad_data_are_handled(tokenizer, tmp_path):
         PreferenceARMTrainer(make_tiny_causal_lm(), args=ARMConfig(output_dir=str(tmp_path)), peft_config=lora)
     with pytest.raises(ValueError, match="preference_concentration"):
         PreferenceARMConfig(output_dir=str(tmp_path), preference_concentration=0.0)
+
+
+def test_cross_tokenizer_processor_across_tokenizers_refuses_a_preference_for_now(tokenizer):
+    arm = PreferenceConditionedARM(
+        make_tiny_causal_lm(seed=1), objectives=OBJECTIVES, lora_config=LoraConfig(r=4, target_modules=["c_attn"])
+    )
+    with pytest.raises(ValueError, match="not supported yet"):
+        CrossTokenizerGenARMLogitsProcessor(
+            arm, tokenizer, reward_model_tokenizers=[make_tiny_tokenizer(vocab_size=300)], preference=[0.5, 0.5]
+        )
