@@ -5,7 +5,7 @@ adapter (`adapter_config.json` + `adapter_model.safetensors`), beside `genarm_co
 tokenizer. A `genarm_config.json` marks the model files next to it as hf-genarm's own: a later save may replace
 them. Model files without it, and weights in any format hf-genarm never writes, belong to someone else and are
 only replaced when the caller asks (`overwrite=True`). Moving a folder to and from the Hub is
-`hf_genarm._hub_transfer`'s.
+`hf_genarm._hub_transfer`'s; which tokenizer a folder may hold is `hf_genarm.vocab`'s (the tokenizer policy).
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Callable
-from typing import Any
 
 from ._atomic_folder import LEGACY_STAGING_PREFIX, check_folder_writable, replace_folder
 from .configuration import GENARM_CONFIG_NAME, RewardModelMetadata
-from .vocab import describe_tokenizer_difference, tokenizer_fingerprint
+from .vocab import TOKENIZER_FILES, check_folder_tokenizer, checked_tokenizer_fingerprint, tokenizer_file_names
 
 FULL_MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json")
 FULL_MODEL_SHARDS = "model-*-of-*.safetensors"
@@ -41,103 +40,6 @@ _FOREIGN_WEIGHT_SUFFIXES = (
     ".safetensors", ".gguf", ".ggml", ".onnx", ".onnx_data", ".onnx.data", ".ort", ".tflite", ".pb", ".mlmodel",
     ".pdparams", ".npz", ".engine", ".plan", ".ot",
 )  # fmt: skip
-
-# How a user deliberately gives a reward model another tokenizer than the one it records (named in the errors).
-_RETRAIN_WITH_ANOTHER_TOKENIZER = (
-    "To start afresh with another tokenizer on purpose (e.g. to retrain), wrap or train the plain causal LM "
-    "(`reward_model.model`, or `AutoModelForCausalLM.from_pretrained(folder)`), which records no tokenizer."
-)
-
-# Files of which `tokenizer.save_pretrained` writes at least one: a folder without them holds no tokenizer.
-_TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
-# Every file a tokenizer's `save_pretrained` may write, whatever its family (replaced together by a new tokenizer).
-_TOKENIZER_FILE_NAMES = (
-    *_TOKENIZER_FILES, "special_tokens_map.json", "added_tokens.json", "vocab.json", "vocab.txt", "merges.txt",
-    "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "spm.model", "chat_template.jinja",
-    "chat_template.json",
-)  # fmt: skip
-
-
-def checked_tokenizer_fingerprint(
-    tokenizer: Any, recorded: dict[str, Any] | None, argument: str, owner: str, fix: str | None = None
-) -> dict:
-    """The fingerprint of `tokenizer`, refused when it differs from the `recorded` one.
-
-    The package's one rule for a reward model's tokenizer: a recorded fingerprint is never silently replaced
-    (the processor relies on it to refuse base models whose tokenizer differs), whether the tokenizer comes with a
-    re-wrap, a save, a push, a training run or the tokenizer files of a saved folder.
-
-    Args:
-        tokenizer (`PreTrainedTokenizerBase`): The tokenizer given.
-        recorded (`dict`, *optional*): The fingerprint recorded so far; `None` records `tokenizer`'s.
-        argument (`str`): How errors name where `tokenizer` came from (e.g. "`processing_class`").
-        owner (`str`): How errors name what records `recorded` (e.g. "the reward model").
-        fix (`str`, *optional*): What the error tells the user to do; defaults to passing the reward model's own
-            tokenizer, or starting afresh from the plain causal LM to use another one on purpose.
-
-    Raises:
-        ValueError: Naming the difference and the fix.
-    """
-    fingerprint = tokenizer_fingerprint(tokenizer)
-    difference = None if recorded is None else describe_tokenizer_difference(fingerprint, recorded)
-    if difference is not None:
-        # `describe_tokenizer_difference` speaks of a base model's tokenizer and a reward model's.
-        difference = difference.replace("(base)", "(given)").replace("(reward model)", "(recorded)")
-        fix = fix or "Pass the reward model's own tokenizer. " + _RETRAIN_WITH_ANOTHER_TOKENIZER
-        raise ValueError(
-            f"{argument} differs from the tokenizer {owner} records ({difference}). A recorded tokenizer is never "
-            f"replaced: guided decoding relies on it to refuse base models whose tokenizer differs. {fix}"
-        )
-    return fingerprint
-
-
-def check_folder_tokenizer(folder: str | os.PathLike, tokenizer: Any = None) -> Any:
-    """Refuse a folder whose tokenizer files contradict the tokenizer its `genarm_config.json` records.
-
-    The one check wherever a saved reward model's tokenizer is read from its folder (scoring, training from the
-    folder, pushing it): tokenizer files written over a saved reward model (another model's tokenizer) would
-    otherwise tokenize with the wrong vocabulary without a word.
-
-    Args:
-        folder (`str` or `os.PathLike`): A local folder.
-        tokenizer (`PreTrainedTokenizerBase`, *optional*): The tokenizer already loaded from `folder`; loaded here
-            when omitted and the folder holds tokenizer files.
-
-    Returns:
-        The tokenizer (`None` when the folder holds none and none was given).
-
-    Raises:
-        ValueError: Naming the folder and the difference.
-    """
-    folder = os.fspath(folder)
-    metadata_path = os.path.join(folder, GENARM_CONFIG_NAME)
-    if not os.path.isdir(folder):
-        return tokenizer
-    if tokenizer is None:
-        if not any(os.path.isfile(os.path.join(folder, name)) for name in _TOKENIZER_FILES):
-            return None
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    if os.path.isfile(metadata_path):
-        recorded = RewardModelMetadata.from_json_file(metadata_path).tokenizer
-        checked_tokenizer_fingerprint(
-            tokenizer,
-            recorded,
-            f"The tokenizer saved in {folder}",
-            metadata_path,
-            fix="Other tokenizer files were likely written over the reward model's: save the reward model's own "
-            "tokenizer into the folder again (`tokenizer.save_pretrained(folder)`), or re-save the reward model.",
-        )
-    return tokenizer
-
-
-def load_folder_tokenizer(name: str | os.PathLike, **kwargs: Any) -> Any:
-    """`AutoTokenizer.from_pretrained(name, **kwargs)`, checked by `check_folder_tokenizer` when `name` is a folder."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
-    return check_folder_tokenizer(name, tokenizer)
 
 
 def _top_level_files(folder: str) -> list[str]:
@@ -251,7 +153,7 @@ def _check_kept_tokenizer(folder: str, names: list[str], recorded_tokenizer: dic
     The tokenizer files stay (a save only replaces what it writes), so they must be the tokenizer the new reward
     model records; when it records none, files left by the model saved there before belong to that model.
     """
-    if not any(name in names for name in _TOKENIZER_FILES):
+    if not any(name in names for name in TOKENIZER_FILES):
         return
     fix = (
         "Pass `tokenizer=` with the reward model's own tokenizer (it replaces those files), remove the tokenizer "
@@ -346,11 +248,6 @@ def write_folder_atomically(
         return set(to_replace) | legacy_staging | tokenizer_files
 
     replace_folder(folder, checked_write, dropped)
-
-
-def tokenizer_file_names(names: list[str]) -> list[str]:
-    """The names among `names` that a tokenizer's `save_pretrained` writes (of any tokenizer family)."""
-    return [name for name in names if name in _TOKENIZER_FILE_NAMES or name.endswith(".tiktoken")]
 
 
 def check_saved_reward_model(folder: str | os.PathLike) -> tuple[RewardModelMetadata, bool]:

@@ -780,7 +780,7 @@ def _load_reward_model(path: str, option: str, args: argparse.Namespace) -> Any:
 
 
 def _load_tokenizer(path: str, **kwargs: Any) -> Any:
-    from ._saved_folder import load_folder_tokenizer
+    from .vocab import load_folder_tokenizer
 
     # Checked against the tokenizer a saved reward model's genarm_config.json records.
     tokenizer = load_folder_tokenizer(path, **kwargs)

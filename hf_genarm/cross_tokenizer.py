@@ -30,7 +30,7 @@ DEFAULT_NUM_CANDIDATES = 16
 
 def _saved_tokenizer(model: torch.nn.Module, index: int) -> Any:
     """The tokenizer saved beside a reward model (its `save_pretrained` folder), or `None` when there is none."""
-    from ._saved_folder import load_folder_tokenizer
+    from .vocab import load_folder_tokenizer
 
     path = getattr(getattr(model, "config", None), "_name_or_path", "") or ""
     if not path or not os.path.isdir(path):

@@ -23,7 +23,7 @@ from transformers.utils import logging
 
 from ._base_model_identity import base_model_difference, base_model_fingerprint
 from ._hub_transfer import CheckpointSource, push_written_reward_model
-from ._saved_folder import ADAPTER_FILES, check_one_model, checked_tokenizer_fingerprint, write_folder_atomically
+from ._saved_folder import ADAPTER_FILES, check_one_model, write_folder_atomically
 from ._version import __version__
 from .configuration import (
     DEFAULT_BETA_R,
@@ -33,6 +33,7 @@ from .configuration import (
     validate_beta_r,
 )
 from .model_card import write_model_card
+from .vocab import checked_tokenizer_fingerprint
 
 __all__ = ["AutoregressiveRewardModel", "positions_from_attention_mask", "response_log_probs"]
 
@@ -562,9 +563,9 @@ class AutoregressiveRewardModel(PreTrainedModel):
         is_adapter = source.file(ADAPTER_FILES[0]) is not None
         check_one_model(source.name, source.model_files(is_adapter))
         if is_adapter:
-            from peft import PeftConfig, PeftModel
+            from peft import PeftModel
 
-            adapter_config = PeftConfig.from_pretrained(source.name, **source.hub_kwargs)
+            adapter_config = cls._read_adapter_config(source)
             explicit_base = base_model is not None
             base_name = _base_name(base_model, adapter_config)
             if not isinstance(base_model, torch.nn.Module):
@@ -574,7 +575,7 @@ class AutoregressiveRewardModel(PreTrainedModel):
                 _check_adapter_base(source.name, base_name, base_model, recorded_base, explicit_base)
             try:
                 model = PeftModel.from_pretrained(
-                    base_model, source.name, is_trainable=is_trainable, **source.hub_kwargs
+                    base_model, source.name, is_trainable=is_trainable, config=adapter_config, **source.hub_kwargs
                 )
             except RuntimeError as error:
                 if "size mismatch" not in str(error):
@@ -589,6 +590,14 @@ class AutoregressiveRewardModel(PreTrainedModel):
         if not is_trainable:
             model.eval()
         return cls(model, beta_r=beta_r, metadata=metadata)
+
+    @classmethod
+    def _read_adapter_config(cls, source: CheckpointSource) -> Any:
+        """The adapter's `peft.PeftConfig`, read as PEFT reads `adapter_config.json` (a subclass whose adapters PEFT
+        alone must not load marks that file and reads it here)."""
+        from peft import PeftConfig
+
+        return PeftConfig.from_pretrained(source.name, **source.hub_kwargs)
 
 
 def _base_model_fix(adapter: str) -> str:

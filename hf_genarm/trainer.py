@@ -40,10 +40,8 @@ from ._base_model_identity import base_model_fingerprint
 from ._saved_folder import (
     adapter_files,
     check_folder_takes_a_model,
-    checked_tokenizer_fingerprint,
     files_to_upload,
     full_model_files,
-    load_folder_tokenizer,
     write_folder_atomically,
 )
 from ._version import __version__
@@ -68,7 +66,7 @@ from .modeling import (
     response_log_probs,
 )
 from .training_options import ARMOptions
-from .vocab import model_vocab_size, tokenizer_fingerprint
+from .vocab import checked_tokenizer_fingerprint, load_folder_tokenizer, model_vocab_size, tokenizer_fingerprint
 
 __all__ = ["ARMConfig", "ARMTrainer", "disable_dropout"]
 

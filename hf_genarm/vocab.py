@@ -1,29 +1,38 @@
-"""Tokenizer compatibility checks between a base model and its reward models.
+"""Tokenizer policy: fingerprints, the recorded tokenizer that always wins, and base/reward-model compatibility.
 
 GenARM adds the reward model's next-token log-probabilities to the base model's, token id by token
 id, so both must speak the same tokenizer. Models of one family often pad their embedding matrices to a
 multiple of 8, 64 or 128 rows, so equal tokenizers can come with different logit widths: the shared
 vocabulary is the tokenizer's, and extra padded rows on either side are dropped.
+
+A reward model records its tokenizer's fingerprint, and one comparison (`_recorded_difference`) checks every
+tokenizer handed over against it: one read with the model (`check_reward_model_tokenizer`), one recorded with it
+or saved beside it (`checked_tokenizer_fingerprint`, `check_folder_tokenizer`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from typing import Any
 
 from transformers.utils import logging
 
-from .configuration import RewardModelMetadata
+from .configuration import GENARM_CONFIG_NAME, RewardModelMetadata
 
 logger = logging.get_logger(__name__)
 
 __all__ = [
+    "check_folder_tokenizer",
     "check_reward_model_tokenizer",
     "check_reward_model_vocabularies",
+    "checked_tokenizer_fingerprint",
     "describe_tokenizer_difference",
+    "load_folder_tokenizer",
     "model_vocab_size",
     "recorded_tokenizer_fingerprint",
+    "tokenizer_file_names",
     "tokenizer_fingerprint",
 ]
 
@@ -33,6 +42,20 @@ _RECORDED_TOKENIZER_WINS = (
     "(`AutoTokenizer.from_pretrained(reward_model_folder)`), or `None` to use the recorded one. To read it with "
     "another tokenizer on purpose, retrain or wrap the plain causal LM (`reward_model.model`), which records none."
 )
+# How a user deliberately gives a reward model another tokenizer than the one it records (named in the errors).
+_RETRAIN_WITH_ANOTHER_TOKENIZER = (
+    "To start afresh with another tokenizer on purpose (e.g. to retrain), wrap or train the plain causal LM "
+    "(`reward_model.model`, or `AutoModelForCausalLM.from_pretrained(folder)`), which records no tokenizer."
+)
+
+# Files of which `tokenizer.save_pretrained` writes at least one: a folder without them holds no tokenizer.
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
+# Every file a tokenizer's `save_pretrained` may write, whatever its family (replaced together by a new tokenizer).
+_TOKENIZER_FILE_NAMES = (
+    *TOKENIZER_FILES, "special_tokens_map.json", "added_tokens.json", "vocab.json", "vocab.txt", "merges.txt",
+    "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "spm.model", "chat_template.jinja",
+    "chat_template.json",
+)  # fmt: skip
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> dict[str, Any]:
@@ -134,6 +157,16 @@ def recorded_tokenizer_fingerprint(model: Any) -> dict[str, Any] | None:
     return metadata.tokenizer or None
 
 
+def _recorded_difference(tokenizer: Any, recorded: dict[str, Any] | None) -> tuple[dict[str, Any], str | None]:
+    """`tokenizer`'s fingerprint, and how it differs from the `recorded` one (given vs recorded), or `None`."""
+    fingerprint = tokenizer_fingerprint(tokenizer)
+    difference = None if recorded is None else describe_tokenizer_difference(fingerprint, recorded)
+    if difference is not None:
+        # `describe_tokenizer_difference` speaks of a base model's tokenizer and a reward model's.
+        difference = difference.replace("(base)", "(given)").replace("(reward model)", "(recorded)")
+    return fingerprint, difference
+
+
 def check_reward_model_tokenizer(
     model: Any, tokenizer: Any, argument: str, owner: str = "the reward model", fix: str | None = None
 ) -> dict:
@@ -170,17 +203,109 @@ def check_reward_model_tokenizer(
     ValueError: `tokenizer` is not the tokenizer the reward model records (vocabulary size 456 (given) vs 400 ...
     ```
     """
-    fingerprint = tokenizer_fingerprint(tokenizer)
-    recorded = recorded_tokenizer_fingerprint(model)
-    difference = None if recorded is None else describe_tokenizer_difference(fingerprint, recorded)
+    fingerprint, difference = _recorded_difference(tokenizer, recorded_tokenizer_fingerprint(model))
     if difference is not None:
-        # `describe_tokenizer_difference` speaks of a base model's tokenizer and a reward model's.
-        difference = difference.replace("(base)", "(given)").replace("(reward model)", "(recorded)")
         raise ValueError(
             f"{argument} is not the tokenizer {owner} records ({difference}); reading the reward model with it would "
             f"feed it another vocabulary's ids. {fix or _RECORDED_TOKENIZER_WINS}"
         )
     return fingerprint
+
+
+def checked_tokenizer_fingerprint(
+    tokenizer: Any, recorded: dict[str, Any] | None, argument: str, owner: str, fix: str | None = None
+) -> dict:
+    """The fingerprint of `tokenizer`, refused when it differs from the `recorded` one.
+
+    The rule for a tokenizer recorded with a reward model: a recorded fingerprint is never silently replaced
+    (the processor relies on it to refuse base models whose tokenizer differs), whether the tokenizer comes with a
+    re-wrap, a save, a push, a training run or the tokenizer files of a saved folder.
+
+    Args:
+        tokenizer (`PreTrainedTokenizerBase`): The tokenizer given.
+        recorded (`dict`, *optional*): The fingerprint recorded so far; `None` records `tokenizer`'s.
+        argument (`str`): How errors name where `tokenizer` came from (e.g. "`processing_class`").
+        owner (`str`): How errors name what records `recorded` (e.g. "the reward model").
+        fix (`str`, *optional*): What the error tells the user to do; defaults to passing the reward model's own
+            tokenizer, or starting afresh from the plain causal LM to use another one on purpose.
+
+    Returns:
+        `dict`: the fingerprint of `tokenizer` (see `tokenizer_fingerprint`).
+
+    Raises:
+        ValueError: Naming the difference and the fix.
+
+    Examples:
+
+    ```python
+    >>> from hf_genarm.testing import make_tiny_tokenizer
+    >>> tokenizer = make_tiny_tokenizer()
+    >>> checked_tokenizer_fingerprint(tokenizer, None, "`tokenizer`", "the reward model")["vocab_size"]
+    400
+    ```
+    """
+    fingerprint, difference = _recorded_difference(tokenizer, recorded)
+    if difference is not None:
+        fix = fix or "Pass the reward model's own tokenizer. " + _RETRAIN_WITH_ANOTHER_TOKENIZER
+        raise ValueError(
+            f"{argument} differs from the tokenizer {owner} records ({difference}). A recorded tokenizer is never "
+            f"replaced: guided decoding relies on it to refuse base models whose tokenizer differs. {fix}"
+        )
+    return fingerprint
+
+
+def tokenizer_file_names(names: list[str]) -> list[str]:
+    """The names among `names` that a tokenizer's `save_pretrained` writes (of any tokenizer family)."""
+    return [name for name in names if name in _TOKENIZER_FILE_NAMES or name.endswith(".tiktoken")]
+
+
+def check_folder_tokenizer(folder: str | os.PathLike, tokenizer: Any = None) -> Any:
+    """Refuse a folder whose tokenizer files contradict the tokenizer its `genarm_config.json` records.
+
+    The one check wherever a saved reward model's tokenizer is read from its folder (scoring, training from the
+    folder, pushing it): tokenizer files written over a saved reward model (another model's tokenizer) would
+    otherwise tokenize with the wrong vocabulary without a word.
+
+    Args:
+        folder (`str` or `os.PathLike`): A local folder.
+        tokenizer (`PreTrainedTokenizerBase`, *optional*): The tokenizer already loaded from `folder`; loaded here
+            when omitted and the folder holds tokenizer files.
+
+    Returns:
+        The tokenizer (`None` when the folder holds none and none was given).
+
+    Raises:
+        ValueError: Naming the folder and the difference.
+    """
+    folder = os.fspath(folder)
+    metadata_path = os.path.join(folder, GENARM_CONFIG_NAME)
+    if not os.path.isdir(folder):
+        return tokenizer
+    if tokenizer is None:
+        if not any(os.path.isfile(os.path.join(folder, name)) for name in TOKENIZER_FILES):
+            return None
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    if os.path.isfile(metadata_path):
+        recorded = RewardModelMetadata.from_json_file(metadata_path).tokenizer
+        checked_tokenizer_fingerprint(
+            tokenizer,
+            recorded,
+            f"The tokenizer saved in {folder}",
+            metadata_path,
+            fix="Other tokenizer files were likely written over the reward model's: save the reward model's own "
+            "tokenizer into the folder again (`tokenizer.save_pretrained(folder)`), or re-save the reward model.",
+        )
+    return tokenizer
+
+
+def load_folder_tokenizer(name: str | os.PathLike, **kwargs: Any) -> Any:
+    """`AutoTokenizer.from_pretrained(name, **kwargs)`, checked by `check_folder_tokenizer` when `name` is a folder."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
+    return check_folder_tokenizer(name, tokenizer)
 
 
 def model_vocab_size(model: Any) -> int:
