@@ -36,7 +36,11 @@ logger = logging.get_logger(__name__)
 
 GENARM_CONFIG_NAME = "genarm_config.json"
 DEFAULT_BETA_R = 0.1
-GENARM_FORMAT_VERSION = 1
+# The newest layout this version reads. 1: every reward model. 2: a preference-conditioned ARM, whose
+# adapter_config.json is marked so that plain PEFT refuses it (`hf_genarm.preference_lora`); an ordinary ARM's
+# files did not change and still say 1, so older versions keep reading them.
+GENARM_FORMAT_VERSION = 2
+FIRST_FORMAT_VERSION = 1
 # The largest |alpha / beta| accepted: it multiplies float32 log-probabilities (down to about -1e3), so the scores stay
 # finite; GenARM's weights are usually between 0.1 and 10.
 MAX_GUIDANCE_WEIGHT = 1e6
@@ -346,7 +350,8 @@ class RewardModelMetadata:
             shape, a sample of its weights; see `hf_genarm._base_model_identity`), checked when the adapter loads.
             Adapters saved before it existed load without the check.
         format_version (`int`, *optional*, defaults to `1`):
-            Version of the file's layout; files from a newer layout are refused rather than half read.
+            Version of the file's layout (`2` for a preference-conditioned ARM); files from a newer layout are
+            refused rather than half read.
         objectives (`list[str]`, *optional*):
             For a preference-conditioned ARM (`hf_genarm.preference_lora`), the objectives its preference vector
             weighs, in the order of the weights; empty for an ordinary ARM.
@@ -367,7 +372,7 @@ class RewardModelMetadata:
     datasets: list[str] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     library_version: str | None = None
-    format_version: int = GENARM_FORMAT_VERSION
+    format_version: int = FIRST_FORMAT_VERSION
     base_model_fingerprint: dict[str, Any] | None = None
     objectives: list[str] = field(default_factory=list)
     preference_conditioning: dict[str, Any] | None = None

@@ -45,6 +45,9 @@ logger = logging.get_logger(__name__)
 
 # The name recorded in `genarm_config.json` for this conditioning (the only one so far).
 PBLORA_METHOD = "pblora"
+# The `genarm_config.json` layout of a preference-conditioned ARM: its adapter_config.json is marked so that plain
+# PEFT refuses it (`hf_genarm._pblora_config`).
+PBLORA_FORMAT_VERSION = 2
 # How far a preference may stray from the simplex (sum 1, non-negative) and still be taken as on it.
 _SIMPLEX_TOLERANCE = 1e-4
 
@@ -221,6 +224,8 @@ def _inject_cores(peft_model: torch.nn.Module, objectives: Sequence[str], prefer
     """Swap every `lora_A` of the active adapter of `peft_model` for a `PreferenceLoraCore`; return their state."""
     from peft.tuners.lora import LoraLayer
 
+    from ._pblora_config import as_preference_lora_config
+
     adapter = peft_model.active_adapter
     state = _PreferenceState(objectives)
     layers = [module for module in peft_model.modules() if isinstance(module, LoraLayer)]
@@ -240,6 +245,9 @@ def _inject_cores(peft_model: torch.nn.Module, objectives: Sequence[str], prefer
         layer.lora_A[adapter] = PreferenceLoraCore(lora_a, preference_rank, state)
     if not layers:
         raise ValueError("The PEFT model holds no LoRA layer to condition; build it from a `peft.LoraConfig`.")
+    # Every save (ours, Trainer checkpoints, PeftModel.save_pretrained) then writes the adapter_config.json that
+    # plain PEFT refuses rather than loading B·A without the cores.
+    peft_model.peft_config[adapter] = as_preference_lora_config(peft_model.peft_config[adapter])
     return state
 
 
@@ -373,9 +381,10 @@ class PreferenceConditionedARM(AutoregressiveRewardModel):
 
     Saved like every adapter ARM (`adapter_model.safetensors` holding `A`, `B` and the cores, `adapter_config.json`,
     `genarm_config.json`, a model card), with the objectives' names and order and the core's ranks in
-    `genarm_config.json`. Load it with `PreferenceConditionedARM.from_pretrained` (`AutoregressiveRewardModel.
-    from_pretrained` refuses such a folder, naming this loader). Plain PEFT would load `A` and `B` without the
-    cores (the update `B A` of no preference): load it with hf-genarm.
+    `genarm_config.json` (format version 2). Load it with `PreferenceConditionedARM.from_pretrained`; every other
+    loader refuses the folder and names this one: `AutoregressiveRewardModel.from_pretrained`, and plain PEFT
+    (`PeftModel.from_pretrained`, `AutoModelForCausalLM.from_pretrained`), whose `adapter_config.json` records a
+    `peft_type` PEFT does not know, since PEFT alone would load `B A` without the cores, another model.
 
     Args:
         model (`PreTrainedModel` or `peft.PeftModel`): A causal LM (given a `lora_config`), a PEFT model from
@@ -453,6 +462,7 @@ class PreferenceConditionedARM(AutoregressiveRewardModel):
         super().__init__(model, beta_r=beta_r, tokenizer=tokenizer, metadata=metadata)
         self.metadata.objectives = list(state.objectives)
         self.metadata.preference_conditioning = {"method": PBLORA_METHOD, "preference_rank": int(preference_rank)}
+        self.metadata.format_version = PBLORA_FORMAT_VERSION
         self._preference_state = state
 
     @property
@@ -499,7 +509,7 @@ class PreferenceConditionedARM(AutoregressiveRewardModel):
 
         Raises:
             ValueError: When the folder is not a preference-conditioned ARM (its `genarm_config.json` records no
-                objectives) or its adapter lacks core tensors.
+                objectives, or its adapter is of another PEFT method) or its adapter lacks core tensors.
         """
         from safetensors.torch import load_file
 
@@ -535,3 +545,10 @@ class PreferenceConditionedARM(AutoregressiveRewardModel):
                 with torch.no_grad():
                     target.copy_(saved[key])
         return reward_model
+
+    @classmethod
+    def _read_adapter_config(cls, source: CheckpointSource) -> Any:
+        """The LoRA configuration of `A` and `B`, from the marked `adapter_config.json` PEFT itself refuses."""
+        from ._pblora_config import read_preference_lora_config
+
+        return read_preference_lora_config(source.file(ADAPTER_FILES[0]), source.name)

@@ -5,8 +5,9 @@ import os
 
 import pytest
 import torch
-from peft import LoraConfig
+from peft import LoraConfig, PeftModel
 from test_logits_process import DECODING_MODES, Recorder, brute_force_log_probs, generate, left_padded
+from transformers import AutoModelForCausalLM
 
 from hf_genarm import (
     AutoregressiveRewardModel,
@@ -29,11 +30,11 @@ def tokenizer():
     return make_tiny_tokenizer()
 
 
-def make_conditioned_arm(tokenizer, seed=1, architecture="gpt2", target_modules=("c_attn",)):
+def make_conditioned_arm(tokenizer, seed=1, architecture="gpt2", target_modules=("c_attn",), base=None):
     """A PARM whose A, B and cores are all random (an untrained core would hide preference bugs)."""
     torch.manual_seed(seed)
     arm = PreferenceConditionedARM(
-        make_tiny_causal_lm(architecture, seed=seed),
+        make_tiny_causal_lm(architecture, seed=seed) if base is None else base,
         objectives=OBJECTIVES,
         lora_config=LoraConfig(r=6, lora_alpha=6, target_modules=list(target_modules), init_lora_weights=False),
         preference_rank=4,
@@ -169,10 +170,64 @@ def test_save_and_load_round_trip_with_objectives_and_card(tokenizer, tmp_path):
     )
 
 
+def saved_conditioned_arm(tokenizer, folder):
+    """A random PARM on a base saved in `folder / "base"` (so its adapter records a base PEFT can load), saved."""
+    make_tiny_causal_lm(seed=1).save_pretrained(folder / "base")
+    arm = make_conditioned_arm(tokenizer, base=AutoModelForCausalLM.from_pretrained(folder / "base"))
+    arm.save_pretrained(folder / "parm", tokenizer=tokenizer)
+    return arm, folder / "parm"
+
+
+def test_plain_peft_refuses_a_conditioned_folder_and_names_the_loader(tokenizer, tmp_path):
+    arm, folder = saved_conditioned_arm(tokenizer, tmp_path)
+    assert json.loads((folder / GENARM_CONFIG_NAME).read_text())["format_version"] == 2
+    # PEFT alone would load B·A without the preference cores, another model: both plain loads stop instead.
+    with pytest.raises(KeyError, match=r"PreferenceConditionedARM\.from_pretrained"):
+        PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tmp_path / "base"), folder)
+    with pytest.raises(KeyError, match=r"PreferenceConditionedARM\.from_pretrained"):
+        AutoModelForCausalLM.from_pretrained(folder)
+    loaded = PreferenceConditionedARM.from_pretrained(folder)
+    input_ids = torch.randint(5, 390, (2, 7))
+    preferences = torch.tensor([[0.2, 0.8], [0.9, 0.1]])
+    torch.testing.assert_close(
+        logits_at(loaded, preferences, input_ids), logits_at(arm, preferences, input_ids), atol=ATOL, rtol=0
+    )
+    # Saved again, it stays refused by PEFT and exact for hf-genarm.
+    loaded.save_pretrained(tmp_path / "again")
+    with pytest.raises(KeyError, match="PreferenceConditionedARM"):
+        PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tmp_path / "base"), tmp_path / "again")
+    torch.testing.assert_close(
+        logits_at(PreferenceConditionedARM.from_pretrained(tmp_path / "again"), preferences, input_ids),
+        logits_at(arm, preferences, input_ids),
+        atol=ATOL,
+        rtol=0,
+    )
+
+
+def test_format_one_folder_loads_exactly_and_other_adapters_are_refused(tokenizer, tmp_path):
+    arm, folder = saved_conditioned_arm(tokenizer, tmp_path)
+    adapter_config = json.loads((folder / "adapter_config.json").read_text())
+    metadata = json.loads((folder / GENARM_CONFIG_NAME).read_text())
+    # Format 1 wrote PEFT's own "LORA" type; the cores come from the weights all the same.
+    (folder / "adapter_config.json").write_text(json.dumps({**adapter_config, "peft_type": "LORA"}))
+    (folder / GENARM_CONFIG_NAME).write_text(json.dumps({**metadata, "format_version": 1}))
+    input_ids = torch.randint(5, 390, (1, 6))
+    torch.testing.assert_close(
+        logits_at(PreferenceConditionedARM.from_pretrained(folder), [0.6, 0.4], input_ids),
+        logits_at(arm, [0.6, 0.4], input_ids),
+        atol=ATOL,
+        rtol=0,
+    )
+    (folder / "adapter_config.json").write_text(json.dumps({**adapter_config, "peft_type": "IA3"}))
+    with pytest.raises(ValueError, match="peft_type 'IA3'"):
+        PreferenceConditionedARM.from_pretrained(folder)
+
+
 def test_plain_arm_files_stay_as_before(tokenizer, tmp_path):
     AutoregressiveRewardModel(make_tiny_causal_lm(), tokenizer=tokenizer).save_pretrained(tmp_path)
     metadata = json.loads((tmp_path / GENARM_CONFIG_NAME).read_text())
     assert "objectives" not in metadata and "preference_conditioning" not in metadata
+    assert metadata["format_version"] == 1  # older hf-genarm versions keep reading ordinary ARMs
 
 
 def test_plain_arm_folder_is_refused_by_the_conditioned_loader(tokenizer, tmp_path):
