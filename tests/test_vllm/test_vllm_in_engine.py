@@ -286,3 +286,31 @@ def test_tensor_parallel_two_shards_the_reward_models_and_equals_generate(dirs, 
             assert list(output.outputs[0].token_ids) == reference.greedy(ids, alpha, BETA, 12), alpha
     finally:
         llm.llm_engine.engine_core.shutdown()
+
+
+def test_in_engine_tokenizer_check_is_the_processors(model_dirs, reference):
+    """The in-engine model checks reward-model tokenizers when the engine builds it, with `GenARMLogitsProcessor`'s
+    check and message (called here on vLLM-like configurations: building the model needs a running engine)."""
+    from types import SimpleNamespace
+
+    from hf_genarm import GenARMLogitsProcessor
+    from hf_genarm.integrations._vllm_engine_model import _check_vocabularies
+    from hf_genarm.integrations._vllm_settings import _ServingSettings
+
+    def config(path, rows=400):
+        return SimpleNamespace(tokenizer=path, tokenizer_revision=None, get_vocab_size=lambda: rows)
+
+    names = ["rm_a", "rm_other_tokenizer"]
+    settings = _ServingSettings({name: model_dirs[name] for name in names}, mode="in_engine")
+    with pytest.raises(ValueError) as refused:
+        _check_vocabularies(settings, [config(model_dirs[name]) for name in names], config(model_dirs["base"]))
+    other = AutoregressiveRewardModel.from_pretrained(model_dirs["rm_other_tokenizer"])
+    with pytest.raises(ValueError) as expected:
+        GenARMLogitsProcessor([reference.reward_models[0], other], tokenizer=reference.tokenizer)
+    assert str(refused.value) == str(expected.value)
+    assert (
+        _check_vocabularies(
+            settings.__class__({"rm_a": model_dirs["rm_a"]}), [config(model_dirs["rm_a"])], config(model_dirs["base"])
+        )
+        == 400
+    )
