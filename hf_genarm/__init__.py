@@ -31,7 +31,7 @@ _LAZY_NAMES = {
     "prepare_preference_dataset": "data",
     "push_reward_model": "hub",
     "save_token_reward_heatmap_png": "visualize",
-    "score_text": "visualize",
+    "score_text": "scoring",
     "token_reward_heatmap_html": "visualize",
 }
 
@@ -69,8 +69,9 @@ if TYPE_CHECKING:
     from .modeling import AutoregressiveRewardModel
     from .preference_lora import PreferenceConditionedARM
     from .preference_training import PreferenceARMConfig, PreferenceARMTrainer
+    from .scoring import score_text
     from .trainer import ARMConfig, ARMTrainer
-    from .visualize import plot_tradeoff, save_token_reward_heatmap_png, score_text, token_reward_heatmap_html
+    from .visualize import plot_tradeoff, save_token_reward_heatmap_png, token_reward_heatmap_html
 
 
 def __getattr__(name: str) -> Any:

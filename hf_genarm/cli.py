@@ -886,7 +886,8 @@ def _run_generate(args: argparse.Namespace) -> int:
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    from .visualize import save_token_reward_heatmap_png, score_text, token_reward_heatmap_html
+    from .scoring import score_text
+    from .visualize import save_token_reward_heatmap_png, token_reward_heatmap_html
 
     device = _resolve_device(args.device)
     with _loading("--reward-model", args.reward_model, "the tokenizer"):

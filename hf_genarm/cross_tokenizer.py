@@ -21,6 +21,7 @@ from ._prompt_padding import pad_token_roles
 from .combine import add_weighted, shared_log_probs
 from .logits_process import GenARMLogitsProcessor
 from .modeling import AutoregressiveRewardModel
+from .scoring import check_text_to_score, score_text, split_prompt_response
 from .vocab import check_reward_model_tokenizer, describe_tokenizer_difference, tokenizer_fingerprint
 
 __all__ = ["CrossTokenizerGenARMLogitsProcessor", "cross_tokenizer_token_rewards"]
@@ -280,8 +281,6 @@ def cross_tokenizer_token_rewards(
     [' good', ' f', 'ood', '<|endoftext|>']
     ```
     """
-    from .visualize import check_text_to_score, score_text
-
     if per not in ("base", "reward"):
         raise ValueError(f"`per` must be 'base' (the base tokenizer's tokens) or 'reward', got {per!r}.")
     check_text_to_score(reward_model, prompt, response)
@@ -292,9 +291,7 @@ def cross_tokenizer_token_rewards(
         raise ValueError("The reward tokenizer has no EOS token; pass `add_eos=False` to score without one.")
     prompt_ids = list(base_tokenizer(prompt, add_special_tokens=False)["input_ids"]) if prompt else []
     full_ids = list(base_tokenizer(prompt + response, add_special_tokens=False)["input_ids"])
-    start = 0
-    while start < min(len(prompt_ids), len(full_ids)) and prompt_ids[start] == full_ids[start]:
-        start += 1
+    start = len(split_prompt_response(prompt_ids, [full_ids])[0])
     decoder = BaseTextDecoder(base_tokenizer)
     prefix_text = complete_text(decoder.decode([full_ids[:start]])[0])
     texts = [prefix_text]

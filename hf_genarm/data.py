@@ -36,6 +36,7 @@ from transformers.utils import logging
 
 from ._cross_tokenizer_text import RewardTokenizer
 from .configuration import validate_positive_length
+from .scoring import common_prefix_length, split_prompt_response
 from .training_options import TRUNCATION_MODES
 
 __all__ = [
@@ -398,15 +399,6 @@ def load_preference_source(
     return loaded
 
 
-def _common_prefix_length(ids: Sequence[Any], other_ids: Sequence[Any]) -> int:
-    length = 0
-    for token, other_token in zip(ids, other_ids):
-        if token != other_token:
-            break
-        length += 1
-    return length
-
-
 def _text_prompt_as_messages(
     prompt: str, chosen: Sequence[Mapping[str, Any]], rejected: Sequence[Mapping[str, Any]]
 ) -> tuple[list[dict[str, Any]] | None, str | None]:
@@ -423,7 +415,7 @@ def _text_prompt_as_messages(
     """
     if not prompt.strip():
         return None, None
-    shared = list(chosen[: _common_prefix_length(chosen, rejected)])
+    shared = list(chosen[: common_prefix_length(chosen, rejected)])
     if not shared:
         return [{"role": "user", "content": prompt}], None
     if any(message["role"] == "user" and message["content"].strip() == prompt.strip() for message in shared):
@@ -462,7 +454,7 @@ def _split_pair(row: Mapping[str, Any], tokenizer: Any) -> tuple[list[int], list
         if reason is not None:
             return reason
     if prompt is None and conversational:
-        shared = _common_prefix_length(chosen, rejected)
+        shared = common_prefix_length(chosen, rejected)
         prompt, chosen, rejected = list(chosen[:shared]), list(chosen[shared:]), list(rejected[shared:])
     if prompt is not None and (_is_empty_response(chosen) or _is_empty_response(rejected)):
         return "empty response"
@@ -483,21 +475,18 @@ def _split_pair(row: Mapping[str, Any], tokenizer: Any) -> tuple[list[int], list
             prompt_ids = text_ids(prompt)
             full_chosen, full_rejected = text_ids(prompt + chosen), text_ids(prompt + rejected)
         else:
-            full_chosen, full_rejected = text_ids(chosen), text_ids(rejected)
-        prompt_ids = full_chosen[: _common_prefix_length(full_chosen, full_rejected)]
-    # Tokens may merge across the prompt/response boundary: the response starts where the sequences diverge.
-    start = min(_common_prefix_length(prompt_ids, full_chosen), _common_prefix_length(prompt_ids, full_rejected))
-    prompt_ids, chosen_ids, rejected_ids = prompt_ids[:start], full_chosen[start:], full_rejected[start:]
+            prompt_ids, full_chosen, full_rejected = None, text_ids(chosen), text_ids(rejected)
+    # The boundary rule scoring uses; a chat template writes its own end of turn, so only text responses get EOS.
+    prompt_ids, (chosen_ids, rejected_ids) = split_prompt_response(
+        prompt_ids,
+        [full_chosen, full_rejected],
+        eos_token_id=None if conversational else tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
     if not chosen_ids or not rejected_ids:
         return "empty response"
-    if not conversational:
-        eos = tokenizer.eos_token_id
-        chosen_ids = chosen_ids if chosen_ids[-1] == eos else [*chosen_ids, eos]
-        rejected_ids = rejected_ids if rejected_ids[-1] == eos else [*rejected_ids, eos]
     if not prompt_ids:
-        if tokenizer.bos_token_id is None:
-            return "empty prompt and no BOS token to condition on"
-        prompt_ids = [tokenizer.bos_token_id]
+        return "empty prompt and no BOS token to condition on"
     return prompt_ids, chosen_ids, rejected_ids
 
 

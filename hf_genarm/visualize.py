@@ -1,9 +1,10 @@
 """Pictures of what a reward model thinks: token-level reward heatmaps and alpha/beta trade-off plots.
 
 An autoregressive reward model gives every response token its own reward `beta_r * log pi_r(y_t | x, y_<t)`
-(figure 3 of the GenARM paper colours them). `score_text` computes those rewards for a prompt and a response;
-`token_reward_heatmap_html` and `save_token_reward_heatmap_png` draw them on a red-white-green diverging scale;
-`plot_tradeoff` draws the scores two judges give to generations made with different weights.
+(figure 3 of the GenARM paper colours them). `score_text` (from `hf_genarm.scoring`) computes those rewards for a
+prompt and a response; `token_reward_heatmap_html` and `save_token_reward_heatmap_png` draw them on a
+red-white-green diverging scale; `plot_tradeoff` draws the scores two judges give to generations made with
+different weights.
 
 An ARM's token rewards are log-probabilities times `beta_r`, so they are all negative: a scale centred on zero
 would paint every token red. The heatmaps therefore centre the scale on the response's median token reward by
@@ -28,9 +29,8 @@ from typing import Any
 
 import torch
 
-from ._cross_tokenizer_text import RewardTokenizer
-from .modeling import AutoregressiveRewardModel
-from .vocab import check_reward_model_tokenizer
+# Scoring is `hf_genarm.scoring`'s; `score_text` stays importable from here, beside the heatmaps that draw it.
+from .scoring import score_text
 
 __all__ = ["plot_tradeoff", "save_token_reward_heatmap_png", "score_text", "token_reward_heatmap_html"]
 
@@ -122,105 +122,6 @@ def _text_colour(share: float) -> str:
 def _display_token(token: str) -> str:
     """Show line breaks as a visible mark followed by the break, so they keep a coloured box."""
     return token.replace("\n", _NEWLINE_MARK + "\n")
-
-
-# --------------------------------------------------------------------------------------------- scoring
-@torch.no_grad()
-def check_text_to_score(reward_model: Any, prompt: Any, response: Any) -> None:
-    """Refuse what a per-token scoring routine cannot score: a model that is not a reward model, or bad text."""
-    if not isinstance(reward_model, AutoregressiveRewardModel):
-        raise TypeError(
-            f"`reward_model` must be an AutoregressiveRewardModel, got {type(reward_model).__name__}; wrap a causal "
-            "LM with `AutoregressiveRewardModel(model, beta_r=...)` or load one with `from_pretrained`."
-        )
-    if not isinstance(prompt, str) or not isinstance(response, str):
-        raise TypeError("`prompt` and `response` must be strings.")
-    if not response:
-        raise ValueError("`response` is empty; pass the text to score.")
-
-
-def score_text(
-    reward_model: AutoregressiveRewardModel,
-    tokenizer: Any,
-    prompt: str,
-    response: str,
-    *,
-    add_eos: bool = True,
-    include_prompt: bool = False,
-) -> tuple[list[str], list[float]]:
-    """Token-level rewards of a response to a prompt under an autoregressive reward model.
-
-    The text is tokenized as the ARM trainer tokenizes a preference pair: the response starts where the
-    tokenization of `prompt + response` leaves that of `prompt` (tokens may merge across the boundary), and
-    the tokenizer's EOS is appended, since it is part of the response and of its reward. Special tokens the
-    tokenizer puts before a text (a BOS) are read; special tokens it appends after one (a WordPiece `[SEP]`)
-    are not, as in guidance. Each response token gets `beta_r * log pi_r(y_t | x, y_<t)`
-    (`AutoregressiveRewardModel.token_rewards` with the prompt masked), so the rewards sum to the response's
-    sequence reward.
-
-    Args:
-        reward_model (`AutoregressiveRewardModel`):
-            The reward model.
-        tokenizer (`PreTrainedTokenizerBase`):
-            Its tokenizer. Refused when it is not the tokenizer the reward model records.
-        prompt (`str`):
-            The prompt, exactly as the reward model was trained to read it (e.g. `"Question: ... Answer:"`).
-        response (`str`):
-            The response to score.
-        add_eos (`bool`, *optional*, defaults to `True`):
-            Append the EOS token to the response (score a finished response); `False` scores a partial one.
-        include_prompt (`bool`, *optional*, defaults to `False`):
-            Also return the prompt tokens, with reward `nan` (they are not scored); the heatmaps show them grey.
-
-    Returns:
-        `tuple[list[str], list[float]]`: each token decoded on its own, and its reward.
-
-    Examples:
-
-    ```python
-    >>> from hf_genarm import AutoregressiveRewardModel
-    >>> from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
-    >>> tokenizer = make_tiny_tokenizer()
-    >>> reward_model = AutoregressiveRewardModel(make_tiny_causal_lm(), beta_r=0.1, tokenizer=tokenizer)
-    >>> tokens, rewards = score_text(reward_model, tokenizer, "Good friends and", " good food")
-    >>> tokens
-    [' good', ' f', 'ood', '<|endoftext|>']
-    >>> all(reward < 0 for reward in rewards)
-    True
-    ```
-    """
-    check_text_to_score(reward_model, prompt, response)
-    check_reward_model_tokenizer(reward_model, tokenizer, "`tokenizer`")
-    # The reward model reads what guidance feeds it: its special prefix (a BOS) and the text, never a special
-    # token a post-processor appends (a WordPiece `[SEP]`), which is no part of the response.
-    text_ids = RewardTokenizer(tokenizer).text_ids
-    prompt_ids = text_ids(prompt)
-    full_ids = text_ids(prompt + response)
-    start = 0
-    while start < min(len(prompt_ids), len(full_ids)) and prompt_ids[start] == full_ids[start]:
-        start += 1
-    response_ids = full_ids[start:]
-    if add_eos:
-        if tokenizer.eos_token_id is None:
-            raise ValueError("The tokenizer has no EOS token; pass `add_eos=False` to score without one.")
-        if not response_ids or response_ids[-1] != tokenizer.eos_token_id:
-            response_ids.append(tokenizer.eos_token_id)
-    if not response_ids:
-        raise ValueError(f"`response` {response!r} adds no token to the prompt's tokenization.")
-    prompt_ids = prompt_ids[:start]
-    if not prompt_ids:
-        if tokenizer.bos_token_id is None:
-            raise ValueError("`prompt` is empty and the tokenizer has no BOS token for the response to follow.")
-        prompt_ids = [tokenizer.bos_token_id]
-    input_ids = torch.tensor([prompt_ids + response_ids], device=reward_model.device)
-    rewards = reward_model.token_rewards(input_ids, prompt_length=len(prompt_ids))[0].cpu().tolist()
-    response_rewards = [float(value) for value in rewards[len(prompt_ids) :]]
-    if include_prompt:
-        shown, values = prompt_ids + response_ids, [float("nan")] * len(prompt_ids) + response_rewards
-    else:
-        shown, values = response_ids, response_rewards
-    tokens = [tokenizer.decode([token_id]) for token_id in shown]
-    return tokens, values
 
 
 # --------------------------------------------------------------------------------------------- HTML

@@ -82,6 +82,26 @@ def test_score_text_rejects_bad_inputs(reward_model, tokenizer):
         score_text(reward_model, tokenizer, PROMPT, "")
 
 
+def test_score_text_is_one_function_under_its_three_names():
+    import hf_genarm.scoring
+    import hf_genarm.visualize
+
+    assert hf_genarm.score_text is hf_genarm.scoring.score_text is hf_genarm.visualize.score_text
+
+
+def test_score_text_refuses_a_response_that_adds_no_token_instead_of_scoring_eos_alone():
+    from hf_genarm.cross_tokenizer_testing import make_tiny_wordpiece_tokenizer
+
+    # The WordPiece normaliser drops a zero-width space: the response adds no token to the prompt's tokenization.
+    wordpiece = make_tiny_wordpiece_tokenizer()
+    reward_model = AutoregressiveRewardModel(make_tiny_causal_lm(vocab_size=len(wordpiece)), tokenizer=wordpiece)
+    assert wordpiece("Hello\u200b", add_special_tokens=False) == wordpiece("Hello", add_special_tokens=False)
+    with pytest.raises(ValueError, match="adds no token to the prompt's tokenization"):
+        score_text(reward_model, wordpiece, "Hello", "\u200b")
+    tokens, _ = score_text(reward_model, wordpiece, "Hello", " the\u200b")
+    assert tokens[-1] == wordpiece.eos_token and len(tokens) > 1
+
+
 # ------------------------------------------------------------------------------------------ HTML
 def background(html_text, index):
     styles = re.findall(r'<span style="([^"]*)" title="reward', html_text)
