@@ -1,16 +1,19 @@
 """`PreferenceARMTrainer`: train one preference-conditioned ARM (PARM) on preference pairs labelled per objective.
 
 PARM (Lin et al., ICML 2025, https://arxiv.org/abs/2505.06274) trains one ARM `pi_r(. | p)` for every preference
-`p` on the simplex by linear scalarisation: it samples preferences and minimises
+`p` on the simplex by linear scalarisation: it samples preferences from a symmetric Dirichlet distribution and
+minimises
 
     E_p [ sum_j p_j * L_j(p) ],     L_j(p) = E_{pairs of objective j} -log sigmoid(beta_r * (log pi_r(chosen | p)
                                                                                    - log pi_r(rejected | p)))
 
-with the model conditioned on the same `p` it weighs the objectives by. Here each pair draws its own preference
-(from a Dirichlet distribution, uniform on the simplex by default), and its loss is weighted by `k * p_j`, with `j`
-its objective: the batch mean is then an unbiased estimate of the objective above when the objectives have equal
-shares of the pairs (each objective weighs by its share otherwise). Evaluation conditions each pair on its own
-objective (`p = e_j`), so `eval_rewards/accuracies` is the pair accuracy of each objective at its own corner.
+with the model conditioned on the same `p` it weighs the objectives by. PARM's released trainer draws one `p` per
+batch (concentration 0.5 in its training script) and labels every pair for every objective, so each batch gives
+`sum_j p_j * mean L_j`. Here a pair belongs to one objective (data come per objective) and each pair draws its own
+`p`; a pair of objective `j` is weighted by `p_j / share_j` (`share_j`: objective `j`'s fraction of the training
+pairs, `1 / k` for equal shares), so the batch mean is an unbiased estimate of the same objective whatever the
+shares, with less variance than one draw per batch. Evaluation conditions each pair on its own objective
+(`p = e_j`), so `eval_rewards/accuracies` is the pair accuracy of each objective at its own corner.
 """
 
 from __future__ import annotations
@@ -42,9 +45,9 @@ class PreferenceARMConfig(ARMConfig):
         objective_column (`str`, *optional*, defaults to `"objective"`):
             Column naming each pair's objective, for a training set given as one dataset rather than a dict
             `{objective: dataset}`.
-        preference_concentration (`float`, *optional*, defaults to `1.0`):
-            Concentration of the symmetric Dirichlet distribution each pair's preference is drawn from; `1.0` is
-            uniform on the simplex, as PARM samples; smaller values favour the corners.
+        preference_concentration (`float`, *optional*, defaults to `0.5`):
+            Concentration of the symmetric Dirichlet distribution each pair's preference is drawn from: `0.5`, as
+            PARM's released training script, favours the corners a little; `1.0` is uniform on the simplex.
 
     Examples:
 
@@ -60,8 +63,8 @@ class PreferenceARMConfig(ARMConfig):
         metadata={"help": "Column naming each pair's objective when the training set is one dataset."},
     )
     preference_concentration: float = field(
-        default=1.0,
-        metadata={"help": "Dirichlet concentration of the sampled preferences; 1.0 is uniform on the simplex."},
+        default=0.5,
+        metadata={"help": "Dirichlet concentration of the sampled preferences (PARM's 0.5); 1.0 is uniform."},
     )
 
     def __post_init__(self) -> None:
@@ -88,7 +91,7 @@ class PreferenceARMTrainer(ARMTrainer):
 
     The model gets a PBLoRA adapter (`hf_genarm.preference_lora`) from `peft_config` (a `peft.LoraConfig`), or
     keeps training the one of a `PreferenceConditionedARM`. Each pair draws a preference `p` and is scored by the
-    model conditioned on it; its GenARM loss is weighted by `k * p_j` for its objective `j` (PARM's linear
+    model conditioned on it; its GenARM loss is weighted by `p_j / share_j` for its objective `j` (PARM's linear
     scalarisation, see the module docstring). Everything else is `ARMTrainer`'s: data formats, metrics, saving
     (the folder records the objectives' names and order), `push_to_hub`.
 
@@ -171,6 +174,7 @@ class PreferenceARMTrainer(ARMTrainer):
         self._reward_model = PreferenceConditionedARM(self._reward_model)
         self.data_collator = _ObjectiveCollator(self.data_collator)
         self._pair_weights = torch.ones(())
+        self._inverse_shares = self._objective_inverse_shares()
 
     # ------------------------------------------------------------------------------------------------ setup
     @staticmethod
@@ -239,6 +243,15 @@ class PreferenceARMTrainer(ARMTrainer):
             }
         return self._prepare(data, tokenizer, args, name)
 
+    def _objective_inverse_shares(self) -> torch.Tensor:
+        """`1 / share_j` per objective (`k` each for equal shares) from the training pairs' objective labels."""
+        count = len(self._objectives)
+        if self.train_dataset is None:
+            return torch.full((count,), float(count))
+        pairs = torch.bincount(torch.tensor(self.train_dataset[OBJECTIVE_INDEX]), minlength=count).float()
+        # An objective without training pairs never needs its weight; 0 keeps the tensor finite.
+        return torch.where(pairs > 0, pairs.sum() / pairs.clamp(min=1), torch.zeros(()))
+
     def _set_signature_columns_if_needed(self) -> None:
         if self._signature_columns is None:
             self._signature_columns = [*TOKENIZED_COLUMNS, OBJECTIVE_INDEX]
@@ -260,11 +273,12 @@ class PreferenceARMTrainer(ARMTrainer):
         preferences = self._sample_preferences(objective_index, model.training)
         self._reward_model.set_preference(torch.cat([preferences, preferences]))
         if model.training:
-            self._pair_weights = len(self._objectives) * preferences.gather(1, objective_index.unsqueeze(1)).squeeze(1)
+            own_weight = preferences.gather(1, objective_index.unsqueeze(1)).squeeze(1)
+            self._pair_weights = own_weight * self._inverse_shares[objective_index]
         else:
             self._pair_weights = torch.ones(objective_index.shape[0])
         return super()._pair_log_probs(model, inputs)
 
     def _pair_loss_weights(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """`k * p_j` for each training pair of objective `j`; 1 in evaluation (where `p = e_j`)."""
+        """`p_j / share_j` for each training pair of objective `j`; 1 in evaluation (where `p = e_j`)."""
         return self._pair_weights

@@ -403,6 +403,36 @@ def test_training_learns_both_objectives_at_their_corners(tokenizer, tmp_path):
     trainer.save_model()
     saved = json.loads((tmp_path / "out" / GENARM_CONFIG_NAME).read_text())
     assert saved["objectives"] == ["calm", "excited"]
+    # The trainer's save is marked for PEFT like save_pretrained's, and loads back exactly.
+    assert "PreferenceConditionedARM" in json.loads((tmp_path / "out" / "adapter_config.json").read_text())["peft_type"]
+    loaded = PreferenceConditionedARM.from_pretrained(tmp_path / "out", base_model=make_tiny_causal_lm(seed=3))
+    input_ids = torch.randint(5, 390, (2, 7))
+    torch.testing.assert_close(
+        logits_at(loaded, [0.3, 0.7], input_ids), logits_at(arm, [0.3, 0.7], input_ids), atol=ATOL, rtol=0
+    )
+
+
+def test_pair_weights_are_the_preference_over_the_objectives_share(tokenizer, tmp_path):
+    """PARM's scalarisation sum_j p_j L_j, per pair: weight p_j / share_j, so a larger dataset does not count more."""
+    pairs = opposite_objectives(["cat", "dog", "bread", "movie"])
+    pairs["excited"] = pairs["excited"][:1]  # shares 4/5 and 1/5
+    args = PreferenceARMConfig(output_dir=str(tmp_path), max_steps=1, use_cpu=True, save_strategy="no", report_to=[])
+    trainer = PreferenceARMTrainer(
+        make_tiny_causal_lm(),
+        args=args,
+        train_dataset=pairs,
+        processing_class=tokenizer,
+        peft_config=LoraConfig(r=4, target_modules=["c_attn"]),
+    )
+    assert args.preference_concentration == 0.5  # PARM's released training script
+    batch = trainer.data_collator([trainer.train_dataset[index] for index in range(5)])
+    objective = batch["objective_index"]
+    trainer.model.train()
+    trainer.compute_loss(trainer.model, batch)
+    drawn = trainer.reward_model.preference[:5]  # the chosen rows' preferences (the rejected rows repeat them)
+    share = torch.tensor([4 / 5, 1 / 5])[objective]
+    expected = drawn.gather(1, objective.unsqueeze(1)).squeeze(1) / share
+    torch.testing.assert_close(trainer._pair_loss_weights(batch), expected)
 
 
 def test_objective_column_and_bad_data_are_handled(tokenizer, tmp_path):
