@@ -105,9 +105,8 @@ def read_preference_pairs(path: str | os.PathLike) -> list[dict]:
     """Rows of a pairs file written by the `preferences` stage (gzip JSON Lines, or plain JSON Lines).
 
     The package's one other JSON Lines reader, beside `hf_genarm.data.read_json_rows` (which reads what users
-    give, with errors naming the file and line): `assets` is a foundation (layer 5 of docs/architecture.md) that
-    `data` (layer 3) and the asset builder rely on, so it cannot import `data`, and it reads only files this
-    package wrote and checked.
+    give, with errors naming the file and line): `assets` is a foundation (layer 5 of docs/architecture.md), below
+    `data` (layer 3), so it must not import `data`; and it reads only files this package wrote and checked.
 
     Args:
         path (`str` or `os.PathLike`): The file, e.g. from `preference_pairs_path`.
