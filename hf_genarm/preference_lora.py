@@ -8,14 +8,18 @@ Preference-aware Bilinear LoRA (PBLoRA) adapts a linear layer `W` by
 
 with `A` (`r x in`) and `B` (`out x r`) trained as in LoRA, and an `r x r` core `C(p)` split into a
 preference-agnostic block `C_shared` (`r1 x r1`) and a preference-aware block (`r2 x r2`, `r = r1 + r2`) that is
-linear in `p`, as in the paper (its `W_2(alpha)`, a linear map of the preference vector).
+linear in `p`: PARM's released code computes `B[:, :r1] W1 A[:r1] + B[:, r1:] W2(p) A[r1:]` with `W2(p)` the
+`r2 x r2` reshape of `p @ W2`, the same function. Deliberate differences: the scaling is PEFT's `lora_alpha / r`
+(PARM's is `lora_alpha / r2`), and `C_shared` starts as the identity (PARM's starts random); both start as the base
+model since `B = 0`.
 
 The conditioning is built on PEFT's own LoRA layers, without forking PEFT: `get_peft_model` adds `A` and `B`
 (`lora_A`, `lora_B`, rank `r`), then each `lora_A` is swapped for `PreferenceLoraCore`, a `torch.nn.Linear` with
-the same weight that applies the core after `A`. PEFT's forward (`lora_B(lora_A(dropout(x))) * scaling`), its
-`save_pretrained` (every tensor under `lora_`) and its loading see ordinary LoRA modules. The preference of each
-row is set on the model (`PreferenceConditionedARM.set_preference`), so one forward serves rows with different
-trade-offs.
+the same weight that applies the core after `A`. PEFT's forward (`lora_B(lora_A(dropout(x))) * scaling`) and its
+`save_pretrained` (every tensor under `lora_`, the cores included) see ordinary LoRA modules; the saved
+`adapter_config.json` is marked so that PEFT alone refuses to load it (`hf_genarm._pblora_config`). The preference
+of each row is set on the model (`PreferenceConditionedARM.set_preference`), so one forward serves rows with
+different trade-offs.
 """
 
 from __future__ import annotations
