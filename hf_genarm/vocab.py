@@ -95,7 +95,9 @@ def tokenizer_fingerprint(tokenizer: Any) -> dict[str, Any]:
     }
 
 
-def describe_tokenizer_difference(expected: dict[str, Any], actual: dict[str, Any]) -> str | None:
+def describe_tokenizer_difference(
+    expected: dict[str, Any], actual: dict[str, Any], names: tuple[str, str] = ("base", "reward model")
+) -> str | None:
     """Say in words how two tokenizer fingerprints differ, or return `None` when they match.
 
     Special tokens only count as a difference when both sides name the token: a base tokenizer without
@@ -104,6 +106,8 @@ def describe_tokenizer_difference(expected: dict[str, Any], actual: dict[str, An
     Args:
         expected (`dict`): Fingerprint of the base model's tokenizer (see `tokenizer_fingerprint`).
         actual (`dict`): Fingerprint of the reward model's tokenizer.
+        names (`tuple[str, str]`, *optional*, defaults to `("base", "reward model")`): How the description names
+            the two sides (e.g. `("given", "recorded")`).
 
     Returns:
         `str` or `None`: A one-sentence description of the first differences found.
@@ -113,12 +117,16 @@ def describe_tokenizer_difference(expected: dict[str, Any], actual: dict[str, An
     ```python
     >>> describe_tokenizer_difference({"vocab_size": 10, "vocab_sha256": "a"}, {"vocab_size": 12, "vocab_sha256": "b"})
     'vocabulary size 10 (base) vs 12 (reward model)'
+    >>> describe_tokenizer_difference({"vocab_size": 10}, {"vocab_size": 12}, names=("given", "recorded"))
+    'vocabulary size 10 (given) vs 12 (recorded)'
     ```
     """
+    expected_name, actual_name = names
     differences = []
     if expected.get("vocab_size") != actual.get("vocab_size"):
         differences.append(
-            f"vocabulary size {expected.get('vocab_size')} (base) vs {actual.get('vocab_size')} (reward model)"
+            f"vocabulary size {expected.get('vocab_size')} ({expected_name}) vs {actual.get('vocab_size')} "
+            f"({actual_name})"
         )
     elif expected.get("vocab_sha256") != actual.get("vocab_sha256"):
         differences.append("same vocabulary size but different tokens or token ids")
@@ -126,7 +134,9 @@ def describe_tokenizer_difference(expected: dict[str, Any], actual: dict[str, An
     actual_special = actual.get("special_tokens", {})
     for name in sorted(set(expected_special) & set(actual_special)):
         if expected_special[name] != actual_special[name]:
-            differences.append(f"{name} {expected_special[name]!r} (base) vs {actual_special[name]!r} (reward model)")
+            differences.append(
+                f"{name} {expected_special[name]!r} ({expected_name}) vs {actual_special[name]!r} ({actual_name})"
+            )
     return "; ".join(differences) or None
 
 
@@ -160,11 +170,9 @@ def recorded_tokenizer_fingerprint(model: Any) -> dict[str, Any] | None:
 def _recorded_difference(tokenizer: Any, recorded: dict[str, Any] | None) -> tuple[dict[str, Any], str | None]:
     """`tokenizer`'s fingerprint, and how it differs from the `recorded` one (given vs recorded), or `None`."""
     fingerprint = tokenizer_fingerprint(tokenizer)
-    difference = None if recorded is None else describe_tokenizer_difference(fingerprint, recorded)
-    if difference is not None:
-        # `describe_tokenizer_difference` speaks of a base model's tokenizer and a reward model's.
-        difference = difference.replace("(base)", "(given)").replace("(reward model)", "(recorded)")
-    return fingerprint, difference
+    if recorded is None:
+        return fingerprint, None
+    return fingerprint, describe_tokenizer_difference(fingerprint, recorded, names=("given", "recorded"))
 
 
 def check_reward_model_tokenizer(
@@ -396,10 +404,9 @@ def check_reward_model_vocabularies(models: list[Any], tokenizer: Any, model_tok
     else:
         known = [(index, fingerprint) for index, fingerprint in enumerate(fingerprints) if fingerprint]
         for index, fingerprint in known[1:]:
-            difference = describe_tokenizer_difference(known[0][1], fingerprint)
+            names = (f"reward_models[{known[0][0]}]", f"reward_models[{index}]")
+            difference = describe_tokenizer_difference(known[0][1], fingerprint, names=names)
             if difference:
-                difference = difference.replace("(base)", f"(reward_models[{known[0][0]}])")
-                difference = difference.replace("(reward model)", f"(reward_models[{index}])")
                 raise ValueError(
                     f"`reward_models[{known[0][0]}]` and `reward_models[{index}]` use different tokenizers "
                     f"({difference}); GenARM adds their log-probabilities token id by token id. Guide with reward "
