@@ -146,6 +146,12 @@ class GenARMForCausalLM(nn.Module):
                 'pipeline_parallel_size=1, or engine_kwargs(..., mode="beside").'
             )
         settings = _ServingSettings.from_additional_config(vllm_config.additional_config)
+        if settings.mode != "in_engine":
+            # The processor would then run its own copies of the reward models beside these.
+            raise ValueError(
+                "The engine serves GenARMForCausalLM but its GenARM settings do not say `mode='in_engine'`; build "
+                "both with `engine_kwargs(..., mode='in_engine')`."
+            )
         base_config = vllm_config.model_config
         base_class, _ = ModelRegistry.resolve_model_cls(
             _architectures(base_config.model, base_config.revision), base_config

@@ -47,6 +47,7 @@ from ._slot_runner import SlotRewardModelRunner, load_served_reward_model
 from ._vllm_requests import ALPHA_ARGUMENT, BETA_ARGUMENT, refuse_numbers_vllm_cannot_send, request_guidance
 from ._vllm_settings import (
     ADDITIONAL_CONFIG_KEY,
+    ENGINE_ARCHITECTURE,
     GUIDED_LOGPROBS_MODE,
     RewardModels,
     _ServingSettings,
@@ -282,6 +283,13 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
         self._vllm_config = vllm_config
         self._in_engine = settings.mode == "in_engine"
         if self._in_engine:
+            if ENGINE_ARCHITECTURE not in (getattr(model_config, "architectures", None) or []):
+                # Without it the engine serves the base alone, and the first guided request would find no scores.
+                raise ValueError(
+                    "GenARM's engine setting `mode='in_engine'` needs the engine to serve the in-engine model: pass "
+                    f"hf_overrides={engine_overrides()} (`--hf-overrides '{json.dumps(engine_overrides())}'`), as "
+                    "`engine_kwargs(..., mode='in_engine')` does."
+                )
             # The engine's own model computes the reward models' log-probabilities (_vllm_engine_model); it is
             # built after the logits processors, so its channel is looked up when requests arrive.
             self._channel: Any = None

@@ -314,3 +314,18 @@ def test_in_engine_tokenizer_check_is_the_processors(model_dirs, reference):
         )
         == 400
     )
+
+
+def test_in_engine_setting_without_the_engine_model_is_refused_at_start(dirs):
+    """`mode='in_engine'` in the settings but no `hf_overrides`: the processor refuses when the engine starts."""
+    from types import SimpleNamespace
+
+    from hf_genarm.integrations.vllm import GenARMVLLMLogitsProcessor
+
+    kwargs = engine_kwargs({"rm_a": dirs["rm_a"]}, mode="in_engine")
+    model_config = SimpleNamespace(architectures=["LlamaForCausalLM"], enable_prompt_embeds=False)
+    config = SimpleNamespace(model_config=model_config, additional_config=kwargs["additional_config"])
+    with pytest.raises(ValueError, match="hf_overrides"):
+        GenARMVLLMLogitsProcessor(config, torch.device("cpu"), False)
+    model_config.architectures = kwargs["hf_overrides"]["architectures"]
+    GenARMVLLMLogitsProcessor(config, torch.device("cpu"), False)  # the in-engine model then feeds it
