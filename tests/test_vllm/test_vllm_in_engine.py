@@ -329,3 +329,55 @@ def test_in_engine_setting_without_the_engine_model_is_refused_at_start(dirs):
         GenARMVLLMLogitsProcessor(config, torch.device("cpu"), False)
     model_config.architectures = kwargs["hf_overrides"]["architectures"]
     GenARMVLLMLogitsProcessor(config, torch.device("cpu"), False)  # the in-engine model then feeds it
+
+
+def test_server_in_engine_mode_equals_generate(dirs, engine_options, reference, make_prompts, tmp_path):
+    """vLLM's server started by `server_command(..., mode="in_engine")`: its API server resolves the in-engine
+    architecture through hf-genarm's `vllm.general_plugins` entry point; greedy tokens equal `generate()`."""
+    import json
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    from process_group import started_in_own_group
+
+    from hf_genarm.integrations._vllm_settings import server_command
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    options = ["--dtype", engine_options["dtype"], "--enforce-eager", "--max-model-len", "256", "--seed", "0"]
+    options += ["--gpu-memory-utilization", str(engine_options["gpu_memory_utilization"]), "--port", str(port)]
+    command = server_command(
+        dirs["base"],
+        {name: dirs[name] for name in NAMES},
+        mode="in_engine",
+        server_args=["--host", "127.0.0.1", *options],
+    )
+    url, log_path = f"http://127.0.0.1:{port}", tmp_path / "serve.log"
+    with (
+        open(log_path, "wb") as log,
+        started_in_own_group(command, grace=60, stdout=log, stderr=subprocess.STDOUT) as process,
+    ):
+        deadline = time.monotonic() + 600
+        while True:
+            assert process.poll() is None, log_path.read_text()[-4000:]
+            assert time.monotonic() < deadline, log_path.read_text()[-4000:]
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5):
+                    break
+            except OSError:
+                time.sleep(2)
+        for ids, alpha in zip(make_prompts(2, seed=26), [[1.0, 0.5, 0.0], {"rm_small": 2.0}]):
+            body = {
+                "model": dirs["base"], "prompt": ids, "max_tokens": 10, "temperature": 0.0, "ignore_eos": True,
+                "return_token_ids": True, "vllm_xargs": request_args(alpha, BETA),
+            }  # fmt: skip
+            request = urllib.request.Request(
+                f"{url}/v1/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=120) as response:
+                answer = json.load(response)
+            assert answer["choices"][0]["token_ids"] == reference.greedy(ids, _weights(alpha), BETA, 10), alpha
+    assert "Resolved architecture: GenARMForCausalLM" in log_path.read_text()
