@@ -34,8 +34,10 @@ from vllm.model_executor.models.utils import maybe_prefix
 
 from ..combine import shared_log_probs
 from ..configuration import GENARM_CONFIG_NAME, RewardModelMetadata
+from ..model_caller import innermost_transformers_model
+from ..modeling import AutoregressiveRewardModel
 from ..vocab import check_reward_model_vocabularies
-from ._vllm_settings import _ServingSettings
+from ._vllm_settings import _ServingSettings, adapter_backbone
 
 _REWARD_MODELS = "reward_models"
 # One channel per engine in this process, keyed by the engine's VllmConfig: the model runner hands the same object
@@ -161,16 +163,21 @@ class GenARMForCausalLM(nn.Module):
         # vLLM's loader reads these folders after the base's, each weight's name prefixed with its module's path.
         self.secondary_weights: list[DefaultModelLoader.Source] = []
         configs = []
+        self._adapters: dict[str, str] = {}  # key -> PEFT adapter folder, merged into its backbone when loading
         for index, (name, path) in enumerate(settings.reward_models.items()):
             key = f"arm_{index}"  # no bare integer in layer names: vLLM reads the one integer as the layer index
-            config = _reward_model_config(name, path, base_config, settings.dtype)
+            backbone = adapter_backbone(path)
+            config = _reward_model_config(name, backbone or path, base_config, settings.dtype)
             reward_vllm_config = replace(vllm_config, model_config=config, quant_config=None)
             reward_class, _ = ModelRegistry.resolve_model_cls(config.architectures, config)
             with set_current_vllm_config(reward_vllm_config), set_model_tag(f"genarm_{key}"):
                 self.reward_models[key] = reward_class(
                     vllm_config=reward_vllm_config, prefix=maybe_prefix(prefix, f"{_REWARD_MODELS}.{key}")
                 )
-            self.secondary_weights.append(DefaultModelLoader.Source(path, None, prefix=f"{_REWARD_MODELS}.{key}."))
+            if backbone is None:
+                self.secondary_weights.append(DefaultModelLoader.Source(path, None, prefix=f"{_REWARD_MODELS}.{key}."))
+            else:
+                self._adapters[key] = path
             configs.append(config)
         self._widths = [base_config.get_hidden_size()] + [config.get_hidden_size() for config in configs]
         self.channel = RewardChannel(settings.names, _check_vocabularies(settings, configs, base_config))
@@ -223,4 +230,10 @@ class GenARMForCausalLM(nn.Module):
             start = len(f"{_REWARD_MODELS}.{key}.")
             named = ((name[start:], tensor) for name, tensor in run)
             loaded |= {f"{_REWARD_MODELS}.{key}.{name}" for name in self.reward_models[key].load_weights(named)}
+        for key, path in self._adapters.items():
+            # A LoRA reward model runs as its backbone with the adapter merged in: the same function, no LoRA
+            # kernels per step. The merge happens once, in float32, on the CPU.
+            merged = AutoregressiveRewardModel.from_pretrained(path, dtype=torch.float32).merge_adapter()
+            state = innermost_transformers_model(merged).state_dict()
+            loaded |= {f"{_REWARD_MODELS}.{key}.{name}" for name in self.reward_models[key].load_weights(state.items())}
         return loaded

@@ -130,16 +130,22 @@ def in_engine_refusal(path: str, device: str | None = None) -> str | None:
     ```python
     >>> import tempfile
     >>> in_engine_refusal(tempfile.mkdtemp())
-    'its folder has no config.json (a PEFT adapter or a Hub id is served beside the engine)'
+    'its folder has no config.json (a Hub id is served beside the engine)'
     ```
     """
     if device is not None:
         return f"`device={device!r}` places the reward models outside the engine"
-    config_path = os.path.join(path, "config.json")
+    metadata_path = os.path.join(path, "genarm_config.json")
+    if os.path.isfile(metadata_path):
+        with open(metadata_path, encoding="utf-8-sig") as handle:
+            if json.load(handle).get("objectives"):
+                return "it is preference-conditioned (one adapter whose weights depend on each request's preference)"
+    adapter = adapter_backbone(path)
+    if adapter is not None and not os.path.isdir(adapter):
+        return f"it is a PEFT adapter of {adapter!r}, which is not a local folder"
+    config_path = os.path.join(adapter or path, "config.json")
     if not os.path.isfile(config_path):
-        return "its folder has no config.json (a PEFT adapter or a Hub id is served beside the engine)"
-    if os.path.isfile(os.path.join(path, "adapter_config.json")):
-        return "it is a PEFT adapter; merge it (`merge_and_unload`) and save the full model to serve it in the engine"
+        return "its folder has no config.json (a Hub id is served beside the engine)"
     with open(config_path, encoding="utf-8") as handle:
         config = json.load(handle)
     architectures = config.get("architectures") or []
@@ -149,6 +155,15 @@ def in_engine_refusal(path: str, device: str | None = None) -> str | None:
     if layer_types != {"full_attention"} or config.get("sliding_window"):
         return f"it has {sorted(layer_types)} layers or a sliding window; only full attention runs in the engine"
     return None
+
+
+def adapter_backbone(path: str) -> str | None:
+    """The model a PEFT adapter folder was trained on (its `base_model_name_or_path`); `None` for a full model."""
+    adapter_config = os.path.join(path, "adapter_config.json")
+    if not os.path.isfile(adapter_config):
+        return None
+    with open(adapter_config, encoding="utf-8") as handle:
+        return str(json.load(handle).get("base_model_name_or_path") or "")
 
 
 def resolve_mode(settings: _ServingSettings, mode: str) -> str:

@@ -105,8 +105,10 @@ def engine_kwargs(
         mode (`str`, *optional*, defaults to `"beside"`):
             Where the reward models run. `"in_engine"`: as vLLM model code inside the engine, beside the base in
             one registered model (`hf_overrides` names it), their KV in vLLM's paged cache and their weights and KV
-            inside `gpu_memory_utilization`; refused, with the reason, for a reward model that cannot run there
-            (a PEFT adapter, a Hub id, an architecture other than Llama's, sliding-window layers, `device=`).
+            inside `gpu_memory_utilization` (a PEFT adapter is merged into its backbone once, when loading);
+            refused, with the reason, for a reward model that cannot run there (a Hub id, an adapter of a Hub
+            model, a preference-conditioned one, an architecture other than Llama's, sliding-window layers,
+            `device=`).
             `"beside"`: as transformers models beside the engine in each worker, with a private KV cache.
             `"auto"`: `"in_engine"` when every reward model can, else `"beside"` with a logged reason.
 

@@ -381,3 +381,32 @@ def test_server_in_engine_mode_equals_generate(dirs, engine_options, reference, 
                 answer = json.load(response)
             assert answer["choices"][0]["token_ids"] == reference.greedy(ids, _weights(alpha), BETA, 10), alpha
     assert "Resolved architecture: GenARMForCausalLM" in log_path.read_text()
+
+
+def test_lora_adapter_reward_model_is_merged_into_the_engine(model_dirs, engine_options, make_prompts, tmp_path):
+    """A PEFT adapter folder runs inside the engine as its backbone with the adapter merged; equals `generate()`
+    with the adapter unmerged."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    backbone = AutoModelForCausalLM.from_pretrained(model_dirs["rm_a"])
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False)
+    tokenizer = make_tiny_tokenizer()
+    adapter = AutoregressiveRewardModel(get_peft_model(backbone, lora), tokenizer=tokenizer)
+    adapter.save_pretrained(tmp_path / "rm_lora", tokenizer)
+    kwargs = engine_kwargs({"rm_lora": str(tmp_path / "rm_lora")}, mode="in_engine")
+    llm = LLM(model=model_dirs["base"], max_model_len=256, **kwargs, **engine_options)
+    try:
+        reference = Reference({**model_dirs, "rm_lora": str(tmp_path / "rm_lora")}, ["rm_lora"])
+        assert reference.reward_models[0].is_peft_model
+        with_backbone = Reference(model_dirs, ["rm_a"])
+        prompts = make_prompts(4, seed=27, max_length=60)
+        outputs = llm.generate([{"prompt_token_ids": ids} for ids in prompts], _greedy(2.0, 12))
+        differs = 0
+        for ids, output in zip(prompts, outputs):
+            tokens = list(output.outputs[0].token_ids)
+            assert tokens == reference.greedy(ids, [2.0], BETA, 12)
+            differs += tokens != with_backbone.greedy(ids, [2.0], BETA, 12)
+        assert differs, "the adapter changed no generation: the test could not tell it was merged"
+    finally:
+        llm.llm_engine.engine_core.shutdown()
