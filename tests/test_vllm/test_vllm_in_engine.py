@@ -57,10 +57,21 @@ def reference(dirs):
     return Reference(dirs, NAMES)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _functions_reach_the_worker():
+    """`apply_model` sends a function to the worker; vLLM sends functions only when allowed to pickle (this module
+    only: the setting is restored after it)."""
+    saved = os.environ.get("VLLM_ALLOW_INSECURE_SERIALIZATION")
+    os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"
+    yield
+    if saved is None:
+        os.environ.pop("VLLM_ALLOW_INSECURE_SERIALIZATION")
+    else:
+        os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = saved
+
+
 @pytest.fixture(scope="module")
 def llm(dirs, engine_options):
-    # `apply_model` sends a function to the worker; vLLM sends functions only when allowed to pickle.
-    os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"
     engine = LLM(
         model=dirs["base"],
         max_model_len=256,
@@ -259,7 +270,6 @@ def _reward_model_shard_rows(model) -> int:
 def test_tensor_parallel_two_shards_the_reward_models_and_equals_generate(dirs, engine_options, make_prompts):
     """Tensor parallel 2 on CPU (one core per rank: vLLM-CPU binds each rank's threads to its own NUMA node unless
     told which cores): each rank holds half of the reward model's projections; greedy tokens equal `generate()`."""
-    os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"  # for `apply_model`, as in the module's engine
     saved = os.environ.get("VLLM_CPU_OMP_THREADS_BIND")
     os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "0|1"
     try:
