@@ -37,7 +37,7 @@ from ..configuration import GENARM_CONFIG_NAME, RewardModelMetadata
 from ..model_caller import innermost_transformers_model
 from ..modeling import AutoregressiveRewardModel
 from ..vocab import check_reward_model_vocabularies
-from ._vllm_settings import _ServingSettings, adapter_backbone
+from ._vllm_settings import _ServingSettings, adapter_backbone, check_served_vocabulary
 
 _REWARD_MODELS = "reward_models"
 # One channel per engine in this process, keyed by the engine's VllmConfig: the model runner hands the same object
@@ -106,11 +106,7 @@ def _check_vocabularies(settings: _ServingSettings, configs: list[ModelConfig], 
         heads.append(_RewardModelHead(metadata=metadata, rows=config.get_vocab_size()))
     tokenizer = AutoTokenizer.from_pretrained(base.tokenizer, revision=base.tokenizer_revision)
     vocab_size = check_reward_model_vocabularies(heads, tokenizer)
-    if base.get_vocab_size() < vocab_size:
-        raise ValueError(
-            f"The served model scores {base.get_vocab_size()} tokens, fewer than the {vocab_size} tokens of its "
-            "tokenizer; base and reward models must share the tokenizer."
-        )
+    check_served_vocabulary(base.get_vocab_size(), vocab_size)
     return vocab_size
 
 

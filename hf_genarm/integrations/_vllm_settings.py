@@ -166,6 +166,26 @@ def adapter_backbone(path: str) -> str | None:
         return str(json.load(handle).get("base_model_name_or_path") or "")
 
 
+def check_served_vocabulary(served_rows: int, vocab_size: int) -> None:
+    """Refuse a served model that scores fewer tokens than the tokenizer it shares with its reward models.
+
+    Both modes check it at engine start (beside: the logits processor; in the engine: the engine's model), with
+    this one message.
+
+    Args:
+        served_rows (`int`): Rows of the served model's logits (its config's `vocab_size`).
+        vocab_size (`int`): The vocabulary the tokenizer and reward models share.
+
+    Raises:
+        `ValueError` when `served_rows < vocab_size`.
+    """
+    if served_rows < vocab_size:
+        raise ValueError(
+            f"The served model scores {served_rows} tokens, fewer than the {vocab_size} tokens of its "
+            "tokenizer; base and reward models must share the tokenizer."
+        )
+
+
 def resolve_mode(settings: _ServingSettings, mode: str) -> str:
     """`"in_engine"` or `"beside"` for `mode` (`"auto"` included); the reason is logged when `"auto"` falls back.
 

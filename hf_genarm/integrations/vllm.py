@@ -52,6 +52,7 @@ from ._vllm_settings import (
     RewardModels,
     _ServingSettings,
     additional_config,
+    check_served_vocabulary,
     engine_overrides,
     register_engine_model,
 )
@@ -303,12 +304,7 @@ class GenARMVLLMLogitsProcessor(LogitsProcessor, _ModelRunnerV2LogitsProcessor):
         dtype = getattr(torch, settings.dtype) if settings.dtype else model_config.dtype
         models = [load_served_reward_model(path, dtype, self.device) for path in settings.reward_models.values()]
         self.vocab_size = check_reward_model_vocabularies(models, tokenizer)
-        base_width = model_config.get_vocab_size()
-        if base_width < self.vocab_size:
-            raise ValueError(
-                f"The served model scores {base_width} tokens, fewer than the {self.vocab_size} tokens of its "
-                "tokenizer; base and reward models must share the tokenizer."
-            )
+        check_served_vocabulary(model_config.get_vocab_size(), self.vocab_size)
         self._runners = [SlotRewardModelRunner(model, self.vocab_size) for model in models]
         for name, runner in zip(self.names, self._runners):
             limit = runner.position_limit

