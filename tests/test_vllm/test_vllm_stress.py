@@ -1,10 +1,11 @@
 """200 requests through a cramped engine: every finished request equals the same request run alone.
 
-The engine is squeezed so that vLLM does to requests what it does under load: a KV cache of 40 blocks of 16 tokens
-for up to 32 running requests forces preemption and recomputation (a preempted request comes back with its whole
-history), 48 batched tokens per step cut long prompts into chunks (chunked prefill), repeated prompts hit the
-prefix cache, and some requests are aborted mid-way. "Alone" is the `generate()` path on one request, which
-`test_vllm_engine.py` shows equal to vLLM on its own.
+The engine is squeezed so that vLLM does to requests what it does under load: a KV cache of 8 blocks (vLLM-CPU's
+blocks hold 128 tokens; `num_gpu_blocks_override` counts blocks) for up to 32 running requests, whose prompts of up
+to 200 tokens grow past a block's 128, forces preemption and recomputation (a preempted request comes back with its
+whole history; the test checks vLLM's own preemption counter rose), 48 batched tokens per step cut long prompts into
+chunks (chunked prefill), repeated prompts hit the prefix cache, and some requests are aborted mid-way. "Alone" is
+the `generate()` path on one request, which `test_vllm_engine.py` shows equal to vLLM on its own.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ BETA = 0.5
 REQUESTS = 200
 ABORTED = 20
 RESIDENT_MEMORY_SLACK_MIB = 8
+KV_BLOCKS = 8  # 1,024 tokens of KV cache: far fewer than 32 running requests of up to 232 tokens need
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +34,21 @@ def llm(model_dirs, engine_options):
         model=model_dirs["base"],
         max_model_len=256,
         max_num_seqs=32,
-        num_gpu_blocks_override=40,
+        num_gpu_blocks_override=KV_BLOCKS,
         max_num_batched_tokens=48,
         enable_chunked_prefill=True,
         enable_prefix_caching=True,
+        disable_log_stats=False,  # keeps vLLM's metrics, whose preemption counter the test reads
         **engine_kwargs({"rm_a": model_dirs["rm_a"], "rm_b": model_dirs["rm_b"]}),
         **engine_options,
     )
     yield engine
     engine.llm_engine.engine_core.shutdown()
+
+
+def _preemptions(llm) -> float:
+    """vLLM's own count of preempted requests (its `vllm:num_preemptions` metric)."""
+    return sum(getattr(metric, "value", 0) for metric in llm.get_metrics() if metric.name == "vllm:num_preemptions")
 
 
 def _engine_resident_mib() -> float:
@@ -51,7 +59,8 @@ def _engine_resident_mib() -> float:
 
 def _workload(make_prompts, seed: int, count: int):
     rng = random.Random(seed)
-    prompts = make_prompts(count, seed=seed, max_length=96)
+    # Prompts of 40 to 200 tokens: many cross the 128-token block boundary while they prefill or decode.
+    prompts = make_prompts(count, seed=seed, min_length=40, max_length=200)
     for index in range(0, count, 10):  # every tenth prompt repeats an earlier one: prefix-cache hits
         prompts[index] = list(prompts[max(0, index - 7)])
     requests = []
@@ -87,12 +96,14 @@ def test_two_hundred_requests_equal_each_request_alone_and_memory_returns(llm, r
     # A first round of the same size lets the allocators reach their working size; the second must not grow.
     _run(llm, _workload(make_prompts, seed=100, count=REQUESTS), set(), rng)
     before = _engine_resident_mib()
+    preempted_before = _preemptions(llm)
 
     requests = _workload(make_prompts, seed=7, count=REQUESTS)
     aborted = {request_id for request_id, *_ in rng.sample(requests, ABORTED)}
     finished = _run(llm, requests, aborted, rng)
     after = _engine_resident_mib()
 
+    assert _preemptions(llm) > preempted_before, "the engine preempted nothing: not a test of preemption"
     completed = [request for request in requests if request[0] not in aborted]
     assert all(request_id in finished for request_id, *_ in completed)
     mismatches = [
