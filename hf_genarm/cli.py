@@ -458,6 +458,11 @@ def _serve_parser() -> Any:
     parser.add_argument("--reward-dtype", metavar="DTYPE", help="Reward models' weights dtype (default: the base's).")
     parser.add_argument("--host", metavar="HOST", help="Address the server listens on (vLLM's default when omitted).")
     parser.add_argument("--port", type=_port, metavar="PORT", help="Port the server listens on (vLLM's default: 8000).")
+    parser.add_argument(
+        "--mode", choices=["beside", "in_engine", "auto"], default="beside",
+        help="Where the reward models run: beside vLLM's engine (eager transformers, default), in_engine (vLLM model "
+        "code in the engine's KV cache), or auto (in_engine when every reward model can run there).",
+    )  # fmt: skip
     parser.add_argument("--print-command", action="store_true", help="Print the vLLM command instead of running it.")
     _add_debug(parser, default=False)
     return parser
@@ -992,12 +997,12 @@ _SERVE_OWNED_OPTIONS = {
 }
 
 
-def _check_vllm_args(vllm_args: list[str]) -> None:
+def _check_vllm_args(vllm_args: list[str], owned: dict[str, str] = _SERVE_OWNED_OPTIONS) -> None:
     for value in vllm_args:
         option = value.split("=", 1)[0].replace("_", "-")
-        if option in _SERVE_OWNED_OPTIONS:
+        if option in owned:
             raise UsageError(
-                f"{value.split('=', 1)[0]} after `--` would replace {_SERVE_OWNED_OPTIONS[option]} that serve passes "
+                f"{value.split('=', 1)[0]} after `--` would replace {owned[option]} that serve passes "
                 "to vLLM; drop it (to run vLLM with other settings, start it yourself: see --print-command)"
             )
 
@@ -1022,13 +1027,19 @@ def _serve_command(args: argparse.Namespace) -> list[str]:
         additional_config(args.reward_model, device=args.reward_device)
     server_args = [*(["--host", args.host] if args.host else []), *(["--port", str(args.port)] if args.port else [])]
     reward_models = [_local_paths_absolute(path) for path in args.reward_model]
-    return server_command(
-        _local_paths_absolute(args.base),
-        reward_models,
-        args.reward_device,
-        args.reward_dtype,
-        [*server_args, *args.vllm_args],
-    )
+    with _as_usage_error("--mode"):  # in_engine with a reward model that cannot run in the engine (the reason)
+        command = server_command(
+            _local_paths_absolute(args.base),
+            reward_models,
+            args.reward_device,
+            args.reward_dtype,
+            [*server_args, *args.vllm_args],
+            mode=args.mode,
+        )
+    if "--hf-overrides" in command[: len(command) - len(args.vllm_args)]:
+        # The in-engine mode names its architecture through --hf-overrides; vLLM would keep a later one.
+        _check_vllm_args(args.vllm_args, {"--hf-overrides": "the in-engine architecture (--mode)"})
+    return command
 
 
 def _run_serve(args: argparse.Namespace, command: list[str]) -> int:

@@ -882,6 +882,52 @@ def test_serve_print_command_passes_absolute_paths(capsys, serve_folders, monkey
     assert settings["genarm"]["reward_models"] == {"arm-helpful": str(serve_folders / "arm-helpful")}
 
 
+def test_serve_mode_reaches_the_printed_command(capsys, serve_folders, monkeypatch):
+    """--mode in_engine names the in-engine architecture; auto falls back beside for a model that cannot run there."""
+    monkeypatch.delitem(sys.modules, "vllm", raising=False)
+    llama = {"architectures": ["LlamaForCausalLM"]}
+    (serve_folders / "arm-helpful" / "config.json").write_text(json.dumps(llama))
+
+    def printed(options: str) -> list[str]:
+        status, out, err = cli(
+            capsys, "serve {base} --reward-model {arm} --print-command " + options,
+            base=serve_folders / "base", arm=serve_folders / "arm-helpful",
+        )  # fmt: skip
+        assert status == 0, err
+        return shlex.split(out)
+
+    for options in ("--mode in_engine", "--mode auto"):
+        command = printed(options)
+        assert json.loads(command[command.index("--hf-overrides") + 1]) == {"architectures": ["GenARMForCausalLM"]}
+        assert json.loads(command[command.index("--additional-config") + 1])["genarm"]["mode"] == "in_engine"
+    for options in ("", "--mode beside"):
+        command = printed(options)
+        assert "--hf-overrides" not in command
+        assert "mode" not in json.loads(command[command.index("--additional-config") + 1])["genarm"]
+    (serve_folders / "arm-helpful" / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"]}))
+    assert "--hf-overrides" not in printed("--mode auto")
+    assert "vllm" not in sys.modules
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ("--mode inside", "argument --mode: invalid choice: 'inside'"),
+        ("--mode in_engine --reward-device cpu", "--mode: `mode='in_engine'`: reward model 'arm-helpful'"),
+        ("--mode in_engine -- --hf-overrides {{}}", "--hf-overrides after `--` would replace the in-engine"),
+    ],
+    ids=["unknown-mode", "in-engine-refused", "hf-overrides"],
+)  # fmt: skip
+def test_serve_refuses_a_mode_it_cannot_start(capsys, serve_folders, options, expected):
+    (serve_folders / "arm-helpful" / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+    status, out, err = cli(
+        capsys, "serve {base} --reward-model {arm} --print-command " + options,
+        base=serve_folders / "base", arm=serve_folders / "arm-helpful",
+    )  # fmt: skip
+    assert status == 2 and out == ""
+    assert expected in err
+
+
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
