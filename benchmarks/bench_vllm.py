@@ -3,9 +3,12 @@
 Random Llama models (head_dim 64, float32, CPU by default): a base of about 25M parameters, a reward model of the
 base's size and one of about a quarter of it. Columns, on the same prompts and the same numbers of new tokens:
 
-* ``vLLM base``: vLLM decoding the base alone (requests without ``genarm_alpha`` on the GenARM engine, which the
-  processor leaves untouched: the same work as an engine without it);
-* ``vLLM+GenARM``: the same requests guided by the base-size reward model, then by the quarter-size one;
+* ``vLLM base``: vLLM decoding the base alone (requests without ``genarm_alpha`` on the beside-mode GenARM engine,
+  which the processor leaves untouched: the same work as an engine without it; with ``--mode in_engine``, an engine
+  without GenARM, since the in-engine model runs its reward models for every request);
+* ``vLLM+GenARM <mode>``: the same requests guided by the base-size reward model, then by the quarter-size one, for
+  each mode of ``--mode``: ``beside`` (the reward models run eagerly beside the engine, in the logits processor) and
+  ``in_engine`` (vLLM model code in the engine's KV cache), each engine in turn;
 * ``RM passes``: the reward model's own batched, cached forward passes over exactly the tokens the guided run fed
   it (the processor's per-step work without vLLM), the second term of the limit ``vLLM base + RM passes``;
 * ``generate()``: ``model.generate`` with ``GenARMLogitsProcessor`` on the same requests, batched as a user would
@@ -13,7 +16,8 @@ base's size and one of about a quarter of it. Columns, on the same prompts and t
 
 Workloads: uniform (1, 8 and 32 concurrent requests of 128 new tokens) and mixed (64 requests whose lengths run
 from 16 to 256 new tokens, submitted together). Then the engine's resident memory over 1,000 guided requests,
-in blocks of 128 alternating with as many unguided ones: vLLM's own growth on plain requests is the control.
+in blocks of 128 alternating with as many unguided ones, for each mode: vLLM's own growth on plain requests is
+the control.
 Each cell is the best of `--repeats` (default 2) timed runs, interleaved across columns, after a warm-up (vLLM
 engines take about a minute to start on CPU).
 
@@ -23,6 +27,7 @@ Usage::
     python benchmarks/bench_vllm.py --quick             # small models, short requests: a smoke run
     python benchmarks/bench_vllm.py --generate-attention grouped  # generate() as transformers 5.20+ decodes
     python benchmarks/bench_vllm.py --only memory       # the memory check alone
+    python benchmarks/bench_vllm.py --mode in_engine    # one mode (default: both, side by side)
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import psutil
 import torch
 
 REWARD_MODEL_SIZES = ("base-size", "quarter-size")
+MODES = ("beside", "in_engine")
 
 
 def build_models(root: str, hidden: int, layers: int) -> dict[str, str]:
@@ -205,7 +211,14 @@ def main() -> None:
         default="all",
         help="run the timing tables, the memory check, or both",
     )
+    parser.add_argument(
+        "--mode",
+        choices=(*MODES, "both"),
+        default="both",
+        help="where the reward models run: beside the engine, in the engine, or both side by side (default)",
+    )
     args = parser.parse_args()
+    args.modes = MODES if args.mode == "both" else (args.mode,)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # The models (about 170 MB at full size) are removed when the run ends, however it ends.
@@ -230,21 +243,29 @@ def run(args: argparse.Namespace, root: str) -> None:
     options = {"dtype": "float32", "gpu_memory_utilization": 0.1, "enforce_eager": True, "max_model_len": 512}
     seconds: dict[tuple[str, str], float] = {}
     generated: dict[tuple[str, str], list[list[int]]] = {}
-    memory: list[tuple[int, float, float]] = []  # (guided requests so far, MiB after a guided block, after a plain one)
+    # mode -> (guided requests so far, MiB after a guided block, after a plain one)
+    memory: dict[str, list[tuple[int, float, float]]] = {}
+    sizes = REWARD_MODEL_SIZES if args.only != "memory" else REWARD_MODEL_SIZES[-1:]
+    engines: list[tuple[str | None, str | None]] = [(mode, size) for mode in args.modes for size in sizes]
+    if "beside" not in args.modes and args.only != "memory":
+        engines.insert(0, (None, None))  # vLLM base alone, on an engine without GenARM
     # vLLM's CPU worker keeps its threads bound to the cores while it lives, so the columns that run in this
     # process (reward-model passes, generate()) are timed after each engine has shut down.
-    for size in REWARD_MODEL_SIZES if args.only != "memory" else REWARD_MODEL_SIZES[-1:]:
-        llm = LLM(model=dirs["base"], **engine_kwargs({size: dirs[size]}), **options)
-        run_vllm(llm, runs["uniform x8"], alpha=1.0)  # warm-up
+    for mode, size in engines:
+        genarm = {} if mode is None else engine_kwargs({size: dirs[size]}, mode=mode)
+        llm = LLM(model=dirs["base"], **genarm, **options)
+        run_vllm(llm, runs["uniform x8"], alpha=None if mode is None else 1.0)  # warm-up
+        measures_base = mode is None or (mode == "beside" and size == REWARD_MODEL_SIZES[0])
         for name, requests in runs.items() if args.only != "memory" else ():
             for _ in range(args.repeats):  # interleaved, so that a busy moment hits every column alike
-                if size == REWARD_MODEL_SIZES[0]:
+                if measures_base:
                     keep_best(seconds, (name, "vLLM base"), run_vllm(llm, requests, alpha=None)[0])
-                elapsed, generated[(name, size)] = run_vllm(llm, requests, alpha=1.0)
-                keep_best(seconds, (name, f"vLLM+GenARM {size}"), elapsed)
+                if mode is not None:
+                    elapsed, generated[(name, size)] = run_vllm(llm, requests, alpha=1.0)
+                    keep_best(seconds, (name, f"vLLM+GenARM {mode} {size}"), elapsed)
             print(name, {key[1]: round(value, 2) for key, value in seconds.items() if key[0] == name}, flush=True)
-        if size == REWARD_MODEL_SIZES[-1] and args.only != "timing":
-            memory = measure_memory(llm, [(ids, 8) for ids, _ in runs["mixed x64"]] * 2, args.memory_requests)
+        if mode is not None and size == REWARD_MODEL_SIZES[-1] and args.only != "timing":
+            memory[mode] = measure_memory(llm, [(ids, 8) for ids, _ in runs["mixed x64"]] * 2, args.memory_requests)
         llm.llm_engine.engine_core.shutdown()
         del llm
         gc.collect()
@@ -253,9 +274,10 @@ def run(args: argparse.Namespace, root: str) -> None:
     torch.set_num_threads(args.threads)
     if args.only != "memory":
         timing_columns(args, dirs, runs, base, tokenizer, seconds, generated)
-        print_timing_tables(runs, seconds, args.repeats)
+        print_timing_tables(runs, seconds, args.repeats, args.modes)
     if args.only != "timing":
-        print_memory_table(memory)
+        for mode, readings in memory.items():
+            print_memory_table(mode, readings)
 
 
 def timing_columns(args, dirs, runs, base, tokenizer, seconds, generated) -> None:
@@ -280,8 +302,10 @@ def timing_columns(args, dirs, runs, base, tokenizer, seconds, generated) -> Non
     print("generate() attention:", args.generate_attention)
 
 
-def print_timing_tables(runs, seconds, repeats: int) -> None:
-    columns = ["vLLM base"] + [f"{kind} {size}" for size in REWARD_MODEL_SIZES for kind in ("vLLM+GenARM", "RM passes")]
+def print_timing_tables(runs, seconds, repeats: int, modes: tuple[str, ...]) -> None:
+    columns = ["vLLM base"]
+    for size in REWARD_MODEL_SIZES:
+        columns += [f"vLLM+GenARM {mode} {size}" for mode in modes] + [f"RM passes {size}"]
     columns += [f"generate() {size}" for size in REWARD_MODEL_SIZES]
     print(f"\nSeconds per workload (the best of {repeats} interleaved runs after a warm-up):\n")
     print("| workload | " + " | ".join(columns) + " |")
@@ -289,18 +313,25 @@ def print_timing_tables(runs, seconds, repeats: int) -> None:
     for name in runs:
         print(f"| {name} | " + " | ".join(f"{seconds[(name, column)]:.2f}" for column in columns) + " |")
     print("\nRatios:\n")
-    print("| workload | reward model | vLLM+GenARM / (vLLM base + RM passes) | generate() / vLLM+GenARM |")
-    print("|---|---|---|---|")
+    # The issue's targets: a same-size reward model against two base models at vLLM's speed (2 x vLLM base).
+    print(
+        "| workload | reward model | mode | vLLM+GenARM / (vLLM base + RM passes) | vLLM+GenARM / (2 x vLLM base) "
+        "| generate() / vLLM+GenARM |"
+    )
+    print("|---|---|---|---|---|---|")
     for name in runs:
+        base = seconds[(name, "vLLM base")]
         for size in REWARD_MODEL_SIZES:
-            guided = seconds[(name, f"vLLM+GenARM {size}")]
-            limit = seconds[(name, "vLLM base")] + seconds[(name, f"RM passes {size}")]
-            speedup = seconds[(name, f"generate() {size}")] / guided
-            print(f"| {name} | {size} | {guided / limit:.2f} | {speedup:.2f} |")
+            for mode in modes:
+                guided = seconds[(name, f"vLLM+GenARM {mode} {size}")]
+                limit = base + seconds[(name, f"RM passes {size}")]
+                twice = f"{guided / (2 * base):.2f}" if size == "base-size" else "-"
+                speedup = seconds[(name, f"generate() {size}")] / guided
+                print(f"| {name} | {size} | {mode} | {guided / limit:.2f} | {twice} | {speedup:.2f} |")
 
 
-def print_memory_table(memory) -> None:
-    print("\nEngine resident memory (engine core + worker), MiB, guided and plain blocks alternating:\n")
+def print_memory_table(mode: str, memory) -> None:
+    print(f"\nEngine resident memory (engine core + worker), mode {mode}, MiB, guided and plain blocks alternating:\n")
     print("| guided requests | after the guided block | after the plain block |")
     print("|---|---|---|")
     for done, after_guided, after_plain in memory:
