@@ -103,6 +103,53 @@ def test_every_skipped_snippet_says_why():
         assert len(skip_comments) == sum(block.skipped for block in docs_assets.blocks(text)), page
 
 
+# What a reader must be told before running a skipped block: a skip reason naming one of these costs must say
+# it in the page's visible text too (the comment is invisible on the site).
+USER_WARNINGS = {"gpu": "GPU", "download": "download", "hub": "Hub", "minutes": "minutes"}
+
+
+def hidden_warnings(text: str) -> list[str]:
+    """Costs that a skip comment names (GPU, downloads, the Hub, minutes) and its section's visible text does not."""
+    problems, section, in_fence = [], [], False
+    for number, line in enumerate(text.splitlines()):
+        if line.startswith("```"):
+            in_fence = not in_fence
+        elif not in_fence and line.startswith("#"):
+            section = []  # a new section: warnings must be repeated in it
+        match = SKIP_COMMENT.fullmatch(line.strip())
+        if match:
+            visible = " ".join(section).lower()
+            for keyword, name in USER_WARNINGS.items():
+                if keyword in match["reason"].lower() and keyword not in visible:
+                    problems.append(f"line {number + 1}: the skip reason says {name!r}, the visible text does not")
+        elif not in_fence and not line.lstrip().startswith("<!--"):
+            section.append(line)
+    return problems
+
+
+def test_skip_reasons_a_reader_needs_are_visible():
+    problems = {str(page): hidden_warnings(page.read_text(encoding="utf-8")) for page in PAGES}
+    assert {page: found for page, found in problems.items() if found} == {}
+
+
+@pytest.mark.parametrize(
+    ("page", "expected"),
+    [
+        ("## Run\n\n<!-- skip-test: needs a GPU -->\n```python\nx = 1\n```\n", ["line 3"]),
+        ("## Run\n\nOn a GPU:\n\n<!-- skip-test: needs a GPU -->\n```python\nx = 1\n```\n", []),
+        (
+            "On a GPU.\n## Run\n<!-- skip-test: downloads a model, needs a GPU -->\n```python\nx = 1\n```\n",
+            ["line 3"] * 2,
+        ),
+        ("## Run\n```bash\n# GPU\n```\n<!-- skip-test: needs a GPU -->\n```python\nx = 1\n```\n", ["line 5"]),
+        ("## Run\n\n<!-- skip-test: shell command -->\n```bash\nls\n```\n", []),
+    ],
+    ids=["hidden", "said", "said-in-another-section", "only-in-code", "nothing-to-say"],
+)
+def test_hidden_warnings_are_caught(page, expected):
+    assert [problem.split(":")[0] for problem in hidden_warnings(page)] == expected
+
+
 @pytest.mark.parametrize(
     ("page", "problem"),
     [
