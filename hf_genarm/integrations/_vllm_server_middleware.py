@@ -35,10 +35,13 @@ XARGS_FIELD = "vllm_xargs"
 _ARGUMENT_PREFIX = "genarm_"
 
 
+# JSON true/false are ints to Python, and pydantic's lax mode takes them as numbers too.
+_SCALARS = (str, int, float)
+
+
 def _carried(value: Any) -> bool:
     """Whether vLLM's `vllm_xargs` schema carries `value`: a string, a number, or a list of them."""
-    scalar = (str, int, float)  # JSON true/false are ints to Python, and pydantic's lax mode takes them as numbers
-    return isinstance(value, scalar) or (isinstance(value, list) and all(isinstance(item, scalar) for item in value))
+    return isinstance(value, _SCALARS) or (isinstance(value, list) and all(isinstance(v, _SCALARS) for v in value))
 
 
 def _json_kind(value: Any) -> str:
@@ -47,7 +50,10 @@ def _json_kind(value: Any) -> str:
     if isinstance(value, dict):
         return "a JSON object"
     if isinstance(value, list):
-        return "a list holding " + ", ".join(sorted({_json_kind(item) for item in value if not _carried(item)}))
+        value = [v for v in value if not isinstance(v, _SCALARS)]
+        # Only the items the schema refuses, without recursion: "a list holding a list and null".
+        refused = {"null" if v is None else "a JSON object" if isinstance(v, dict) else "a list" for v in value}
+        return "a list holding " + " and ".join(sorted(refused))
     return type(value).__name__
 
 

@@ -123,6 +123,12 @@ def test_server_requests_with_and_without_vllm_xargs_match_generate(server, refe
         ({"genarm_alpha": '{"rm_a": "high"}'}, "genarm_alpha['rm_a']"),
         ({"genarm_alpha": 1.0, "genarm_beta": 0.0}, "genarm_beta"),
         ({"genarm_alpha": 1.0, "genarm_beta": -2.0}, "genarm_beta"),
+        # A JSON object reaches GenARM (hf-genarm's middleware sends it on as its JSON text), which names the weight.
+        ({"genarm_alpha": {"rm_a": "high"}}, "genarm_alpha['rm_a']"),
+        # Shapes vLLM's `vllm_xargs` schema refuses: the middleware puts GenARM's message first in vLLM's 400.
+        ({"genarm_alpha": None}, "vllm_xargs.genarm_alpha"),
+        ({"genarm_alpha": [[1.0, 0.5]]}, "vllm_xargs.genarm_alpha"),
+        ({"genarm_alpha": 1.0, "genarm_beta": {"rm_a": 1.0}}, "vllm_xargs.genarm_beta"),
     ],
 )
 def test_server_answers_400_naming_the_argument_and_keeps_serving(server, reference, make_prompts, xargs, argument):
@@ -130,18 +136,24 @@ def test_server_answers_400_naming_the_argument_and_keeps_serving(server, refere
     status, answer = _complete(server, ids, xargs, max_tokens=3)
     assert status == 400, answer
     assert f"`{argument}`" in answer["error"]["message"]
+    if argument.startswith("vllm_xargs."):
+        assert answer["error"]["message"].startswith("GenARM: "), answer
+        assert answer["error"]["param"] == argument
     status, answer = _complete(server, ids, {"genarm_alpha": [1.0, 0.0], "genarm_beta": BETA}, max_tokens=3)
     assert status == 200
     assert answer["choices"][0]["token_ids"] == reference.greedy(ids, [1.0, 0.0], BETA, 3)
 
 
 def test_server_weights_by_name_unservable_weights_and_guided_log_probabilities(server, reference, make_prompts):
-    """Weights by name travel as JSON text; weights for another engine are served unguided; `hf-genarm serve` sets
-    `--logprobs-mode processed_logprobs`, so a guided request's log-probabilities are the guided distribution's."""
+    """Weights by name travel as JSON text or as a JSON object (hf-genarm's middleware, which `hf-genarm serve`
+    adds, rewrites it into its text before vLLM's schema sees it); weights for another engine are served unguided;
+    `hf-genarm serve` sets `--logprobs-mode processed_logprobs`, so a guided request's log-probabilities are the
+    guided distribution's."""
     ids = make_prompts(1, seed=12)[0]
-    status, answer = _complete(server, ids, {"genarm_alpha": json.dumps({"rm_b": 1.5}), "genarm_beta": BETA})
-    assert status == 200, answer
-    assert answer["choices"][0]["token_ids"] == reference.greedy(ids, [0.0, 1.5], BETA, NEW_TOKENS)
+    for alpha in (json.dumps({"rm_b": 1.5}), {"rm_b": 1.5}):
+        status, answer = _complete(server, ids, {"genarm_alpha": alpha, "genarm_beta": BETA})
+        assert status == 200, answer
+        assert answer["choices"][0]["token_ids"] == reference.greedy(ids, [0.0, 1.5], BETA, NEW_TOKENS), alpha
     status, answer = _complete(server, ids, {"genarm_alpha": [1.0, 2.0, 3.0], "genarm_beta": BETA})
     assert status == 200, answer
     assert answer["choices"][0]["token_ids"] == reference.greedy(ids, None, BETA, NEW_TOKENS)
