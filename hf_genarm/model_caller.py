@@ -49,7 +49,10 @@ def cache_argument(model: torch.nn.Module) -> str | None:
     ```
     """
     parameters = inspect.signature(model.forward).parameters
-    return next((name for name in ("cache", "past_key_values") if name in parameters), None)
+    # State-space models (Mamba, FalconMamba, Mamba2) called it `cache_params` until transformers 5.24, which
+    # renamed it `cache`; a name missed here would land in `**kwargs`, so every step would run without its state.
+    names = ("cache", "past_key_values", "cache_params")
+    return next((name for name in names if name in parameters), None)
 
 
 def position_limit(config) -> int | None:
