@@ -13,7 +13,7 @@ needs, the dependency is kept small and named here; a release that changes one i
 - `_growing_cache.growing_dynamic_cache` builds `DynamicCache(config=...)` and replaces the plain full-attention
   entries of its `layers` list. Why not public: `DynamicCache` takes no layer class, and `Cache(layers=...)` would
   lose the per-layer dispatch (sliding window, linear attention) that only `DynamicCache.__init__` performs.
-  Checked: transformers 5.19.0, 5.23.0 and 5.24. Tests: `tests/test_growing_cache.py`, `tests/test_architectures.py` (5.24).
+  Checked: transformers 5.19.0, 5.23.0 and 5.24. Tests: `tests/test_growing_cache.py`, `tests/test_architectures.py`.
 - `_reward_stream.RewardModelStream` reads `LinearAttentionCacheLayerMixin.is_conv_states_initialized` /
   `is_recurrent_states_initialized` and `CacheLayerMixin.is_initialized` after a forward, to notice a model that keeps
   its state on its own modules (RecurrentGemma). Why not public: there is no "is this layer filled" query.
@@ -26,10 +26,10 @@ The declared floors (pyproject.toml; `constraints/floor.txt` pins them and `.ci/
 the oldest releases that pass, found by installing and testing them (December 2026):
 
 - transformers 5.23.0. Below 5.5 there is no `LinearAttentionCacheLayerMixin` (Mamba kept a `MambaCache` of its own)
-  and `import hf_genarm` fails; below 5.14 a cache has no `activate_past_recording`, so assisted decoding cannot
-  take back rejected tokens (every `-assisted` row of `tests/test_architectures.py` fails); up to 5.22 RecurrentGemma
-  names its layer types `recurrent` / `attention`, not `linear_attention` / `sliding_attention`, and its rows of that
-  test fail for greedy, sampling and beam search (not investigated further: 5.23 passes).
+  and `import hf_genarm` fails; below 5.14 a cache has no `activate_past_recording`, which the reward stream calls;
+  at 5.14.0 every `-assisted` row of `tests/test_architectures.py` fails (5.15 to 5.18 not tried); from 5.19.0 to
+  5.22.2 only the RecurrentGemma rows fail (greedy, sampling, beam search), where RecurrentGemma still names its
+  layer types `recurrent` / `attention` (5.23: `linear_attention` / `sliding_attention`); not investigated further.
 - huggingface-hub 1.31.0: what transformers 5.23.0 requires.
 - peft 0.19.0: 0.17 imports `HybridCache`, which transformers 5 removed; 0.18 leaves `peft_config` on the model that
   `merge_and_unload()` returns, so a merged reward model still reports `is_peft_model`.
