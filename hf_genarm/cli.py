@@ -11,7 +11,9 @@ loading (`hf_genarm.data`), LoRA and launch set-up (`hf_genarm.training_setup`),
 
 Every command checks its arguments and input files before it loads a model: a bad argument is one line on
 stderr (`hf-genarm: error: ...`) and exit status 2. Errors raised while running (a model that does not load, a Hub
-error, ...) are one line too, with exit status 1; `--debug` shows their traceback instead.
+error, ...) are one line too, with exit status 1; `--debug` shows their traceback instead. While a command runs,
+the libraries' info logs, loading bars and transformers/PEFT warnings are hidden (`--verbose` keeps them); the
+caller's settings come back when `main` returns.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ._hub_ids import looks_like_hub_id
+from ._library_output import quiet_library_output
 from .training_setup import LORA_DEFAULTS, check_distributed_launch, leave_process_group, lora_config
 
 __all__ = ["TrainScriptArguments", "build_parser", "main"]
@@ -266,7 +269,6 @@ examples:
 """
 
 
-
 # ------------------------------------------------------------------------------------------ parsers
 def _add_debug(parser: argparse.ArgumentParser, default: Any) -> None:
     parser.add_argument(
@@ -305,6 +307,11 @@ def _main_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     _add_debug(parser, default=False)
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="Show the libraries' loading bars, info logs and warnings (hidden by default).",
+    )
     parser.add_argument("command", choices=list(COMMANDS), metavar="COMMAND", help="The command to run.")
     return parser
 
@@ -1095,25 +1102,31 @@ def _dashed_options(argv: list[str]) -> list[str]:
     return spelled
 
 
-def _parse(argv: list[str]) -> tuple[bool, Callable[[], int]]:
-    """Parse and check `argv`; return whether to show tracebacks and the command, ready to run."""
+def _parse(argv: list[str]) -> tuple[argparse.Namespace, bool, Callable[[], int]]:
+    """Parse and check `argv`; return the options of `hf-genarm` itself, whether to show tracebacks and the command,
+    ready to run."""
     # Options before the command belong to `hf-genarm` itself; everything after it to the command.
     split = next((index for index, value in enumerate(argv) if not value.startswith("-")), len(argv))
     if split == len(argv) and not {"-h", "--help", "--version"} & set(argv):
         raise UsageError("choose a command: demo, train, generate, score, push or serve (see hf-genarm --help)")
     top = _main_parser().parse_args(argv[: split + 1])
-    command, rest = top.command, argv[split + 1 :]
+    show_traceback, run = _parse_command(top.command, argv[split + 1 :])
+    return top, top.show_traceback or show_traceback, run
+
+
+def _parse_command(command: str, rest: list[str]) -> tuple[bool, Callable[[], int]]:
+    """Parse and check a command's own arguments; return whether they ask for tracebacks and the command."""
     if command == "train" and {"-h", "--help"} & set(rest) and "--help-all" not in rest:
         _train_help_parser().parse_args(["--help"])  # exits
     parser = build_parser(command)
     if command == "train":
         script_args, config = _parse_dataclasses(parser, rest)
         trainer_inputs = _check_train(script_args, config)
-        return top.show_traceback, lambda: _run_train(script_args, config, trainer_inputs)
+        return False, lambda: _run_train(script_args, config, trainer_inputs)
     if command == "demo":
         options, extra = _parse_dataclasses(parser, rest)
         _check_demo(options)
-        return top.show_traceback or extra.show_traceback, lambda: _run_demo(options)
+        return extra.show_traceback, lambda: _run_demo(options)
     if command == "serve":  # what follows `--` is vLLM's, passed on untouched
         split = rest.index("--") if "--" in rest else len(rest)
         args = parser.parse_args(_dashed_options(rest[:split]))
@@ -1124,7 +1137,7 @@ def _parse(argv: list[str]) -> tuple[bool, Callable[[], int]]:
     checks = {"generate": _check_generate, "score": _check_score, "push": _check_push}
     runners = {"generate": _run_generate, "score": _run_score, "push": _run_push}
     checks[command](args)
-    return top.show_traceback or args.show_traceback, lambda: runners[command](args)
+    return args.show_traceback, lambda: runners[command](args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1148,14 +1161,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        show_traceback, run = _parse(argv)
+        top, show_traceback, run = _parse(argv)
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
     except SystemExit as exit_request:  # --help and --version
         return exit_request.code if isinstance(exit_request.code, int) else 0
+    # Quiet only while the command runs: `train`'s options were parsed at the caller's verbosity, so
+    # TrainingArguments keeps the Trainer's own progress bar.
+    quiet = contextlib.nullcontext() if top.verbose else quiet_library_output()
     try:
-        return run()
+        with quiet:
+            return run()
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
 import pytest
 import torch
@@ -495,6 +496,80 @@ def test_score_json_output(capsys, saved):
     result = json.loads(out)
     assert "".join(result["tokens"]) == " is short"
     assert result["total"] == pytest.approx(sum(result["rewards"])) and result["beta_r"] == 0.5
+
+
+def _library_output_settings():
+    import datasets
+    import huggingface_hub.utils
+    from transformers.utils import logging
+
+    return {
+        "transformers verbosity": logging.get_verbosity(),
+        "transformers bars": logging.is_progress_bar_enabled(),
+        "hub bars disabled": huggingface_hub.utils.are_progress_bars_disabled(),
+        "datasets bars disabled": datasets.utils.are_progress_bars_disabled(),
+        "warning filters": list(warnings.filters),
+    }
+
+
+@pytest.mark.parametrize("verbose", [False, True], ids=["default", "verbose"])
+def test_library_bars_logs_and_warnings_are_hidden_unless_verbose(capsys, saved, monkeypatch, recwarn, verbose):
+    from transformers.utils import logging
+
+    monkeypatch.delenv("TRANSFORMERS_VERBOSITY", raising=False)  # the tests' conftest sets it; users usually do not
+    # Start from settings a calling program might have chosen (not the libraries' defaults): they must come back.
+    verbosity_before = logging.get_verbosity()
+    logging.set_verbosity_info()
+    try:
+        before = _library_output_settings()
+        during = {}
+        load_tokenizer = AutoTokenizer.from_pretrained
+
+        def chatty_load(*args, **kwargs):
+            # Stands in for a deprecation in a future transformers/PEFT: warnings attributed to their code.
+            during.update(_library_output_settings())
+            for category, module in ((FutureWarning, "transformers.modeling_utils"), (UserWarning, "peft.tuners")):
+                warnings.warn_explicit(f"{module} chatter", category, "library.py", 1, module=module)
+            warnings.warn_explicit("GenARM's own warning", UserWarning, "scoring.py", 1, module="hf_genarm.scoring")
+            return load_tokenizer(*args, **kwargs)
+
+        monkeypatch.setattr(AutoTokenizer, "from_pretrained", chatty_load)
+        status, out, err = cli(capsys, ("--verbose " if verbose else "") + SCORE, saved=saved)
+        after = _library_output_settings()
+    finally:
+        logging.set_verbosity(verbosity_before)
+    assert status == 0, err
+    assert "total:" in out
+    assert after == before, "the caller's settings come back when main returns"
+    messages = [str(warning.message) for warning in recwarn]
+    assert "GenARM's own warning" in messages, "only the libraries' warnings are hidden"
+    library_warnings = {"transformers.modeling_utils chatter", "peft.tuners chatter"}
+    if verbose:
+        assert during == before
+        assert "Loading weights" in err
+        assert library_warnings <= set(messages)
+    else:
+        assert during["transformers verbosity"] == logging.ERROR
+        assert not during["transformers bars"] and during["hub bars disabled"] and during["datasets bars disabled"]
+        assert "Loading weights" not in err and "Warning" not in err, err
+        assert not library_warnings & set(messages)
+
+
+def test_train_keeps_the_trainers_progress_bar_without_verbose(capsys, saved, tmp_path):
+    from transformers.utils import logging
+
+    data = write_pairs(tmp_path / "pairs.jsonl")
+    # As on a terminal: transformers' default verbosity and the Trainer's default `disable_tqdm`.
+    command_line = TRAIN_RUN.replace("--disable_tqdm true ", "") + "--max_steps 2"
+    verbosity_before = logging.get_verbosity()
+    logging.set_verbosity_warning()
+    try:
+        status, _, err = cli(capsys, command_line, saved=saved, data=data, out=tmp_path / "arm")
+    finally:
+        logging.set_verbosity(verbosity_before)
+    assert status == 0, err
+    assert "2/2 [" in err, "the Trainer's bar is the run's progress"
+    assert "Loading weights" not in err
 
 
 @pytest.mark.parametrize(
