@@ -16,6 +16,9 @@ LORA_DEFAULTS = {"r": 16, "lora_alpha": 32.0, "lora_dropout": 0.05}
 # Where launchers announce how many processes they started: torchrun / accelerate, then MPI implementations.
 _WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
+_FINISHED_BARRIERS: list[Any] = []
+"""The last barrier of each closed process group, kept alive on purpose (see `leave_process_group`)."""
+
 
 def lora_config(
     r: int | None = None,
@@ -112,5 +115,12 @@ def leave_process_group() -> None:
     import torch.distributed
 
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
+        barrier = torch.distributed.barrier(async_op=True)
+        barrier.wait()
+        # gloo's worker thread drops its reference to a finished work item (and to the earlier work it waited on,
+        # which holds Python tensors) just after `wait()` returns. Dropped last there, it needs the GIL; if the
+        # main thread meanwhile holds the GIL while deallocating DDP's reducer, whose process-group destructor
+        # joins that worker thread, both wait forever (seen as a rank hanging after its run saved). Keeping the
+        # work alive until the interpreter exits makes this thread, never the worker, drop it last.
+        _FINISHED_BARRIERS.append(barrier)
         torch.distributed.destroy_process_group()
