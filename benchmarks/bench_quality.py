@@ -1213,7 +1213,7 @@ its second step on, scores the token itself.
   fine-tuned here with `ARMTrainer` on the same pairs with the `arm-sentiment` recipe (β_r={recipe["beta_r"]:g},
   lr {recipe["learning_rate"]:g}, cosine) but {steps["base-size ARM"]} steps of 32 pairs, the same budget as DPO, to
   fit the time budget; best-of-N reranks the same candidates by the ARM's sequence reward
-  (`beta_r * sum log pi_r`) or by the classifier; ARGS (stochastic, k={settings.args_top_k}) uses a
+  (\\(\\beta_r \\sum \\log \\pi_r\\)) or by the classifier; ARGS (stochastic, k={settings.args_top_k}) uses a
   `GPT2ForSequenceClassification` reward model (`num_labels=1`) initialised from the same reward backbone as the
   ARM and trained here on the same pairs with a Bradley-Terry loss and the ARM's own recipe
   ({recipe["num_train_epochs"]:g} epochs, lr {recipe["learning_rate"]:g}, cosine), {steps["sequence classifier"]}
