@@ -34,6 +34,9 @@ def _holds_state(layer) -> bool:
     return bool(getattr(layer, "is_initialized", True))
 
 
+TRANSFORMERS_VERSION = tuple(int(part) for part in transformers.__version__.split(".")[:2])
+"""The installed transformers release as (major, minor), read once at import."""
+
 RECURRENT_GEMMA_MIN_TRANSFORMERS = (5, 23)
 """RecurrentGemma keeps its recurrent state on its modules; before transformers 5.23 (its layer types then named
 `recurrent` / `attention`) the stream cannot tell, and guided scores drift from a full forward (`_compat.py`)."""
@@ -42,8 +45,7 @@ RECURRENT_GEMMA_MIN_TRANSFORMERS = (5, 23)
 def _check_recurrent_gemma_support(config, name: str) -> None:
     if getattr(config, "model_type", None) != "recurrent_gemma":
         return
-    installed = tuple(int(part) for part in transformers.__version__.split(".")[:2])
-    if installed < RECURRENT_GEMMA_MIN_TRANSFORMERS:
+    if TRANSFORMERS_VERSION < RECURRENT_GEMMA_MIN_TRANSFORMERS:
         raise ValueError(
             f"{name} is a RecurrentGemma model, which GenARM guides exactly only with transformers >= 5.23 "
             f"(installed: {transformers.__version__}; before 5.23 its recurrent state is not where the reward "

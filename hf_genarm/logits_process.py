@@ -19,7 +19,7 @@ from ._prompt_padding import (
 )
 from ._reward_stream import RewardModelStream
 from .combine import combine, shared_log_probs
-from .configuration import guidance_weights, validate_alpha, validate_beta
+from .configuration import guidance_weights, validate_alpha, validate_beta, validate_positive_length
 from .model_caller import innermost_transformers_model
 from .preference_lora import ProcessorPreferences
 from .vocab import check_reward_model_vocabularies, model_vocab_size
@@ -164,7 +164,7 @@ class GenARMLogitsProcessor(LogitsProcessor):
         ]
         self._preferences = ProcessorPreferences(models, preference)
         self._prompt_batch_size = self._check_batch_sizes()
-        self.max_new_tokens = self._validate_max_new_tokens(max_new_tokens)
+        self.max_new_tokens = validate_positive_length(max_new_tokens, "max_new_tokens")
         # The prompts the given mask was first used on, when no pad id lets the processor check it directly.
         self._mask_prompt_ids: torch.LongTensor | None = None
         # The ids of the last call, grown by each step's new columns instead of copied whole.
@@ -202,17 +202,6 @@ class GenARMLogitsProcessor(LogitsProcessor):
                     "`from_pretrained(...)` onto a real device, or move it with `.to(device)` after loading weights."
                 )
         return models
-
-    @staticmethod
-    def _validate_max_new_tokens(max_new_tokens: Any) -> int | None:
-        if max_new_tokens is None:
-            return None
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ValueError(
-                f"`max_new_tokens` must be a positive int (the max_new_tokens passed to generate()), got "
-                f"{max_new_tokens!r}."
-            )
-        return max_new_tokens
 
     @staticmethod
     def _resolve_pad_token_id(pad_token_id: Any, tokenizer: Any) -> int | None:

@@ -13,7 +13,7 @@ from test_logits_process import PROMPTS, Recorder, assert_every_step_matches
 from transformers import AutoModelForCausalLM, LogitsProcessorList
 
 from hf_genarm import GenARMLogitsProcessor
-from hf_genarm._reward_stream import RECURRENT_GEMMA_MIN_TRANSFORMERS
+from hf_genarm._reward_stream import RECURRENT_GEMMA_MIN_TRANSFORMERS, TRANSFORMERS_VERSION
 from hf_genarm.testing import make_tiny_causal_lm, make_tiny_tokenizer
 
 SPECIAL = {"vocab_size": 400, "pad_token_id": 0, "bos_token_id": 0, "eos_token_id": 0}
@@ -168,8 +168,6 @@ REWARD_MODEL_CONFIGS = {
         },
     ),
 }
-
-TRANSFORMERS_VERSION = tuple(int(part) for part in transformers.__version__.split(".")[:2])
 
 MODES = ["greedy", "sampling", "beam_search", "assisted", "batch_vs_single"]
 NEW_TOKENS = 7
